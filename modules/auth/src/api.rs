@@ -1,0 +1,175 @@
+//! The auth module's contract, shared by the in-process service and the REST client.
+
+use std::net::IpAddr;
+
+use actix_web::http::StatusCode;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use platform::identity::{AuthUser, Jwks, Role, UserId};
+use platform::problem::Problem;
+use platform::validation::{FieldError, FieldErrors};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /api/auth/register` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Registration {
+    /// A valid address; stored lower-cased and unique.
+    pub email: String,
+    /// 3–32 of `[A-Za-z0-9_.-]`; unique regardless of case.
+    pub username: String,
+    /// At least 8 characters.
+    #[schema(format = Password)]
+    pub password: String,
+}
+
+/// Login credentials: `username` may be the username or the email address.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Credentials {
+    pub username: String,
+    #[schema(format = Password)]
+    pub password: String,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    pub id: UserId,
+    pub email: String,
+    pub username: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An access token and the refresh token that renews it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: u64,
+    /// Opaque; single use: refreshing returns a new one and retires this one.
+    pub refresh_token: String,
+}
+
+/// `POST /api/auth/refresh` and `/api/auth/logout` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Everything the auth module can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid values: {0}")]
+    Validation(FieldErrors),
+    #[error("email already registered")]
+    EmailTaken,
+    #[error("username already taken")]
+    UsernameTaken,
+    /// Same answer for an unknown user and a wrong password.
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    /// Unknown, expired, revoked or already used (the latter also revokes its family).
+    #[error("refresh token invalid, expired or revoked")]
+    InvalidRefreshToken,
+    #[error("too many failed logins; retry in {retry_after_seconds} s")]
+    TooManyAttempts { retry_after_seconds: u64 },
+    #[error("user not found")]
+    NotFound,
+    /// The auth service or one of its dependencies cannot be reached.
+    #[error("auth unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<AuthError> for Problem {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Validation(errors) => Problem::validation(&errors),
+            AuthError::EmailTaken => Problem::conflict("email-taken", "Email already registered", e.to_string()).with("field", "email"),
+            AuthError::UsernameTaken => Problem::conflict("username-taken", "Username already taken", e.to_string()).with("field", "username"),
+            AuthError::InvalidCredentials => Problem::new(StatusCode::UNAUTHORIZED, "invalid-credentials", "Invalid credentials", e.to_string()),
+            AuthError::InvalidRefreshToken => Problem::new(StatusCode::UNAUTHORIZED, "invalid-refresh-token", "Invalid refresh token", e.to_string()),
+            AuthError::TooManyAttempts { retry_after_seconds } => Problem::too_many_requests(retry_after_seconds, e.to_string()),
+            AuthError::NotFound => Problem::not_found(e.to_string()),
+            AuthError::Unavailable(reason) => Problem::unavailable(reason),
+            AuthError::Internal(cause) => Problem::internal(&cause),
+        }
+    }
+}
+
+impl From<Problem> for AuthError {
+    /// The inverse of `From<AuthError> for Problem`, for answers received over REST.
+    fn from(p: Problem) -> Self {
+        match (p.status().as_u16(), p.kind()) {
+            (422, _) => AuthError::Validation(
+                p.extra("errors")
+                    .and_then(|v| serde_json::from_value::<Vec<FieldError>>(v.clone()).ok())
+                    .map_or_else(|| FieldErrors::single("body", p.detail()), |list| {
+                        let mut errors = FieldErrors::new();
+                        for e in list {
+                            errors.add(&e.field, e.message);
+                        }
+                        errors
+                    }),
+            ),
+            (409, "email-taken") => AuthError::EmailTaken,
+            (409, "username-taken") => AuthError::UsernameTaken,
+            (401, "invalid-credentials") => AuthError::InvalidCredentials,
+            (401, "invalid-refresh-token") => AuthError::InvalidRefreshToken,
+            (429, _) => AuthError::TooManyAttempts { retry_after_seconds: p.retry_after_seconds().unwrap_or(1) },
+            (404, _) => AuthError::NotFound,
+            (503, _) => AuthError::Unavailable(p.detail().to_owned()),
+            _ => AuthError::Internal(format!("{p:?}")),
+        }
+    }
+}
+
+/// The auth module, in process or over REST.
+///
+/// Implementations MUST return the same [`AuthError`] variants for the same situations;
+/// the contract suite in `tests/api/auth_contract.rs` runs against both.
+#[async_trait]
+pub trait AuthApi: Send + Sync {
+    /// Creates a customer account.
+    ///
+    /// # Errors
+    /// `Validation` naming each bad field; `EmailTaken` / `UsernameTaken`.
+    async fn register(&self, registration: Registration) -> Result<UserView, AuthError>;
+
+    /// Exchanges credentials for a token pair. `client` is the caller's address, for the
+    /// per-address failure limit.
+    ///
+    /// # Errors
+    /// `InvalidCredentials` (unknown user and wrong password alike); `TooManyAttempts`
+    /// once failures for the account or the address exceed the configured limit.
+    async fn login(&self, credentials: Credentials, client: Option<IpAddr>) -> Result<TokenPair, AuthError>;
+
+    /// Rotates a refresh token: returns a new pair and retires the old token.
+    ///
+    /// # Errors
+    /// `InvalidRefreshToken` for an unknown, expired or revoked token, and for a token that
+    /// was already rotated — which also revokes every token of its family (theft response).
+    async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AuthError>;
+
+    /// Revokes the refresh token (and the session it belongs to). Unknown tokens are ignored.
+    ///
+    /// # Errors
+    /// Only `Unavailable` / `Internal`.
+    async fn logout(&self, refresh_token: &str) -> Result<(), AuthError>;
+
+    /// The calling user's account.
+    ///
+    /// # Errors
+    /// `NotFound` when the account no longer exists.
+    async fn me(&self, caller: &AuthUser) -> Result<UserView, AuthError>;
+
+    /// The public keys that verify access tokens.
+    ///
+    /// # Errors
+    /// Only `Unavailable` / `Internal`.
+    async fn jwks(&self) -> Result<Jwks, AuthError>;
+}

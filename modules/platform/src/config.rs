@@ -1,0 +1,164 @@
+//! Configuration: the layering every boxoffice process uses, and the sections shared by
+//! all modules. Module-specific sections live in their module crates; the binary
+//! assembles the whole settings type and passes pieces down (there is no global).
+//!
+//! Layers, later wins: the compiled-in `config/default.toml` → `config/<profile>.toml`
+//! when `BOXOFFICE_PROFILE` is set → the `--config FILE` → environment variables
+//! `BOXOFFICE__SECTION__KEY`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// Loads settings from the layers above. Errors name the offending key.
+///
+/// `list_keys` are keys whose environment value is a comma-separated list (e.g. `modules`).
+pub fn load<T: DeserializeOwned>(
+    defaults_toml: &str,
+    profile: Option<(&str, &Path)>,
+    file: Option<&Path>,
+    list_keys: &[&str],
+) -> Result<T, String> {
+    let mut builder = Config::builder().add_source(File::from_str(defaults_toml, FileFormat::Toml));
+    if let Some((name, dir)) = profile {
+        let path = dir.join(format!("{name}.toml"));
+        if !path.is_file() {
+            return Err(format!("BOXOFFICE_PROFILE={name}: no profile file at {}", path.display()));
+        }
+        builder = builder.add_source(File::from(path));
+    }
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(format!("--config: no such file {}", path.display()));
+        }
+        builder = builder.add_source(File::from(path.to_path_buf()));
+    }
+    let mut env = Environment::with_prefix("BOXOFFICE").prefix_separator("__").separator("__").try_parsing(true);
+    if !list_keys.is_empty() {
+        env = env.list_separator(",");
+        for key in list_keys {
+            env = env.with_list_parse_key(key);
+        }
+    }
+    builder
+        .add_source(env)
+        .build()
+        .and_then(Config::try_deserialize)
+        .map_err(|e| format!("invalid configuration: {e}"))
+}
+
+/// A secret value (key, password): never printed by `Debug` or `Display`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"[redacted]\"" })
+    }
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest accepted request body; bigger bodies get 413.
+    pub body_limit_bytes: usize,
+    pub shutdown_timeout_seconds: u64,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted gateway).
+    pub trust_forwarded_for: bool,
+    /// Requests one client address may make per minute before 429; 0 disables the budget.
+    pub client_budget_per_minute: u64,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// Empty: one SQLite file per module under `data_dir`. `postgres://…`: one schema per module.
+    pub url: Secret,
+    pub max_connections: u32,
+    pub connect_timeout_seconds: u64,
+}
+
+/// `[redis]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// Empty: keep rate limits and caches in this process's memory.
+    pub url: Secret,
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive, e.g. `info,sqlx=warn`. `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+/// `[jwt]`: what every process needs to verify access tokens.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JwtSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// Clock skew tolerated on `exp`.
+    pub leeway_seconds: u64,
+    /// Shortest interval between two JWKS fetches triggered by an unknown `kid`.
+    pub jwks_min_refresh_seconds: u64,
+}
+
+/// Checks on values that parse but make no sense; each error names its key.
+pub fn check_shared(server: &ServerSettings, database: &DatabaseSettings, redis: &RedisSettings) -> Vec<String> {
+    let mut errors = Vec::new();
+    if server.body_limit_bytes == 0 {
+        errors.push("server.body_limit_bytes must be greater than 0".to_owned());
+    }
+    let db = database.url.expose();
+    if !(db.is_empty() || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        errors.push("database.url must be empty (SQLite under data_dir) or a postgres:// URL".to_owned());
+    }
+    if database.max_connections == 0 {
+        errors.push("database.max_connections must be greater than 0".to_owned());
+    }
+    let r = redis.url.expose();
+    if !(r.is_empty() || r.starts_with("redis://") || r.starts_with("rediss://")) {
+        errors.push("redis.url must be empty (in memory) or a redis:// URL".to_owned());
+    }
+    if redis.pool_size == 0 {
+        errors.push("redis.pool_size must be greater than 0".to_owned());
+    }
+    errors
+}
+
+/// Where a process keeps its files: made if missing.
+pub fn ensure_dir(dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("data_dir {}: {e}", dir.display()))?;
+    Ok(dir.to_path_buf())
+}

@@ -1,0 +1,263 @@
+//! HTTP plumbing shared by every process: request ids, metrics and the per-client budget
+//! as middleware, the extractor configuration that turns bad input into problem+json,
+//! the operational routes, and a catch-all that gives every other error response
+//! (unknown route, wrong method) a problem body too.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError, UrlencodedError};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tracing::Instrument;
+
+use crate::health::Readiness;
+use crate::kv::MemoryKv;
+use crate::problem::{PROBLEM_JSON, Problem};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the current request (echoed from `X-Request-Id` or made up), in request extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_owned())
+}
+
+/// Gives each request an id and a tracing span, and echoes the id in `X-Request-Id`.
+///
+/// # Errors
+/// Only those of the inner service.
+pub async fn request_id(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(acceptable_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status();
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), "request done");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    Ok(res)
+}
+
+/// Counts requests and records their latency, labelled by route template, method and status.
+///
+/// # Errors
+/// Only those of the inner service.
+pub async fn record_metrics(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let res = next.call(req).await?;
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let labels = [("method", method), ("route", route), ("status", res.status().as_u16().to_string())];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    Ok(res)
+}
+
+/// Gives error responses that are not problem documents yet (unknown route, wrong method,
+/// errors from actix itself) a problem+json body with the same status.
+///
+/// # Errors
+/// Only those of the inner service.
+pub async fn problem_bodies(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, Error> {
+    let res = next.call(req).await?.map_into_boxed_body();
+    let status = res.status();
+    let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if status.as_u16() < 400 || is_problem {
+        return Ok(res);
+    }
+    let problem = match status {
+        StatusCode::NOT_FOUND => Problem::not_found(format!("no route for {} {}", res.request().method(), res.request().path())),
+        StatusCode::METHOD_NOT_ALLOWED => Problem::new(status, "method-not-allowed", "Method not allowed", format!("{} is not allowed on {}", res.request().method(), res.request().path())),
+        s if s.is_server_error() => Problem::internal(&format!("unhandled {s} from {}", res.request().path())),
+        s => Problem::new(s, "http-error", "Request failed", s.canonical_reason().unwrap_or("request failed")),
+    };
+    let (req, original) = res.into_parts();
+    let mut replaced = problem.error_response();
+    for (name, value) in original.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replaced.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    Ok(ServiceResponse::new(req, replaced))
+}
+
+/// The per-client request budget: a generous fixed window per client address, kept in this
+/// process (a person never meets it; it stops a runaway client from starving the others).
+pub struct ClientBudget {
+    per_minute: u64,
+    windows: MemoryKv,
+}
+
+impl ClientBudget {
+    pub fn new(per_minute: u64) -> Self {
+        Self { per_minute, windows: MemoryKv::new() }
+    }
+}
+
+/// Answers 429 with `Retry-After` once a client has spent its budget for the minute.
+///
+/// # Errors
+/// Only those of the inner service.
+pub async fn client_budget(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, Error> {
+    if let Some(budget) = req.app_data::<web::Data<ClientBudget>>().filter(|b| b.per_minute > 0) {
+        let addr = client_addr(req.request());
+        let key = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let window = budget.windows.incr_now(&key, Duration::from_secs(60));
+        if window.count > budget.per_minute {
+            let problem = Problem::too_many_requests(window.resets_in.as_secs(), "request budget for this client exhausted");
+            return Ok(req.into_response(problem.error_response()));
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// Whether the gateway in front is trusted to set `X-Forwarded-For` (in app data).
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardedFor {
+    pub trusted: bool,
+}
+
+/// The client's address: the peer, or the first `X-Forwarded-For` hop when the gateway in
+/// front is trusted to set it.
+pub fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
+    let trusted = req.app_data::<web::Data<ForwardedFor>>().is_some_and(|f| f.trusted);
+    if trusted {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    req.peer_addr().map(|a| a.ip())
+}
+
+/// The caller's address (see [`client_addr`]) as an extractor.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl actix_web::FromRequest for ClientAddr {
+    type Error = Error;
+    type Future = std::future::Ready<Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(Ok(ClientAddr(client_addr(req))))
+    }
+}
+
+/// The extractor settings: body limit and problem+json for every malformed input
+/// (bad JSON syntax → 400, wrong types or values → 422, too big → 413).
+pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit: usize) {
+    cfg.app_data(web::JsonConfig::default().limit(body_limit).error_handler(|e, _| json_error(e).into()))
+        .app_data(web::FormConfig::default().limit(body_limit).error_handler(|e, _| form_error(e).into()))
+        .app_data(web::PayloadConfig::default().limit(body_limit))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
+        .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()));
+}
+
+fn too_large() -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large", "the request body exceeds the configured limit")
+}
+
+/// Maps a JSON body parse failure the same way the extractor does, for handlers that
+/// parse bodies themselves.
+pub fn json_syntax_or_value_error(e: &serde_json::Error) -> Problem {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", e.to_string()),
+        Category::Syntax | Category::Eof | Category::Io => Problem::bad_request(format!("malformed JSON: {e}")),
+    }
+}
+
+fn payload_error(e: &PayloadError) -> Problem {
+    match e {
+        PayloadError::Overflow => too_large(),
+        other => Problem::bad_request(other.to_string()),
+    }
+}
+
+fn json_error(e: JsonPayloadError) -> Problem {
+    match e {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => too_large(),
+        JsonPayloadError::ContentType => Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", "expected Content-Type: application/json"),
+        JsonPayloadError::Deserialize(e) => json_syntax_or_value_error(&e),
+        JsonPayloadError::Payload(e) => payload_error(&e),
+        other => Problem::bad_request(other.to_string()),
+    }
+}
+
+fn form_error(e: UrlencodedError) -> Problem {
+    match e {
+        UrlencodedError::Overflow { .. } => too_large(),
+        UrlencodedError::ContentType => Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", "expected Content-Type: application/x-www-form-urlencoded"),
+        UrlencodedError::Parse(e) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", e.to_string()),
+        UrlencodedError::Payload(e) => payload_error(&e),
+        other => Problem::bad_request(other.to_string()),
+    }
+}
+
+fn query_error(e: QueryPayloadError) -> Problem {
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", format!("query string: {e}"))
+}
+
+fn path_error(e: PathError) -> Problem {
+    // A path segment that does not parse (e.g. not a UUID) names no resource.
+    Problem::not_found(format!("no such resource: {e}"))
+}
+
+/// Process-wide state of the operational routes.
+pub struct Ops {
+    pub readiness: Readiness,
+    pub metrics: PrometheusHandle,
+}
+
+/// `/health/live`, `/health/ready` and `/metrics`.
+pub fn ops_routes(cfg: &mut web::ServiceConfig, ops: Arc<Ops>) {
+    cfg.app_data(web::Data::from(ops))
+        .route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(render_metrics));
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn ready(ops: web::Data<Ops>) -> HttpResponse {
+    let (ok, report) = ops.readiness.report(Duration::from_secs(2)).await;
+    if ok {
+        HttpResponse::Ok().json(report)
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, 5))
+            .json(report)
+    }
+}
+
+async fn render_metrics(ops: web::Data<Ops>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(ops.metrics.render())
+}

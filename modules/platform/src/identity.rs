@@ -1,0 +1,276 @@
+//! Who is calling: user ids, roles, access-token claims, the verifier every process uses,
+//! and the `AuthUser` extractor handlers take to require a valid token.
+//!
+//! Tokens are verified locally in every process (no call to auth per request): the
+//! algorithm is pinned to EdDSA, and issuer, audience, expiry and signature are checked
+//! against the public keys of auth's JWKS — handed over directly when auth runs in the
+//! same process, fetched (and refetched on an unknown `kid`, throttled) when it does not.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::JwtSettings;
+use crate::problem::Problem;
+
+/// A user's id, as carried in the token's `sub`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, format = Uuid)]
+pub struct UserId(pub Uuid);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Customer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// # Errors
+    /// The text is neither `customer` nor `admin`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "customer" => Ok(Role::Customer),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role {other:?}")),
+        }
+    }
+}
+
+/// The claims of a boxoffice access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: UserId,
+    pub role: Role,
+    pub iss: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: Uuid,
+}
+
+/// One public key in JWK form (RFC 8037 for Ed25519).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Jwk {
+    /// Always `OKP`.
+    pub kty: String,
+    /// Always `Ed25519`.
+    pub crv: String,
+    /// The public key, base64url without padding.
+    pub x: String,
+    pub kid: String,
+    #[serde(rename = "use")]
+    pub use_: String,
+    /// Always `EdDSA`.
+    pub alg: String,
+}
+
+/// A JSON Web Key Set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token")]
+    Invalid,
+    /// The keys could not be fetched from auth: the token may well be valid.
+    #[error("token keys unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+impl From<TokenError> for Problem {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::KeysUnavailable(reason) => Problem::unavailable(format!("cannot verify tokens now: {reason}")),
+            other => Problem::unauthorized(other.to_string()),
+        }
+    }
+}
+
+struct RemoteKeys {
+    jwks_url: String,
+    http: reqwest::Client,
+    min_refresh: Duration,
+    last_fetch: Mutex<Option<Instant>>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+/// Verifies access tokens. Cheap to share: hold it in `web::Data`.
+pub struct JwtVerifier {
+    validation: Validation,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    remote: Option<RemoteKeys>,
+}
+
+fn decoding_keys(jwks: &Jwks) -> HashMap<String, DecodingKey> {
+    jwks.keys
+        .iter()
+        .filter(|k| k.kty == "OKP" && k.crv == "Ed25519" && k.alg == "EdDSA")
+        .filter_map(|k| DecodingKey::from_ed_components(&k.x).ok().map(|d| (k.kid.clone(), d)))
+        .collect()
+}
+
+impl JwtVerifier {
+    fn validation(settings: &JwtSettings) -> Validation {
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.set_issuer(&[&settings.issuer]);
+        v.set_audience(&[&settings.audience]);
+        v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        v.leeway = settings.leeway_seconds;
+        v
+    }
+
+    /// A verifier with a fixed key set: auth runs in this process.
+    pub fn with_keys(settings: &JwtSettings, jwks: &Jwks) -> Self {
+        Self { validation: Self::validation(settings), keys: RwLock::new(decoding_keys(jwks)), remote: None }
+    }
+
+    /// A verifier that fetches auth's JWKS from `jwks_url` on first use and whenever a
+    /// token names an unknown `kid` (at most once per `jwks_min_refresh_seconds`).
+    pub fn remote(settings: &JwtSettings, jwks_url: String, http: reqwest::Client) -> Self {
+        Self {
+            validation: Self::validation(settings),
+            keys: RwLock::new(HashMap::new()),
+            remote: Some(RemoteKeys {
+                jwks_url,
+                http,
+                min_refresh: Duration::from_secs(settings.jwks_min_refresh_seconds),
+                last_fetch: Mutex::new(None),
+                fetching: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// # Errors
+    /// [`TokenError::Expired`] past `exp` (plus leeway); [`TokenError::Invalid`] for a bad
+    /// signature, algorithm, issuer, audience, unknown key or malformed token;
+    /// [`TokenError::KeysUnavailable`] when the keys had to be fetched and could not be.
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        if let Some(result) = self.verify_with_known(&kid, token) {
+            return result;
+        }
+        let Some(remote) = &self.remote else {
+            return Err(TokenError::Invalid);
+        };
+        self.refresh(remote).await?;
+        self.verify_with_known(&kid, token).unwrap_or(Err(TokenError::Invalid))
+    }
+
+    fn verify_with_known(&self, kid: &str, token: &str) -> Option<Result<Claims, TokenError>> {
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = keys.get(kid)?;
+        Some(decode::<Claims>(token, key, &self.validation).map(|d| d.claims).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            }
+        }))
+    }
+
+    /// Refetches the key set unless another request just did (one fetch at a time).
+    async fn refresh(&self, remote: &RemoteKeys) -> Result<(), TokenError> {
+        let _one_at_a_time = remote.fetching.lock().await;
+        let recently = {
+            let last = remote.last_fetch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            last.is_some_and(|t| t.elapsed() < remote.min_refresh)
+        };
+        if recently {
+            return Ok(());
+        }
+        let fetched = async {
+            let res = remote.http.get(&remote.jwks_url).timeout(Duration::from_secs(5)).send().await?;
+            res.error_for_status()?.json::<Jwks>().await
+        }
+        .await;
+        let jwks = match fetched {
+            Ok(jwks) => jwks,
+            Err(e) => {
+                tracing::warn!(url = %remote.jwks_url, error = %e, "fetching JWKS failed");
+                return Err(TokenError::KeysUnavailable(e.to_string()));
+            }
+        };
+        *remote.last_fetch.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+        let fresh = decoding_keys(&jwks);
+        tracing::info!(keys = fresh.len(), "JWKS refreshed");
+        *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+}
+
+/// The authenticated caller of a request: extracted from a valid `Authorization: Bearer`
+/// token, or the request is answered 401 (503 when the keys cannot be fetched).
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: UserId,
+    pub role: Role,
+    /// The caller's access token, forwarded by REST clients acting on the caller's behalf.
+    pub bearer: String,
+}
+
+impl AuthUser {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// # Errors
+    /// 403 unless the caller is an admin.
+    pub fn require_admin(&self) -> Result<(), Problem> {
+        if self.is_admin() { Ok(()) } else { Err(Problem::forbidden("this action needs the admin role")) }
+    }
+}
+
+fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+impl FromRequest for AuthUser {
+    type Error = Problem;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Problem>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer_token(req);
+        let verifier = req.app_data::<web::Data<JwtVerifier>>().cloned();
+        Box::pin(async move {
+            let token = token.ok_or(TokenError::Missing)?;
+            let verifier = verifier.ok_or_else(|| Problem::internal(&"JwtVerifier missing from app data"))?;
+            let claims = verifier.verify(&token).await?;
+            Ok(AuthUser { id: claims.sub, role: claims.role, bearer: token })
+        })
+    }
+}

@@ -1,0 +1,211 @@
+//! RFC 7807 problem documents: the only shape in which an error leaves a boxoffice process.
+//!
+//! Module error enums convert into [`Problem`]; the extractor error handlers in
+//! [`crate::http`] build them too, so malformed input never produces actix's plain-text
+//! defaults. Internal failures are logged with their cause and shown to the client only
+//! as a generic 500 with the request id to quote.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::validation::FieldErrors;
+
+/// Media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 7807 problem document plus the response headers some problems need.
+#[derive(Clone)]
+pub struct Problem {
+    status: StatusCode,
+    kind: Cow<'static, str>,
+    title: Cow<'static, str>,
+    detail: String,
+    extra: Map<String, Value>,
+    retry_after_seconds: Option<u64>,
+}
+
+impl Problem {
+    /// A problem of type `/problems/{kind}`; `title` is the short, fixed summary of that kind.
+    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind: Cow::Borrowed(kind),
+            title: Cow::Borrowed(title),
+            detail: detail.into(),
+            extra: Map::new(),
+            retry_after_seconds: None,
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed-request", "Malformed request", detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn conflict(kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, kind, title, detail)
+    }
+
+    /// 422 naming every offending field, in `detail` and as `errors: [{field, message}]`.
+    pub fn validation(errors: &FieldErrors) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "Invalid request values",
+            errors.to_string(),
+        )
+        .with("errors", serde_json::to_value(errors.as_slice()).unwrap_or(Value::Null))
+    }
+
+    pub fn too_many_requests(retry_after_seconds: u64, detail: impl Into<String>) -> Self {
+        let mut p = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests", detail);
+        p.retry_after_seconds = Some(retry_after_seconds.max(1));
+        p
+    }
+
+    /// A dependency (database, cache, another module) is down: 503 with `Retry-After`.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        let mut p = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dependency-unavailable",
+            "Service temporarily unavailable",
+            detail,
+        );
+        p.retry_after_seconds = Some(5);
+        p
+    }
+
+    /// A bug or an unexpected infrastructure failure. The cause is logged here, with the
+    /// request's span, and never sent to the client.
+    pub fn internal(cause: &dyn fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "An unexpected error occurred; quote the X-Request-Id when reporting it.",
+        )
+    }
+
+    /// Adds an extension member (e.g. `unavailable_seat_ids`).
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_seconds = Some(seconds.max(1));
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The short kind, e.g. `validation` for type `/problems/validation`.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    pub fn extra(&self, key: &str) -> Option<&Value> {
+        self.extra.get(key)
+    }
+
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.retry_after_seconds
+    }
+
+    /// Rebuilds a problem received from another boxoffice service (see [`crate::rest`]).
+    pub fn from_document(status: StatusCode, doc: ProblemDocument, retry_after_seconds: Option<u64>) -> Self {
+        let kind = doc.kind.strip_prefix("/problems/").unwrap_or(&doc.kind).to_owned();
+        Self {
+            status,
+            kind: Cow::Owned(kind),
+            title: Cow::Owned(doc.title),
+            detail: doc.detail,
+            extra: doc.extra,
+            retry_after_seconds,
+        }
+    }
+
+    fn document(&self) -> ProblemDocument {
+        ProblemDocument {
+            kind: format!("/problems/{}", self.kind),
+            title: self.title.to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            extra: self.extra.clone(),
+        }
+    }
+}
+
+/// The wire form of a problem (`type`, `title`, `status`, `detail`, extension members).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProblemDocument {
+    /// URI reference naming the problem kind, e.g. `/problems/validation`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(default)]
+    pub detail: String,
+    /// Extension members such as `errors` (validation) or `unavailable_seat_ids`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: Map<String, Value>,
+}
+
+impl fmt::Debug for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.kind, self.detail)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.title, self.detail)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
+        if let Some(seconds) = self.retry_after_seconds {
+            res.insert_header((header::RETRY_AFTER, seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        res.body(serde_json::to_vec(&self.document()).unwrap_or_default())
+    }
+}

@@ -1,0 +1,81 @@
+//! What the REST clients of every module share: one pooled HTTP client, base URLs, and the
+//! mapping of answers back into results — a problem+json body into a [`Problem`] the
+//! module client turns into its own error enum, a network failure into a 503 problem.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use reqwest::{Method, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+
+use crate::problem::{Problem, ProblemDocument};
+
+/// The HTTP client every REST client of a process shares (one connection pool).
+///
+/// # Errors
+/// The TLS-less client cannot be built (does not happen in practice).
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+}
+
+/// A module's REST endpoint: base URL plus the shared client.
+#[derive(Clone)]
+pub struct RestClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl RestClient {
+    pub fn new(base_url: &str, http: reqwest::Client) -> Self {
+        Self { base: base_url.trim_end_matches('/').to_owned(), http }
+    }
+
+    /// A request to `path` (absolute, e.g. `/api/auth/me`), optionally as `bearer`.
+    pub fn request(&self, method: Method, path: &str, bearer: Option<&str>) -> RequestBuilder {
+        let rb = self.http.request(method, format!("{}{path}", self.base));
+        match bearer {
+            Some(token) => rb.bearer_auth(token),
+            None => rb,
+        }
+    }
+
+    /// Sends and decodes a 2xx JSON answer.
+    ///
+    /// # Errors
+    /// The service's problem for a non-2xx answer; a 503 problem when it cannot be reached
+    /// or answers something that is not ours.
+    pub async fn json<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T, Problem> {
+        let res = self.send(rb).await?;
+        res.json::<T>().await.map_err(|e| Problem::unavailable(format!("unreadable answer from {}: {e}", self.base)))
+    }
+
+    /// Sends and expects a 2xx answer without a body of interest.
+    ///
+    /// # Errors
+    /// As [`RestClient::json`].
+    pub async fn empty(&self, rb: RequestBuilder) -> Result<(), Problem> {
+        self.send(rb).await.map(drop)
+    }
+
+    async fn send(&self, rb: RequestBuilder) -> Result<Response, Problem> {
+        let res = rb.send().await.map_err(|e| Problem::unavailable(format!("{} unreachable: {e}", self.base)))?;
+        let status = res.status();
+        if status.is_success() {
+            return Ok(res);
+        }
+        let retry_after = res
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        match res.json::<ProblemDocument>().await {
+            Ok(doc) => Err(Problem::from_document(status, doc, retry_after)),
+            Err(_) => Err(Problem::unavailable(format!("{} answered {status} without a problem document", self.base))),
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The `boxoffice` command: `serve` (the default), `migrate`, `admin create`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use boxoffice::settings::{Module, Settings};
+use boxoffice::startup::Application;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "boxoffice", version, about = "Movie-ticket booking: one binary or split services")]
+struct Cli {
+    /// A configuration file layered over the defaults and the profile.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default with no subcommand).
+    Serve {
+        /// Modules to serve, comma-separated (default: every compiled-in module).
+        #[arg(long, value_delimiter = ',')]
+        modules: Option<Vec<Module>>,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, value_name = "HOST:PORT")]
+        bind: Option<SocketAddr>,
+    },
+    /// Bring the schemas of the served modules up to date, then exit.
+    Migrate,
+    /// Administrative tasks.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an account with the admin role.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// The password (or set BOXOFFICE_ADMIN_PASSWORD, which stays out of `ps`).
+        #[arg(long, env = "BOXOFFICE_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Defaults to the email's local part.
+        #[arg(long)]
+        username: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("boxoffice: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    platform::telemetry::init_tracing(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("boxoffice: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve { modules: None, bind: None }) {
+            Command::Serve { modules, bind } => {
+                if modules.is_some() {
+                    settings.modules = modules;
+                }
+                if let Some(bind) = bind {
+                    settings.server.bind = bind;
+                }
+                settings.validate().map_err(anyhow::Error::msg)?;
+                Application::build(settings).await?.run_until_stopped().await?;
+                Ok(())
+            }
+            Command::Migrate => migrate(&settings).await,
+            Command::Admin { command: AdminCommand::Create { email, password, username } } => {
+                create_admin(&settings, &email, &password, username.as_deref()).await
+            }
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "boxoffice stopped");
+            eprintln!("boxoffice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    for module in settings.served() {
+        boxoffice::startup::open_database(settings, module).await?;
+        tracing::info!(module = module.name(), "schema up to date");
+    }
+    Ok(())
+}
+
+#[cfg(feature = "auth")]
+async fn create_admin(settings: &Settings, email: &str, password: &str, username: Option<&str>) -> anyhow::Result<()> {
+    let mut readiness = platform::health::Readiness::default();
+    let kv = boxoffice::startup::key_value(settings, &mut readiness)?;
+    let auth = boxoffice::startup::auth_service(settings, kv, &mut readiness).await?;
+    let admin = auth.create_admin(email, password, username).await?;
+    println!("created admin {} <{}> id {}", admin.username, admin.email, admin.id);
+    Ok(())
+}
+
+#[cfg(not(feature = "auth"))]
+async fn create_admin(_: &Settings, _: &str, _: &str, _: Option<&str>) -> anyhow::Result<()> {
+    anyhow::bail!("this binary was built without the auth module")
+}

@@ -1,0 +1,94 @@
+//! The whole configuration of a process: the platform's shared sections plus each
+//! compiled-in module's own. Loaded once in `main` and passed down; nothing global.
+
+use std::path::{Path, PathBuf};
+
+use platform::config::{DatabaseSettings, JwtSettings, LogSettings, RedisSettings, ServerSettings};
+use serde::Deserialize;
+
+/// The compiled-in defaults: the documented `config/default.toml`.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// The modules a process can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Module {
+    Auth,
+}
+
+impl Module {
+    /// Modules whose Cargo feature is on in this build.
+    pub const COMPILED: &'static [Module] = &[
+        #[cfg(feature = "auth")]
+        Module::Auth,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Module::Auth => "auth",
+        }
+    }
+}
+
+/// `[services]`: where modules this process does not serve are reached.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceUrls {
+    pub auth: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// Unset: every compiled-in module.
+    pub modules: Option<Vec<Module>>,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub log: LogSettings,
+    pub jwt: JwtSettings,
+    pub services: ServiceUrls,
+    #[cfg(feature = "auth")]
+    pub auth: auth::service::AuthSettings,
+}
+
+impl Settings {
+    /// Defaults → `config/$BOXOFFICE_PROFILE.toml` → `file` → `BOXOFFICE__*` variables, validated.
+    ///
+    /// # Errors
+    /// A layer that is missing or does not parse, or a value that makes no sense; the
+    /// message names the key.
+    pub fn load(file: Option<&Path>) -> Result<Self, String> {
+        let profile = std::env::var("BOXOFFICE_PROFILE").ok().filter(|p| !p.is_empty());
+        let dir = std::env::var("BOXOFFICE_CONFIG_DIR").map_or_else(|_| PathBuf::from("config"), PathBuf::from);
+        let settings: Settings =
+            platform::config::load(DEFAULTS, profile.as_deref().map(|p| (p, dir.as_path())), file, &["modules"])?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// # Errors
+    /// Every inconsistent value, each naming its key.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errors = platform::config::check_shared(&self.server, &self.database, &self.redis);
+        for m in self.modules.iter().flatten() {
+            if !Module::COMPILED.contains(m) {
+                errors.push(format!("modules: {} is not compiled into this binary (Cargo feature `{}`)", m.name(), m.name()));
+            }
+        }
+        if !self.serves(Module::Auth) && url::Url::parse(&self.services.auth).is_err() {
+            errors.push(format!("services.auth: {:?} is not a URL", self.services.auth));
+        }
+        #[cfg(feature = "auth")]
+        errors.extend(self.auth.check());
+        if errors.is_empty() { Ok(()) } else { Err(format!("invalid configuration: {}", errors.join("; "))) }
+    }
+
+    /// The modules this process serves.
+    pub fn served(&self) -> Vec<Module> {
+        self.modules.clone().unwrap_or_else(|| Module::COMPILED.to_vec())
+    }
+
+    pub fn serves(&self, module: Module) -> bool {
+        self.served().contains(&module)
+    }
+}

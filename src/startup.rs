@@ -1,0 +1,170 @@
+//! The composition root: from [`Settings`], decide for every module whether it runs in
+//! this process or is reached over REST, pick the in-memory or Redis adapters, and build
+//! the HTTP server. The single binary and every split service are built here alike.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::{Context, anyhow};
+use auth::api::AuthApi;
+use auth::client::AuthClient;
+use platform::health::Readiness;
+use platform::http::{ClientBudget, ForwardedFor, Ops};
+use platform::identity::JwtVerifier;
+use platform::kv::{KeyValue, MemoryKv, RedisKv};
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::settings::{Module, Settings};
+
+/// Extra routes mounted after the modules' (tests use it to probe a process's auth wiring).
+pub type ExtraRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// Opens the database of `module` and brings its schema up to date.
+///
+/// # Errors
+/// The database cannot be reached or a migration fails.
+pub async fn open_database(settings: &Settings, module: Module) -> anyhow::Result<DatabaseConnection> {
+    let db = platform::db::connect(&settings.database, &settings.data_dir, module.name())
+        .await
+        .with_context(|| format!("connecting to the {} database", module.name()))?;
+    match module {
+        Module::Auth => migrations::auth::Migrator::up(&db, None).await,
+    }
+    .with_context(|| format!("migrating the {} schema", module.name()))?;
+    Ok(db)
+}
+
+/// The key-value store of this deployment: Redis when configured, else this process's memory.
+///
+/// # Errors
+/// A malformed Redis URL.
+pub fn key_value(settings: &Settings, readiness: &mut Readiness) -> anyhow::Result<Arc<dyn KeyValue>> {
+    if settings.redis.url.is_empty() {
+        return Ok(Arc::new(MemoryKv::new()));
+    }
+    let redis = Arc::new(
+        RedisKv::connect(settings.redis.url.expose(), settings.redis.pool_size, "boxoffice:").map_err(|e| anyhow!("redis.url: {e}"))?,
+    );
+    readiness.add(redis.clone());
+    Ok(redis)
+}
+
+/// The in-process auth service, its database migrated and the configured admin ensured.
+///
+/// # Errors
+/// Database, signing-key or configuration failures.
+#[cfg(feature = "auth")]
+pub async fn auth_service(
+    settings: &Settings,
+    kv: Arc<dyn KeyValue>,
+    readiness: &mut Readiness,
+) -> anyhow::Result<Arc<auth::service::AuthService>> {
+    let db = open_database(settings, Module::Auth).await?;
+    readiness.add(Arc::new(platform::db::DatabaseHealth::new("auth", db.clone())));
+    let service = auth::service::AuthService::new(db, &settings.auth, &settings.jwt, &settings.data_dir, kv).map_err(|e| anyhow!(e))?;
+    service.ensure_configured_admin().await.map_err(|e| anyhow!("auth.admin_email: {e}"))?;
+    Ok(Arc::new(service))
+}
+
+/// A running (or ready to run) boxoffice HTTP server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// # Errors
+    /// Anything that stops the process from serving: configuration, databases, the port.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, Arc::new(|_| {})).await
+    }
+
+    /// [`Application::build`] with extra routes.
+    ///
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_with(settings: Settings, extra: ExtraRoutes) -> anyhow::Result<Self> {
+        let http = platform::rest::http_client().context("building the HTTP client")?;
+        let mut readiness = Readiness::default();
+        let kv = key_value(&settings, &mut readiness)?;
+
+        // Auth: the service here, or its REST client and its published keys.
+        let (auth_api, verifier, serve_auth): (Arc<dyn AuthApi>, JwtVerifier, bool) = if settings.serves(Module::Auth) {
+            #[cfg(feature = "auth")]
+            {
+                let service = auth_service(&settings, kv.clone(), &mut readiness).await?;
+                let verifier = JwtVerifier::with_keys(&settings.jwt, &service.public_keys());
+                (service, verifier, true)
+            }
+            #[cfg(not(feature = "auth"))]
+            unreachable!("validated: auth is not compiled in")
+        } else {
+            let jwks_url = format!("{}/api/auth/jwks", settings.services.auth.trim_end_matches('/'));
+            let verifier = JwtVerifier::remote(&settings.jwt, jwks_url, http.clone());
+            (Arc::new(AuthClient::new(&settings.services.auth, http.clone())), verifier, false)
+        };
+
+        let listener = TcpListener::bind(settings.server.bind).with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;
+        let port = listener.local_addr()?.port();
+        let ops = Arc::new(Ops { readiness, metrics: platform::telemetry::prometheus() });
+        let verifier = web::Data::new(verifier);
+        let budget = web::Data::new(ClientBudget::new(settings.server.client_budget_per_minute));
+        let forwarded = web::Data::new(ForwardedFor { trusted: settings.server.trust_forwarded_for });
+        let auth_data: web::Data<dyn AuthApi> = web::Data::from(auth_api);
+        let openapi = crate::openapi::document(&settings);
+        let body_limit = settings.server.body_limit_bytes;
+
+        let mut server = HttpServer::new(move || {
+            let auth_data = auth_data.clone();
+            let extra = extra.clone();
+            App::new()
+                .wrap(from_fn(platform::http::problem_bodies))
+                .wrap(from_fn(platform::http::client_budget))
+                .wrap(from_fn(platform::http::record_metrics))
+                .wrap(from_fn(platform::http::request_id))
+                .app_data(verifier.clone())
+                .app_data(budget.clone())
+                .app_data(forwarded.clone())
+                .configure(|cfg| platform::http::configure_extractors(cfg, body_limit))
+                .configure(|cfg| platform::http::ops_routes(cfg, ops.clone()))
+                .configure(|cfg| {
+                    if serve_auth {
+                        auth::http::configure(cfg, auth_data.clone());
+                    }
+                })
+                .route("/api/docs", web::get().to(|| async { HttpResponse::PermanentRedirect().insert_header(("Location", "/api/docs/")).finish() }))
+                .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", openapi.clone()))
+                .configure(|cfg| extra(cfg))
+        })
+        .shutdown_timeout(settings.server.shutdown_timeout_seconds)
+        .listen(listener)?;
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        tracing::info!(port, modules = ?settings.served(), "listening");
+        Ok(Self { port, server: server.run() })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully (what SIGTERM does).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]), then lets in-flight
+    /// requests finish within `server.shutdown_timeout_seconds`.
+    ///
+    /// # Errors
+    /// The server failed.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
