@@ -13,7 +13,9 @@ pub fn document(settings: &Settings) -> OpenApi {
             InfoBuilder::new()
                 .title("boxoffice")
                 .version(env!("CARGO_PKG_VERSION"))
-                .description(Some("Movie-ticket booking. Errors are RFC 7807 problem documents (application/problem+json)."))
+                .description(Some(
+                    "Movie-ticket booking. Errors are RFC 7807 problem documents (application/problem+json).",
+                ))
                 .build(),
         )
         .build();

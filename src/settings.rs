@@ -72,7 +72,11 @@ impl Settings {
         let mut errors = platform::config::check_shared(&self.server, &self.database, &self.redis);
         for m in self.modules.iter().flatten() {
             if !Module::COMPILED.contains(m) {
-                errors.push(format!("modules: {} is not compiled into this binary (Cargo feature `{}`)", m.name(), m.name()));
+                errors.push(format!(
+                    "modules: {} is not compiled into this binary (Cargo feature `{}`)",
+                    m.name(),
+                    m.name()
+                ));
             }
         }
         if !self.serves(Module::Auth) && url::Url::parse(&self.services.auth).is_err() {

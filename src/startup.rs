@@ -48,7 +48,8 @@ pub fn key_value(settings: &Settings, readiness: &mut Readiness) -> anyhow::Resu
         return Ok(Arc::new(MemoryKv::new()));
     }
     let redis = Arc::new(
-        RedisKv::connect(settings.redis.url.expose(), settings.redis.pool_size, "boxoffice:").map_err(|e| anyhow!("redis.url: {e}"))?,
+        RedisKv::connect(settings.redis.url.expose(), settings.redis.pool_size, &settings.redis.key_prefix)
+            .map_err(|e| anyhow!("redis.url: {e}"))?,
     );
     readiness.add(redis.clone());
     Ok(redis)
@@ -66,7 +67,8 @@ pub async fn auth_service(
 ) -> anyhow::Result<Arc<auth::service::AuthService>> {
     let db = open_database(settings, Module::Auth).await?;
     readiness.add(Arc::new(platform::db::DatabaseHealth::new("auth", db.clone())));
-    let service = auth::service::AuthService::new(db, &settings.auth, &settings.jwt, &settings.data_dir, kv).map_err(|e| anyhow!(e))?;
+    let service = auth::service::AuthService::new(db, &settings.auth, &settings.jwt, &settings.data_dir, kv)
+        .map_err(|e| anyhow!(e))?;
     service.ensure_configured_admin().await.map_err(|e| anyhow!("auth.admin_email: {e}"))?;
     Ok(Arc::new(service))
 }
@@ -109,7 +111,8 @@ impl Application {
             (Arc::new(AuthClient::new(&settings.services.auth, http.clone())), verifier, false)
         };
 
-        let listener = TcpListener::bind(settings.server.bind).with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;
+        let listener = TcpListener::bind(settings.server.bind)
+            .with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
         let ops = Arc::new(Ops { readiness, metrics: platform::telemetry::prometheus() });
         let verifier = web::Data::new(verifier);
@@ -120,7 +123,6 @@ impl Application {
         let body_limit = settings.server.body_limit_bytes;
 
         let mut server = HttpServer::new(move || {
-            let auth_data = auth_data.clone();
             let extra = extra.clone();
             App::new()
                 .wrap(from_fn(platform::http::problem_bodies))
@@ -130,14 +132,20 @@ impl Application {
                 .app_data(verifier.clone())
                 .app_data(budget.clone())
                 .app_data(forwarded.clone())
+                .app_data(auth_data.clone())
                 .configure(|cfg| platform::http::configure_extractors(cfg, body_limit))
                 .configure(|cfg| platform::http::ops_routes(cfg, ops.clone()))
                 .configure(|cfg| {
                     if serve_auth {
-                        auth::http::configure(cfg, auth_data.clone());
+                        auth::http::configure(cfg);
                     }
                 })
-                .route("/api/docs", web::get().to(|| async { HttpResponse::PermanentRedirect().insert_header(("Location", "/api/docs/")).finish() }))
+                .route(
+                    "/api/docs",
+                    web::get().to(|| async {
+                        HttpResponse::PermanentRedirect().insert_header(("Location", "/api/docs/")).finish()
+                    }),
+                )
                 .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", openapi.clone()))
                 .configure(|cfg| extra(cfg))
         })

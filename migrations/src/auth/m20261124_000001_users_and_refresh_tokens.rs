@@ -56,11 +56,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("users_email_key").table(Users::Table).col(Users::Email).unique().to_owned())
+            .create_index(
+                Index::create().name("users_email_key").table(Users::Table).col(Users::Email).unique().to_owned(),
+            )
             .await?;
         manager
             .create_index(
-                Index::create().name("users_username_key").table(Users::Table).col(Users::UsernameKey).unique().to_owned(),
+                Index::create()
+                    .name("users_username_key")
+                    .table(Users::Table)
+                    .col(Users::UsernameKey)
+                    .unique()
+                    .to_owned(),
             )
             .await?;
         manager

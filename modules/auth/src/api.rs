@@ -89,11 +89,21 @@ impl From<AuthError> for Problem {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Validation(errors) => Problem::validation(&errors),
-            AuthError::EmailTaken => Problem::conflict("email-taken", "Email already registered", e.to_string()).with("field", "email"),
-            AuthError::UsernameTaken => Problem::conflict("username-taken", "Username already taken", e.to_string()).with("field", "username"),
-            AuthError::InvalidCredentials => Problem::new(StatusCode::UNAUTHORIZED, "invalid-credentials", "Invalid credentials", e.to_string()),
-            AuthError::InvalidRefreshToken => Problem::new(StatusCode::UNAUTHORIZED, "invalid-refresh-token", "Invalid refresh token", e.to_string()),
-            AuthError::TooManyAttempts { retry_after_seconds } => Problem::too_many_requests(retry_after_seconds, e.to_string()),
+            AuthError::EmailTaken => {
+                Problem::conflict("email-taken", "Email already registered", e.to_string()).with("field", "email")
+            }
+            AuthError::UsernameTaken => {
+                Problem::conflict("username-taken", "Username already taken", e.to_string()).with("field", "username")
+            }
+            AuthError::InvalidCredentials => {
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid-credentials", "Invalid credentials", e.to_string())
+            }
+            AuthError::InvalidRefreshToken => {
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid-refresh-token", "Invalid refresh token", e.to_string())
+            }
+            AuthError::TooManyAttempts { retry_after_seconds } => {
+                Problem::too_many_requests(retry_after_seconds, e.to_string())
+            }
             AuthError::NotFound => Problem::not_found(e.to_string()),
             AuthError::Unavailable(reason) => Problem::unavailable(reason),
             AuthError::Internal(cause) => Problem::internal(&cause),
@@ -106,15 +116,16 @@ impl From<Problem> for AuthError {
     fn from(p: Problem) -> Self {
         match (p.status().as_u16(), p.kind()) {
             (422, _) => AuthError::Validation(
-                p.extra("errors")
-                    .and_then(|v| serde_json::from_value::<Vec<FieldError>>(v.clone()).ok())
-                    .map_or_else(|| FieldErrors::single("body", p.detail()), |list| {
+                p.extra("errors").and_then(|v| serde_json::from_value::<Vec<FieldError>>(v.clone()).ok()).map_or_else(
+                    || FieldErrors::single("body", p.detail()),
+                    |list| {
                         let mut errors = FieldErrors::new();
                         for e in list {
                             errors.add(&e.field, e.message);
                         }
                         errors
-                    }),
+                    },
+                ),
             ),
             (409, "email-taken") => AuthError::EmailTaken,
             (409, "username-taken") => AuthError::UsernameTaken,

@@ -10,17 +10,16 @@ use utoipa::OpenApi;
 
 use crate::api::{AuthApi, Credentials, RefreshRequest, Registration, TokenPair, UserView};
 
-/// Mounts the routes under `/api/auth`; `api` is the implementation to serve.
-pub fn configure(cfg: &mut web::ServiceConfig, api: web::Data<dyn AuthApi>) {
+/// Mounts the routes under `/api/auth`. They serve the `web::Data<dyn AuthApi>` of the app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/auth")
-            .app_data(api)
-            .route("/register", web::post().to(register))
-            .route("/token", web::post().to(token))
-            .route("/refresh", web::post().to(refresh))
-            .route("/logout", web::post().to(logout))
-            .route("/me", web::get().to(me))
-            .route("/jwks", web::get().to(jwks)),
+            .service(web::resource("/register").route(web::post().to(register)))
+            .service(web::resource("/token").route(web::post().to(token)))
+            .service(web::resource("/refresh").route(web::post().to(refresh)))
+            .service(web::resource("/logout").route(web::post().to(logout)))
+            .service(web::resource("/me").route(web::get().to(me)))
+            .service(web::resource("/jwks").route(web::get().to(jwks))),
     );
 }
 
@@ -59,7 +58,12 @@ async fn register(api: web::Data<dyn AuthApi>, body: web::Json<Registration>) ->
         (status = 422, description = "Missing fields", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed attempts (see Retry-After)", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
-async fn token(api: web::Data<dyn AuthApi>, req: HttpRequest, client: ClientAddr, body: web::Bytes) -> Result<HttpResponse, Problem> {
+async fn token(
+    api: web::Data<dyn AuthApi>,
+    req: HttpRequest,
+    client: ClientAddr,
+    body: web::Bytes,
+) -> Result<HttpResponse, Problem> {
     let credentials = parse_credentials(&req, &body)?;
     let pair = api.login(credentials, client.0).await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(pair))
@@ -78,7 +82,12 @@ fn parse_credentials(req: &HttpRequest, body: &[u8]) -> Result<Credentials, Prob
         serde_json::from_slice(body).map_err(|e| json_syntax_or_value_error(&e))?
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
         serde_urlencoded::from_bytes(body).map_err(|e| {
-            Problem::new(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", e.to_string())
+            Problem::new(
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Invalid request values",
+                e.to_string(),
+            )
         })?
     } else {
         return Err(Problem::new(
@@ -89,7 +98,8 @@ fn parse_credentials(req: &HttpRequest, body: &[u8]) -> Result<Credentials, Prob
         ));
     };
     if grant.grant_type.as_deref().is_some_and(|g| g != "password") {
-        return Err(Problem::bad_request("unsupported grant_type: only \"password\" is accepted").with("error", "unsupported_grant_type"));
+        return Err(Problem::bad_request("unsupported grant_type: only \"password\" is accepted")
+            .with("error", "unsupported_grant_type"));
     }
     Ok(Credentials { username: grant.username, password: grant.password })
 }

@@ -44,11 +44,7 @@ pub fn load<T: DeserializeOwned>(
             env = env.with_list_parse_key(key);
         }
     }
-    builder
-        .add_source(env)
-        .build()
-        .and_then(Config::try_deserialize)
-        .map_err(|e| format!("invalid configuration: {e}"))
+    builder.add_source(env).build().and_then(Config::try_deserialize).map_err(|e| format!("invalid configuration: {e}"))
 }
 
 /// A secret value (key, password): never printed by `Debug` or `Display`.
@@ -96,6 +92,9 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     /// Empty: one SQLite file per module under `data_dir`. `postgres://…`: one schema per module.
     pub url: Secret,
+    /// Prefix of the module schemas in PostgreSQL (`<prefix><module>`), so several
+    /// deployments or test runs can share one database.
+    pub schema_prefix: String,
     pub max_connections: u32,
     pub connect_timeout_seconds: u64,
 }
@@ -105,6 +104,8 @@ pub struct DatabaseSettings {
 pub struct RedisSettings {
     /// Empty: keep rate limits and caches in this process's memory.
     pub url: Secret,
+    /// Prefix of every key this deployment writes.
+    pub key_prefix: String,
     pub pool_size: usize,
 }
 
@@ -143,6 +144,9 @@ pub fn check_shared(server: &ServerSettings, database: &DatabaseSettings, redis:
     let db = database.url.expose();
     if !(db.is_empty() || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
         errors.push("database.url must be empty (SQLite under data_dir) or a postgres:// URL".to_owned());
+    }
+    if !database.schema_prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        errors.push("database.schema_prefix may hold only a-z, 0-9 and _".to_owned());
     }
     if database.max_connections == 0 {
         errors.push("database.max_connections must be greater than 0".to_owned());

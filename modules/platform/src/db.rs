@@ -1,7 +1,7 @@
 //! One database connection pool per module.
 //!
 //! SQLite (the default): one file per module, `<data_dir>/<module>.db`, in WAL mode.
-//! PostgreSQL: one schema per module (named after it) in the configured database, so
+//! PostgreSQL: one schema per module (named after it, after `database.schema_prefix`) in the configured database, so
 //! modules never share a table and nothing joins across them.
 
 use std::path::Path;
@@ -39,10 +39,11 @@ pub async fn connect(settings: &DatabaseSettings, data_dir: &Path, module: &str)
         return Database::connect(options).await;
     }
     // Make the module's schema with a short-lived connection, then open the pool on it.
+    let schema = format!("{}{module}", settings.schema_prefix);
     let mut admin = ConnectOptions::new(url.to_owned());
     admin.max_connections(1).connect_timeout(timeout).sqlx_logging(false);
     let admin = Database::connect(admin).await?;
-    admin.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{module}\"")).await?;
+    admin.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
     admin.close().await?;
 
     let mut options = ConnectOptions::new(url.to_owned());
@@ -50,7 +51,7 @@ pub async fn connect(settings: &DatabaseSettings, data_dir: &Path, module: &str)
         .max_connections(settings.max_connections)
         .connect_timeout(timeout)
         .sqlx_logging(false)
-        .set_schema_search_path(module.to_owned());
+        .set_schema_search_path(schema);
     Database::connect(options).await
 }
 

@@ -36,7 +36,10 @@ fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
 ///
 /// # Errors
 /// Only those of the inner service.
-pub async fn request_id(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, Error> {
+pub async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = req
         .headers()
         .get(&REQUEST_ID)
@@ -63,7 +66,10 @@ pub async fn request_id(req: ServiceRequest, next: Next<impl MessageBody + 'stat
 ///
 /// # Errors
 /// Only those of the inner service.
-pub async fn record_metrics(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, Error> {
+pub async fn record_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let method = req.method().to_string();
     let res = next.call(req).await?;
@@ -79,7 +85,10 @@ pub async fn record_metrics(req: ServiceRequest, next: Next<impl MessageBody + '
 ///
 /// # Errors
 /// Only those of the inner service.
-pub async fn problem_bodies(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, Error> {
+pub async fn problem_bodies(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
     let res = next.call(req).await?.map_into_boxed_body();
     let status = res.status();
     let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
@@ -87,9 +96,16 @@ pub async fn problem_bodies(req: ServiceRequest, next: Next<impl MessageBody + '
         return Ok(res);
     }
     let problem = match status {
-        StatusCode::NOT_FOUND => Problem::not_found(format!("no route for {} {}", res.request().method(), res.request().path())),
-        StatusCode::METHOD_NOT_ALLOWED => Problem::new(status, "method-not-allowed", "Method not allowed", format!("{} is not allowed on {}", res.request().method(), res.request().path())),
-        s if s.is_server_error() => Problem::internal(&format!("unhandled {s} from {}", res.request().path())),
+        StatusCode::NOT_FOUND => {
+            Problem::not_found(format!("no route for {} {}", res.request().method(), res.request().path()))
+        }
+        StatusCode::METHOD_NOT_ALLOWED => Problem::new(
+            status,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("{} is not allowed on {}", res.request().method(), res.request().path()),
+        ),
+        StatusCode::INTERNAL_SERVER_ERROR => Problem::internal(&format!("unhandled 500 from {}", res.request().path())),
         s => Problem::new(s, "http-error", "Request failed", s.canonical_reason().unwrap_or("request failed")),
     };
     let (req, original) = res.into_parts();
@@ -119,13 +135,17 @@ impl ClientBudget {
 ///
 /// # Errors
 /// Only those of the inner service.
-pub async fn client_budget(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, Error> {
+pub async fn client_budget(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
     if let Some(budget) = req.app_data::<web::Data<ClientBudget>>().filter(|b| b.per_minute > 0) {
         let addr = client_addr(req.request());
         let key = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let window = budget.windows.incr_now(&key, Duration::from_secs(60));
         if window.count > budget.per_minute {
-            let problem = Problem::too_many_requests(window.resets_in.as_secs(), "request budget for this client exhausted");
+            let problem =
+                Problem::too_many_requests(window.resets_in.as_secs(), "request budget for this client exhausted");
             return Ok(req.into_response(problem.error_response()));
         }
     }
@@ -180,7 +200,12 @@ pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit: usize) {
 }
 
 fn too_large() -> Problem {
-    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large", "the request body exceeds the configured limit")
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+        "Request body too large",
+        "the request body exceeds the configured limit",
+    )
 }
 
 /// Maps a JSON body parse failure the same way the extractor does, for handlers that
@@ -188,7 +213,9 @@ fn too_large() -> Problem {
 pub fn json_syntax_or_value_error(e: &serde_json::Error) -> Problem {
     use serde_json::error::Category;
     match e.classify() {
-        Category::Data => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", e.to_string()),
+        Category::Data => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", e.to_string())
+        }
         Category::Syntax | Category::Eof | Category::Io => Problem::bad_request(format!("malformed JSON: {e}")),
     }
 }
@@ -203,7 +230,12 @@ fn payload_error(e: &PayloadError) -> Problem {
 fn json_error(e: JsonPayloadError) -> Problem {
     match e {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => too_large(),
-        JsonPayloadError::ContentType => Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", "expected Content-Type: application/json"),
+        JsonPayloadError::ContentType => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "expected Content-Type: application/json",
+        ),
         JsonPayloadError::Deserialize(e) => json_syntax_or_value_error(&e),
         JsonPayloadError::Payload(e) => payload_error(&e),
         other => Problem::bad_request(other.to_string()),
@@ -213,8 +245,15 @@ fn json_error(e: JsonPayloadError) -> Problem {
 fn form_error(e: UrlencodedError) -> Problem {
     match e {
         UrlencodedError::Overflow { .. } => too_large(),
-        UrlencodedError::ContentType => Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", "expected Content-Type: application/x-www-form-urlencoded"),
-        UrlencodedError::Parse(e) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", e.to_string()),
+        UrlencodedError::ContentType => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "expected Content-Type: application/x-www-form-urlencoded",
+        ),
+        UrlencodedError::Parse(e) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", e.to_string())
+        }
         UrlencodedError::Payload(e) => payload_error(&e),
         other => Problem::bad_request(other.to_string()),
     }
@@ -247,15 +286,17 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
+/// 200 with every check `ok`; otherwise a 503 problem naming the failed dependencies, with
+/// the same `checks` map.
 async fn ready(ops: web::Data<Ops>) -> HttpResponse {
     let (ok, report) = ops.readiness.report(Duration::from_secs(2)).await;
     if ok {
-        HttpResponse::Ok().json(report)
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .insert_header((header::RETRY_AFTER, 5))
-            .json(report)
+        return HttpResponse::Ok().json(report);
     }
+    let failed: Vec<&str> = report.checks.iter().filter(|(_, v)| *v != "ok").map(|(k, _)| k.as_str()).collect();
+    Problem::unavailable(format!("not ready: {} failed", failed.join(", ")))
+        .with("checks", serde_json::Value::Object(report.checks.clone()))
+        .error_response()
 }
 
 async fn render_metrics(ops: web::Data<Ops>) -> HttpResponse {

@@ -192,11 +192,9 @@ impl JwtVerifier {
     fn verify_with_known(&self, kid: &str, token: &str) -> Option<Result<Claims, TokenError>> {
         let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = keys.get(kid)?;
-        Some(decode::<Claims>(token, key, &self.validation).map(|d| d.claims).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            }
+        Some(decode::<Claims>(token, key, &self.validation).map(|d| d.claims).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
         }))
     }
 

@@ -132,11 +132,9 @@ impl MemoryKv {
     /// The synchronous form of [`KeyValue::incr`], for callers on the request hot path.
     pub fn incr_now(&self, key: &str, window: Duration) -> WindowCount {
         self.with_shard(key, |shard, now| {
-            if let Some(entry) = shard.live(key, now) {
-                if let Value::Count(n) = &mut entry.value {
-                    *n += 1;
-                    return WindowCount { count: *n, resets_in: entry.expires_at - now };
-                }
+            if let Some(Entry { value: Value::Count(n), expires_at }) = shard.live(key, now) {
+                *n += 1;
+                return WindowCount { count: *n, resets_in: *expires_at - now };
             }
             shard.insert(key, Entry { value: Value::Count(1), expires_at: now + window }, now);
             WindowCount { count: 1, resets_in: window }
@@ -289,7 +287,8 @@ impl KeyValue for RedisKv {
             .query_async(&mut self.conn().await?)
             .await
             .map_err(unavailable)?;
-        Ok(count.map(|count| WindowCount { count, resets_in: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)) }))
+        Ok(count
+            .map(|count| WindowCount { count, resets_in: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)) }))
     }
 }
 
@@ -300,7 +299,10 @@ impl HealthCheck for RedisKv {
     }
 
     async fn check(&self) -> Result<(), String> {
-        let pong: String = redis::cmd("PING").query_async(&mut self.conn().await.map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut self.conn().await.map_err(|e| e.to_string())?)
+            .await
+            .map_err(|e| e.to_string())?;
         if pong == "PONG" { Ok(()) } else { Err(format!("unexpected PING answer {pong}")) }
     }
 }

@@ -65,13 +65,8 @@ impl Problem {
 
     /// 422 naming every offending field, in `detail` and as `errors: [{field, message}]`.
     pub fn validation(errors: &FieldErrors) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            "Invalid request values",
-            errors.to_string(),
-        )
-        .with("errors", serde_json::to_value(errors.as_slice()).unwrap_or(Value::Null))
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", errors.to_string())
+            .with("errors", serde_json::to_value(errors.as_slice()).unwrap_or(Value::Null))
     }
 
     pub fn too_many_requests(retry_after_seconds: u64, detail: impl Into<String>) -> Self {

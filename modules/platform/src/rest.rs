@@ -67,11 +67,8 @@ impl RestClient {
         if status.is_success() {
             return Ok(res);
         }
-        let retry_after = res
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let retry_after =
+            res.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         match res.json::<ProblemDocument>().await {
             Ok(doc) => Err(Problem::from_document(status, doc, retry_after)),

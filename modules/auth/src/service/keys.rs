@@ -38,7 +38,8 @@ impl SigningKeys {
         let path = data_dir.join(KEY_FILE);
         if path.exists() {
             let pem = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| format!("{}: not an Ed25519 PKCS#8 PEM key: {e}", path.display()))?;
+            let key = SigningKey::from_pkcs8_pem(&pem)
+                .map_err(|e| format!("{}: not an Ed25519 PKCS#8 PEM key: {e}", path.display()))?;
             let mode = std::fs::metadata(&path).map_err(|e| e.to_string())?.permissions().mode();
             if mode & 0o077 != 0 {
                 tracing::warn!(path = %path.display(), "signing key readable by others; restricting to owner");

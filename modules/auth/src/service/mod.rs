@@ -21,7 +21,8 @@ use platform::kv::KeyValue;
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, Condition, EntityTrait, QueryFilter, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr,
+    TransactionTrait,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -120,7 +121,11 @@ impl AuthService {
         Ok(Self {
             db,
             keys: SigningKeys::load_or_generate(&settings.signing_key, data_dir)?,
-            passwords: Passwords::new(settings.argon2_memory_kib, settings.argon2_iterations, settings.argon2_parallelism)?,
+            passwords: Passwords::new(
+                settings.argon2_memory_kib,
+                settings.argon2_iterations,
+                settings.argon2_parallelism,
+            )?,
             settings: settings.clone(),
             jwt: jwt.clone(),
             limits,
@@ -137,7 +142,12 @@ impl AuthService {
     ///
     /// # Errors
     /// As [`AuthApi::register`].
-    pub async fn create_admin(&self, email: &str, password: &str, username: Option<&str>) -> Result<UserView, AuthError> {
+    pub async fn create_admin(
+        &self,
+        email: &str,
+        password: &str,
+        username: Option<&str>,
+    ) -> Result<UserView, AuthError> {
         let username = username.map_or_else(|| default_username(email), str::to_owned);
         let registration = Registration { email: email.to_owned(), username, password: password.to_owned() };
         self.create_user(&registration, Role::Admin).await
@@ -216,11 +226,17 @@ impl AuthService {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.keys.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.keys.encoding).map_err(|e| AuthError::Internal(format!("signing: {e}")))
+        jsonwebtoken::encode(&header, &claims, &self.keys.encoding)
+            .map_err(|e| AuthError::Internal(format!("signing: {e}")))
     }
 
     /// Issues an access token and a refresh token of `family` (a new family on login).
-    async fn issue_pair(&self, db: &impl sea_orm::ConnectionTrait, user: &user::Model, family: Uuid) -> Result<TokenPair, AuthError> {
+    async fn issue_pair(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        user: &user::Model,
+        family: Uuid,
+    ) -> Result<TokenPair, AuthError> {
         let role = Role::parse(&user.role).map_err(AuthError::Internal)?;
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -311,7 +327,8 @@ impl AuthApi for AuthService {
         self.check_login_budget(&limit_keys).await?;
         let column = if identifier.contains('@') { user::Column::Email } else { user::Column::UsernameKey };
         let found = user::Entity::find().filter(column.eq(identifier.as_str())).one(&self.db).await.map_err(db_err)?;
-        let matches = self.passwords.verify(credentials.password, found.as_ref().map(|u| u.password_hash.clone())).await?;
+        let matches =
+            self.passwords.verify(credentials.password, found.as_ref().map(|u| u.password_hash.clone())).await?;
         let user = match found {
             Some(user) if matches => user,
             _ => {
@@ -362,7 +379,11 @@ impl AuthApi for AuthService {
             self.revoke_family(found.family_id).await?;
             return Err(AuthError::InvalidRefreshToken);
         }
-        let user = user::Entity::find_by_id(found.user_id).one(&txn).await.map_err(db_err)?.ok_or(AuthError::InvalidRefreshToken)?;
+        let user = user::Entity::find_by_id(found.user_id)
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+            .ok_or(AuthError::InvalidRefreshToken)?;
         let pair = self.issue_pair(&txn, &user, found.family_id).await?;
         txn.commit().await.map_err(db_err)?;
         Ok(pair)
@@ -382,7 +403,11 @@ impl AuthApi for AuthService {
     }
 
     async fn me(&self, caller: &AuthUser) -> Result<UserView, AuthError> {
-        user::Entity::find_by_id(caller.id.0).one(&self.db).await.map_err(db_err)?.map_or(Err(AuthError::NotFound), view)
+        user::Entity::find_by_id(caller.id.0)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map_or(Err(AuthError::NotFound), view)
     }
 
     async fn jwks(&self) -> Result<Jwks, AuthError> {

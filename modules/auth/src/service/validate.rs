@@ -15,7 +15,10 @@ pub fn email(raw: &str) -> Result<String, &'static str> {
         && !domain.ends_with('.')
         && !domain.contains("..")
         && domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.');
-    let local_ok = !local.is_empty() && local.len() <= 64 && !local.contains(|c: char| c.is_whitespace() || c.is_control() || c == '@' || c == '"' || c == '<' || c == '>');
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local
+            .contains(|c: char| c.is_whitespace() || c.is_control() || c == '@' || c == '"' || c == '<' || c == '>');
     if !(domain_ok && local_ok) || email.len() > 254 {
         return Err("must be an email address");
     }

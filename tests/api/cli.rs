@@ -1,0 +1,109 @@
+//! The `boxoffice` command itself: configuration errors, `admin create`, graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, spawn_app_with};
+
+fn boxoffice(data_dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    cmd.env("BOXOFFICE__DATA_DIR", data_dir)
+        .env("BOXOFFICE__AUTH__ARGON2_MEMORY_KIB", "1024")
+        .env("BOXOFFICE__AUTH__ARGON2_ITERATIONS", "1")
+        .env("BOXOFFICE__LOG__FORMAT", "json")
+        .env_remove("BOXOFFICE_PROFILE")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+#[test]
+fn a_bad_configuration_value_stops_the_process_naming_the_key() {
+    let data = tempfile::TempDir::new().unwrap();
+    let cases = [
+        ("BOXOFFICE__SERVER__BODY_LIMIT_BYTES", "lots", "body_limit_bytes"),
+        ("BOXOFFICE__SERVER__BIND", "nowhere", "bind"),
+        ("BOXOFFICE__DATABASE__URL", "mysql://localhost/x", "database.url"),
+        ("BOXOFFICE__MODULES", "auth,ticketing", "ticketing"),
+        ("BOXOFFICE__LOG__FORMAT", "xml", "format"),
+        ("BOXOFFICE__AUTH__ADMIN_EMAIL", "root@example.com", "auth.admin_password"),
+    ];
+    for (key, value, named) in cases {
+        let out = boxoffice(data.path()).arg("migrate").env(key, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}={value}: {stderr}");
+        assert!(stderr.contains(named), "{key}={value} should name {named}: {stderr}");
+    }
+    let missing = boxoffice(data.path()).args(["--config", "/no/such.toml", "migrate"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_makes_an_admin_who_can_log_in() {
+    let data = tempfile::TempDir::new().unwrap();
+    let out = boxoffice(data.path())
+        .args(["admin", "create", "--email", "boss@example.com", "--username", "boss"])
+        .env("BOXOFFICE_ADMIN_PASSWORD", "boss password")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = boxoffice(data.path())
+        .args(["admin", "create", "--email", "boss@example.com", "--password", "boss password"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a second admin with the same email must be refused");
+
+    let dir = data.path().to_path_buf();
+    let app = spawn_app_with(Backend::Sqlite, |s| s.data_dir = dir).await;
+    let pair: Value = app.login("boss", "boss password").await.json().await.unwrap();
+    let me: Value = app.get_as("/api/auth/me", pair["access_token"].as_str().unwrap()).await.json().await.unwrap();
+    assert_eq!(me["role"], "admin");
+}
+
+#[test]
+fn serve_finishes_gracefully_on_sigterm() {
+    let data = tempfile::TempDir::new().unwrap();
+    let mut child = boxoffice(data.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("BOXOFFICE__LOG__FILTER", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The JSON log line `listening` carries the port picked by the OS.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let v: Value = serde_json::from_str(&line).ok()?;
+            (v["message"] == "listening").then(|| v["port"].as_u64()).flatten()
+        })
+        .expect("a listening line with the port");
+    std::thread::spawn(move || lines.for_each(drop));
+    let live = get_live(port);
+    assert_eq!(live, 200);
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "still running 30 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+/// A plain HTTP/1.0 GET of `/health/live`, to stay off any async runtime here.
+fn get_live(port: u64) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", u16::try_from(port).unwrap())).unwrap();
+    stream.write_all(b"GET /health/live HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

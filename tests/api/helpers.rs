@@ -1,0 +1,187 @@
+//! `spawn_app` and friends: an isolated app per test, and the HTTP calls tests share.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use boxoffice::settings::Settings;
+use boxoffice::startup::{Application, ExtraRoutes};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// Where a test's app keeps its data.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// SQLite files in a temporary directory, in-memory key-value store.
+    Sqlite,
+    /// PostgreSQL (a schema prefix of its own) and Redis (a key prefix of its own).
+    Postgres { database_url: String, redis_url: String },
+}
+
+impl Backend {
+    /// The PostgreSQL + Redis backend when the environment names both. Under `CI=true` a
+    /// missing variable fails the test instead of skipping it.
+    pub fn postgres() -> Option<Self> {
+        let database_url = std::env::var("BOXOFFICE_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty());
+        let redis_url = std::env::var("BOXOFFICE_TEST_REDIS_URL").ok().filter(|s| !s.is_empty());
+        match (database_url, redis_url) {
+            (Some(database_url), Some(redis_url)) => Some(Backend::Postgres { database_url, redis_url }),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but BOXOFFICE_TEST_DATABASE_URL / BOXOFFICE_TEST_REDIS_URL are not set")
+            }
+            _ => {
+                eprintln!(
+                    "skipped: set BOXOFFICE_TEST_DATABASE_URL and BOXOFFICE_TEST_REDIS_URL to run on PostgreSQL + Redis"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Generates `sqlite::<name>` and `postgres::<name>` tests from `async fn <name>(Backend)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = $crate::helpers::Backend::postgres() {
+                        super::$name(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Settings for a test app: defaults, port 0, small worker pool, cheap Argon2, and the
+/// backend's isolated storage.
+pub fn test_settings(backend: &Backend, data_dir: &Path) -> Settings {
+    let mut s = Settings::load(None).expect("default settings load");
+    s.data_dir = data_dir.to_path_buf();
+    s.server.bind = "127.0.0.1:0".parse().expect("address");
+    s.server.workers = 2;
+    // The real cost is exercised by the release binary; tests only need real Argon2id.
+    s.auth.argon2_memory_kib = 1024;
+    s.auth.argon2_iterations = 1;
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    match backend {
+        Backend::Sqlite => {
+            s.database.url = platform::config::Secret::new("");
+            s.redis.url = platform::config::Secret::new("");
+        }
+        Backend::Postgres { database_url, redis_url } => {
+            s.database.url = platform::config::Secret::new(database_url.clone());
+            s.database.schema_prefix = format!("t_{}_", &unique[..12]);
+            s.database.max_connections = 5;
+            s.redis.url = platform::config::Secret::new(redis_url.clone());
+            s.redis.key_prefix = format!("test:{unique}:");
+        }
+    }
+    s
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub data_dir: PathBuf,
+    _data: Arc<TempDir>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop accepting at once; the runtime ends with the test anyway.
+        drop(self.handle.stop(false));
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let data = Arc::new(TempDir::new().expect("temp dir"));
+    let mut settings = test_settings(&backend, data.path());
+    configure(&mut settings);
+    start(settings, data, Arc::new(|_| {})).await
+}
+
+/// Starts an app from complete settings, sharing `data` (e.g. a second app on the same store).
+pub async fn start(settings: Settings, data: Arc<TempDir>, extra: ExtraRoutes) -> TestApp {
+    let app = Application::build_with(settings.clone(), extra).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        data_dir: data.path().to_path_buf(),
+        settings,
+        _data: data,
+        handle,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request")
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+    }
+
+    pub async fn register(&self, username: &str) -> Value {
+        let res = self
+            .post_json(
+                "/api/auth/register",
+                &json!({"email": format!("{username}@example.com"), "username": username, "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "register {username}");
+        res.json().await.expect("json")
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/auth/token"))
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Registers `username` (password `correct horse`) and returns its token pair.
+    pub async fn customer(&self, username: &str) -> Value {
+        self.register(username).await;
+        let res = self.login(username, "correct horse").await;
+        assert_eq!(res.status(), 200);
+        res.json().await.expect("json")
+    }
+}
+
+/// Asserts a problem+json answer with `status` and returns its body.
+pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status(), status, "status");
+    let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = res.json().await.expect("problem body");
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{body}");
+    assert!(body["title"].is_string(), "{body}");
+    body
+}

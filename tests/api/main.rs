@@ -1,0 +1,19 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+//! Black-box tests of the boxoffice HTTP API, built as one test binary.
+//!
+//! Every test spawns its own app on port 0 with its own data (a temporary directory for
+//! SQLite; a fresh schema prefix and Redis key prefix for PostgreSQL + Redis), so tests run
+//! in parallel. Tests listed in `on_both_backends!` run on SQLite with in-memory adapters
+//! (the single binary) and, when `BOXOFFICE_TEST_DATABASE_URL` and `BOXOFFICE_TEST_REDIS_URL`
+//! are set, on PostgreSQL + Redis (the split deployment's adapters).
+
+#[macro_use]
+mod helpers;
+
+mod auth;
+mod auth_contract;
+mod auth_tokens;
+mod cli;
+mod operations;
+mod split;

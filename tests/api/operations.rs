@@ -1,0 +1,132 @@
+//! The operational surface and the handling of bad input, common to every process.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, assert_problem, spawn_app, spawn_app_with};
+
+on_both_backends!(
+    health_and_readiness_answer,
+    metrics_count_requests_by_route_template,
+    bad_input_gets_problem_documents
+);
+
+async fn health_and_readiness_answer(backend: Backend) {
+    let app = spawn_app(backend.clone()).await;
+    let live = app.client.get(app.url("/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    let ready = app.client.get(app.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let report: Value = ready.json().await.unwrap();
+    assert_eq!(report["checks"]["database:auth"], "ok");
+    if matches!(backend, Backend::Postgres { .. }) {
+        assert_eq!(report["checks"]["redis"], "ok");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_a_dependency_that_is_down_and_logins_go_on() {
+    let app =
+        spawn_app_with(Backend::Sqlite, |s| s.redis.url = platform::config::Secret::new("redis://127.0.0.1:9/0")).await;
+    let ready = app.client.get(app.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.headers().contains_key("retry-after"));
+    let report: Value = ready.json().await.unwrap();
+    assert_eq!(report["checks"]["database:auth"], "ok");
+    assert_ne!(report["checks"]["redis"], "ok");
+    assert_eq!(app.client.get(app.url("/health/live")).send().await.unwrap().status(), 200);
+    // The login limiter is a guard, not a dependency: without Redis, logins still work.
+    app.register("uma").await;
+    assert_eq!(app.login("uma", "correct horse").await.status(), 200);
+}
+
+async fn metrics_count_requests_by_route_template(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let pair = app.customer("victor").await;
+    app.get_as("/api/auth/me", pair["access_token"].as_str().unwrap()).await;
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#"http_requests_total{method="POST",route="/api/auth/register",status="201"}"#), "{text}");
+    assert!(
+        text.contains(
+            r#"http_request_duration_seconds_bucket{method="GET",route="/api/auth/me",status="200",le="0.05"}"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"auth_logins_total{outcome="succeeded"}"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let res = app.client.get(app.url("/health/live")).send().await.unwrap();
+    let generated = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok());
+    let echoed = app.client.get(app.url("/nowhere")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
+    let unfit = app.client.get(app.url("/health/live")).header("x-request-id", "x".repeat(500)).send().await.unwrap();
+    assert_ne!(unfit.headers()["x-request-id"].to_str().unwrap(), "x".repeat(500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_the_served_routes_and_docs_render_it() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let doc: Value = app.client.get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/auth/register",
+        "/api/auth/token",
+        "/api/auth/refresh",
+        "/api/auth/logout",
+        "/api/auth/me",
+        "/api/auth/jwks",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let redirect = app.client.get(app.url("/api/docs")).send().await.unwrap();
+    assert_eq!(redirect.status(), 308);
+    let page = app.client.get(app.url("/api/docs/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(!html.contains("https://"), "the docs page must not fetch anything from outside");
+    let config =
+        app.client.get(app.url("/api/docs/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
+    assert!(config.contains("/api/openapi.json"));
+}
+
+async fn bad_input_gets_problem_documents(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.server.body_limit_bytes = 4096).await;
+    let url = app.url("/api/auth/register");
+    let send = |body: String| app.client.post(&url).header("content-type", "application/json").body(body).send();
+
+    let malformed = assert_problem(send(r#"{"email": "a@b.co", "#.to_owned()).await.unwrap(), 400).await;
+    assert!(malformed["detail"].as_str().unwrap().contains("JSON"));
+    assert_problem(send("[1, 2, 3]".to_owned()).await.unwrap(), 422).await;
+    let wrong_type = assert_problem(
+        send(r#"{"email": 5, "username": "abc", "password": "xxxxxxxx"}"#.to_owned()).await.unwrap(),
+        422,
+    )
+    .await;
+    assert!(wrong_type["detail"].as_str().unwrap().contains("invalid type"));
+    assert_problem(send(r#"{"username": "abc", "password": "xxxxxxxx"}"#.to_owned()).await.unwrap(), 422).await;
+    let huge = json!({"email": "a@b.co", "username": "abc", "password": "p".repeat(5000)}).to_string();
+    assert_problem(send(huge).await.unwrap(), 413).await;
+    let huge_form = app
+        .client
+        .post(app.url("/api/auth/token"))
+        .form(&[("username", "u"), ("password", &"p".repeat(5000))])
+        .send()
+        .await
+        .unwrap();
+    assert_problem(huge_form, 413).await;
+    let not_json = app.client.post(&url).header("content-type", "text/plain").body("hello").send().await.unwrap();
+    assert_problem(not_json, 415).await;
+
+    let unknown = assert_problem(app.client.get(app.url("/api/auth/nope")).send().await.unwrap(), 404).await;
+    assert_eq!(unknown["type"], "/problems/not-found");
+    assert_problem(app.client.get(app.url("/no/such/route")).send().await.unwrap(), 404).await;
+    assert_problem(app.client.delete(app.url("/api/auth/register")).send().await.unwrap(), 405).await;
+
+    // None of it created anything: the account is still free.
+    app.register("abc").await;
+}

@@ -1,0 +1,68 @@
+//! The split face: a process without auth verifies auth's tokens with keys fetched from
+//! auth's JWKS and reaches auth through the REST client.
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+use auth::api::AuthApi;
+use platform::identity::AuthUser;
+use platform::problem::Problem;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, assert_problem, spawn_app, start, test_settings};
+
+on_both_backends!(a_process_without_auth_accepts_auth_tokens_and_rejects_forged_ones);
+
+/// What a module of the second process would do: require a caller, and ask auth about it.
+async fn probe(caller: AuthUser, auth: web::Data<dyn AuthApi>) -> Result<HttpResponse, Problem> {
+    let me = auth.me(&caller).await?;
+    Ok(HttpResponse::Ok().json(json!({"caller": caller.id, "role": caller.role, "email": me.email})))
+}
+
+/// A process serving no module, reaching auth at `auth_url`.
+async fn without_auth(backend: Backend, auth_url: &str) -> TestApp {
+    let data = Arc::new(tempfile::TempDir::new().unwrap());
+    let mut settings = test_settings(&backend, data.path());
+    settings.modules = Some(vec![]);
+    settings.services.auth = auth_url.to_owned();
+    start(
+        settings,
+        data,
+        Arc::new(|cfg: &mut web::ServiceConfig| {
+            cfg.route("/probe", web::get().to(probe));
+        }),
+    )
+    .await
+}
+
+async fn a_process_without_auth_accepts_auth_tokens_and_rejects_forged_ones(backend: Backend) {
+    let auth = spawn_app(backend.clone()).await;
+    let other = without_auth(backend.clone(), &auth.address).await;
+
+    // The second process does not serve auth's routes.
+    assert_problem(other.post_json("/api/auth/register", &json!({})).await, 404).await;
+
+    let user = auth.register("sybil").await;
+    let pair = auth.login("sybil", "correct horse").await.json::<Value>().await.unwrap();
+    let token = pair["access_token"].as_str().unwrap();
+    let res = other.get_as("/probe", token).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["caller"], user["id"]);
+    assert_eq!(body["email"], "sybil@example.com");
+
+    // A token from another auth instance (another key) is refused, even though that
+    // instance's kid is unknown and makes the verifier refetch auth's JWKS.
+    let impostor = spawn_app(backend.clone()).await;
+    impostor.register("sybil").await;
+    let forged = impostor.login("sybil", "correct horse").await.json::<Value>().await.unwrap();
+    assert_problem(other.get_as("/probe", forged["access_token"].as_str().unwrap()).await, 401).await;
+    assert_problem(other.get_as("/probe", "a.b.c").await, 401).await;
+    assert_eq!(other.get_as("/probe", token).await.status(), 200);
+
+    // With auth unreachable, a process that has no keys yet cannot verify: 503, not 401.
+    let orphan = without_auth(backend, "http://127.0.0.1:9").await;
+    let res = orphan.get_as("/probe", token).await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_problem(res, 503).await;
+}
