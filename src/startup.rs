@@ -73,6 +73,19 @@ pub async fn auth_service(
     Ok(Arc::new(service))
 }
 
+/// Mounts the routes of the modules this process serves.
+fn mount_modules(cfg: &mut web::ServiceConfig, served: &[Module]) {
+    for module in served {
+        match module {
+            #[cfg(feature = "auth")]
+            Module::Auth => auth::http::configure(cfg),
+            // Settings validation refuses modules that are not compiled in.
+            #[cfg(not(feature = "auth"))]
+            Module::Auth => {}
+        }
+    }
+}
+
 /// A running (or ready to run) boxoffice HTTP server.
 pub struct Application {
     port: u16,
@@ -96,19 +109,19 @@ impl Application {
         let kv = key_value(&settings, &mut readiness)?;
 
         // Auth: the service here, or its REST client and its published keys.
-        let (auth_api, verifier, serve_auth): (Arc<dyn AuthApi>, JwtVerifier, bool) = if settings.serves(Module::Auth) {
+        let (auth_api, verifier): (Arc<dyn AuthApi>, JwtVerifier) = if settings.serves(Module::Auth) {
             #[cfg(feature = "auth")]
             {
                 let service = auth_service(&settings, kv.clone(), &mut readiness).await?;
                 let verifier = JwtVerifier::with_keys(&settings.jwt, &service.public_keys());
-                (service, verifier, true)
+                (service, verifier)
             }
             #[cfg(not(feature = "auth"))]
             unreachable!("validated: auth is not compiled in")
         } else {
             let jwks_url = format!("{}/api/auth/jwks", settings.services.auth.trim_end_matches('/'));
             let verifier = JwtVerifier::remote(&settings.jwt, jwks_url, http.clone());
-            (Arc::new(AuthClient::new(&settings.services.auth, http.clone())), verifier, false)
+            (Arc::new(AuthClient::new(&settings.services.auth, http.clone())), verifier)
         };
 
         let listener = TcpListener::bind(settings.server.bind)
@@ -121,6 +134,7 @@ impl Application {
         let auth_data: web::Data<dyn AuthApi> = web::Data::from(auth_api);
         let openapi = crate::openapi::document(&settings);
         let body_limit = settings.server.body_limit_bytes;
+        let served = settings.served();
 
         let mut server = HttpServer::new(move || {
             let extra = extra.clone();
@@ -135,11 +149,7 @@ impl Application {
                 .app_data(auth_data.clone())
                 .configure(|cfg| platform::http::configure_extractors(cfg, body_limit))
                 .configure(|cfg| platform::http::ops_routes(cfg, ops.clone()))
-                .configure(|cfg| {
-                    if serve_auth {
-                        auth::http::configure(cfg);
-                    }
-                })
+                .configure(|cfg| mount_modules(cfg, &served))
                 .route(
                     "/api/docs",
                     web::get().to(|| async {
