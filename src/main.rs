@@ -80,7 +80,14 @@ fn main() -> ExitCode {
                     settings.server.bind = bind;
                 }
                 settings.validate().map_err(anyhow::Error::msg)?;
-                Application::build(settings).await?.run_until_stopped().await?;
+                let app = Application::build(settings).await?;
+                let handle = app.handle();
+                tokio::spawn(async move {
+                    termination_signal().await;
+                    tracing::info!("stopping: finishing in-flight requests");
+                    handle.stop(true).await;
+                });
+                app.run_until_stopped().await?;
                 Ok(())
             }
             Command::Migrate => migrate(&settings).await,
@@ -95,6 +102,23 @@ fn main() -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "boxoffice stopped");
             eprintln!("boxoffice: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
+async fn termination_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("cannot listen for termination signals; stop with SIGKILL");
+            std::future::pending::<()>().await;
         }
     }
 }

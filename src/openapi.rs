@@ -19,6 +19,7 @@ pub fn document(settings: &Settings) -> OpenApi {
                 .build(),
         )
         .build();
+    doc.merge(<platform::http::OpsDoc as utoipa::OpenApi>::openapi());
     for module in settings.served() {
         match module {
             #[cfg(feature = "auth")]

@@ -160,6 +160,9 @@ impl Application {
                 .configure(|cfg| extra(cfg))
         })
         .shutdown_timeout(settings.server.shutdown_timeout_seconds)
+        // `main` turns SIGTERM and SIGINT alike into a graceful stop (actix alone would stop
+        // at once on SIGINT).
+        .disable_signals()
         .listen(listener)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -177,8 +180,8 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]), then lets in-flight
-    /// requests finish within `server.shutdown_timeout_seconds`.
+    /// Serves until [`ServerHandle::stop`]; a graceful stop lets in-flight requests finish
+    /// within `server.shutdown_timeout_seconds`.
     ///
     /// # Errors
     /// The server failed.

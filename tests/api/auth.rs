@@ -146,8 +146,9 @@ async fn token_rejects_missing_fields_and_other_grant_types(backend: Backend) {
 async fn failed_logins_are_limited_per_account(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.auth.login_max_failures_per_account = 3).await;
     app.register("frank").await;
-    for _ in 0..3 {
-        assert_problem(app.login("frank", "wrong horse").await, 401).await;
+    // Username and email name the same account, and count together.
+    for name in ["frank", "frank@example.com", "FRANK"] {
+        assert_problem(app.login(name, "wrong horse").await, 401).await;
     }
     // Now even the right password is refused until the window ends.
     let limited = app.login("FRANK", "correct horse").await;
@@ -271,4 +272,25 @@ async fn configured_admin_gets_the_admin_role(backend: Backend) {
         .await;
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["role"], "customer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_gateway_the_address_is_the_one_the_gateway_appended() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.server.trust_forwarded_for = true;
+        s.auth.login_max_failures_per_address = 2;
+    })
+    .await;
+    let attempt = |forwarded: &'static str, name: &'static str| {
+        app.client
+            .post(app.url("/api/auth/token"))
+            .header("x-forwarded-for", forwarded)
+            .form(&[("username", name), ("password", "guess guess")])
+            .send()
+    };
+    // The client forges the first entries; the gateway's own (last) entry decides.
+    assert_problem(attempt("1.1.1.1, 10.0.0.7", "n1").await.unwrap(), 401).await;
+    assert_problem(attempt("2.2.2.2, 10.0.0.7", "n2").await.unwrap(), 401).await;
+    assert_problem(attempt("3.3.3.3, 10.0.0.7", "n3").await.unwrap(), 429).await;
+    assert_problem(attempt("3.3.3.3, 10.0.0.8", "n3").await.unwrap(), 401).await;
 }

@@ -72,6 +72,9 @@ async fn openapi_documents_the_served_routes_and_docs_render_it() {
     let doc: Value = app.client.get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
+        "/health/live",
+        "/health/ready",
+        "/metrics",
         "/api/auth/register",
         "/api/auth/token",
         "/api/auth/refresh",
@@ -129,4 +132,22 @@ async fn bad_input_gets_problem_documents(backend: Backend) {
 
     // None of it created anything: the account is still free.
     app.register("abc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_request_budget_gets_429_with_retry_after() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.server.client_budget_per_minute = 5).await;
+    for _ in 0..5 {
+        assert_eq!(app.client.get(app.url("/api/auth/jwks")).send().await.unwrap().status(), 200);
+    }
+    // Probes and scrapes are not counted.
+    for _ in 0..10 {
+        assert_eq!(app.client.get(app.url("/health/live")).send().await.unwrap().status(), 200);
+    }
+    let over = app.client.get(app.url("/api/auth/jwks")).send().await.unwrap();
+    let retry_after: u64 = over.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after));
+    assert!(over.headers().contains_key("x-request-id"));
+    let problem = assert_problem(over, 429).await;
+    assert_eq!(problem["type"], "/problems/rate-limited");
 }

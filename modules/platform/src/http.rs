@@ -17,7 +17,7 @@ use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, ResponseError, we
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::Instrument;
 
-use crate::health::Readiness;
+use crate::health::{Readiness, ReadinessReport};
 use crate::kv::MemoryKv;
 use crate::problem::{PROBLEM_JSON, Problem};
 
@@ -132,6 +132,7 @@ impl ClientBudget {
 }
 
 /// Answers 429 with `Retry-After` once a client has spent its budget for the minute.
+/// Probes and scrapes (`/health/*`, `/metrics`) are not counted.
 ///
 /// # Errors
 /// Only those of the inner service.
@@ -139,7 +140,8 @@ pub async fn client_budget(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    if let Some(budget) = req.app_data::<web::Data<ClientBudget>>().filter(|b| b.per_minute > 0) {
+    let operational = req.path().starts_with("/health/") || req.path() == "/metrics";
+    if let Some(budget) = req.app_data::<web::Data<ClientBudget>>().filter(|b| b.per_minute > 0 && !operational) {
         let addr = client_addr(req.request());
         let key = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let window = budget.windows.incr_now(&key, Duration::from_secs(60));
@@ -158,8 +160,8 @@ pub struct ForwardedFor {
     pub trusted: bool,
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` hop when the gateway in
-/// front is trusted to set it.
+/// The client's address: the peer, or — when the gateway in front is trusted — the address
+/// that gateway appended last to `X-Forwarded-For` (earlier entries are the client's to forge).
 pub fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
     let trusted = req.app_data::<web::Data<ForwardedFor>>().is_some_and(|f| f.trusted);
     if trusted {
@@ -167,7 +169,7 @@ pub fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok());
         if forwarded.is_some() {
             return forwarded;
@@ -274,6 +276,11 @@ pub struct Ops {
     pub metrics: PrometheusHandle,
 }
 
+/// The OpenAPI description of the operational routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(live, ready, render_metrics), components(schemas(ReadinessReport)), tags((name = "operations")))]
+pub struct OpsDoc;
+
 /// `/health/live`, `/health/ready` and `/metrics`.
 pub fn ops_routes(cfg: &mut web::ServiceConfig, ops: Arc<Ops>) {
     cfg.app_data(web::Data::from(ops))
@@ -282,12 +289,18 @@ pub fn ops_routes(cfg: &mut web::ServiceConfig, ops: Arc<Ops>) {
         .route("/metrics", web::get().to(render_metrics));
 }
 
+/// 200 while the process runs.
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "Alive")))]
 async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 /// 200 with every check `ok`; otherwise a 503 problem naming the failed dependencies, with
 /// the same `checks` map.
+#[utoipa::path(get, path = "/health/ready", tag = "operations", responses(
+    (status = 200, description = "Every dependency answers", body = ReadinessReport),
+    (status = 503, description = "A dependency is down (named in `checks`)", body = crate::problem::ProblemDocument, content_type = "application/problem+json"),
+))]
 async fn ready(ops: web::Data<Ops>) -> HttpResponse {
     let (ok, report) = ops.readiness.report(Duration::from_secs(2)).await;
     if ok {
@@ -299,6 +312,8 @@ async fn ready(ops: web::Data<Ops>) -> HttpResponse {
         .error_response()
 }
 
+/// Prometheus text exposition of this process's metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 async fn render_metrics(ops: web::Data<Ops>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(ops.metrics.render())
 }

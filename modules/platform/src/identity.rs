@@ -119,9 +119,14 @@ struct RemoteKeys {
     jwks_url: String,
     http: reqwest::Client,
     min_refresh: Duration,
-    last_fetch: Mutex<Option<Instant>>,
+    /// When the last fetch was tried, and why it failed if it did.
+    last_attempt: Mutex<Option<(Instant, Option<String>)>>,
     fetching: tokio::sync::Mutex<()>,
 }
+
+/// After a failed fetch, requests within this interval fail at once instead of queueing
+/// behind another attempt (auth down must not stall every request for a timeout each).
+const RETRY_FAILED_FETCH: Duration = Duration::from_secs(1);
 
 /// Verifies access tokens. Cheap to share: hold it in `web::Data`.
 pub struct JwtVerifier {
@@ -163,7 +168,7 @@ impl JwtVerifier {
                 jwks_url,
                 http,
                 min_refresh: Duration::from_secs(settings.jwks_min_refresh_seconds),
-                last_fetch: Mutex::new(None),
+                last_attempt: Mutex::new(None),
                 fetching: tokio::sync::Mutex::new(()),
             }),
         }
@@ -198,29 +203,33 @@ impl JwtVerifier {
         }))
     }
 
-    /// Refetches the key set unless another request just did (one fetch at a time).
+    /// Refetches the key set unless another request just tried (one fetch at a time).
     async fn refresh(&self, remote: &RemoteKeys) -> Result<(), TokenError> {
         let _one_at_a_time = remote.fetching.lock().await;
-        let recently = {
-            let last = remote.last_fetch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            last.is_some_and(|t| t.elapsed() < remote.min_refresh)
-        };
-        if recently {
-            return Ok(());
+        let previous = remote.last_attempt.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match previous {
+            Some((at, None)) if at.elapsed() < remote.min_refresh => return Ok(()),
+            Some((at, Some(error))) if at.elapsed() < RETRY_FAILED_FETCH => {
+                return Err(TokenError::KeysUnavailable(error));
+            }
+            _ => {}
         }
         let fetched = async {
             let res = remote.http.get(&remote.jwks_url).timeout(Duration::from_secs(5)).send().await?;
             res.error_for_status()?.json::<Jwks>().await
         }
         .await;
-        let jwks = match fetched {
-            Ok(jwks) => jwks,
-            Err(e) => {
-                tracing::warn!(url = %remote.jwks_url, error = %e, "fetching JWKS failed");
-                return Err(TokenError::KeysUnavailable(e.to_string()));
+        let outcome = fetched.as_ref().err().map(ToString::to_string);
+        *remote.last_attempt.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((Instant::now(), outcome.clone()));
+        let jwks = match (fetched, outcome) {
+            (Ok(jwks), _) => jwks,
+            (Err(_), reason) => {
+                let reason = reason.unwrap_or_default();
+                tracing::warn!(url = %remote.jwks_url, error = %reason, "fetching JWKS failed");
+                return Err(TokenError::KeysUnavailable(reason));
             }
         };
-        *remote.last_fetch.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
         let fresh = decoding_keys(&jwks);
         tracing::info!(keys = fresh.len(), "JWKS refreshed");
         *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;

@@ -100,6 +100,7 @@ fn view(u: user::Model) -> Result<UserView, AuthError> {
     })
 }
 
+/// Hex SHA-256: how refresh tokens are stored and login identifiers keyed.
 fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -320,13 +321,16 @@ impl AuthApi for AuthService {
     #[tracing::instrument(skip_all)]
     async fn login(&self, credentials: Credentials, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
         let identifier = credentials.username.trim().to_lowercase();
+        let column = if identifier.contains('@') { user::Column::Email } else { user::Column::UsernameKey };
+        let found = user::Entity::find().filter(column.eq(identifier.as_str())).one(&self.db).await.map_err(db_err)?;
+        // An existing account is counted by id, whether named by username or email; an unknown
+        // name by a digest of it (bounded key size, no addresses in the store).
+        let account = found.as_ref().map_or_else(|| token_hash(&identifier), |u| u.id.to_string());
         let limit_keys = [
-            format!("auth:login-failures:account:{identifier}"),
+            format!("auth:login-failures:account:{account}"),
             format!("auth:login-failures:address:{}", client.map_or_else(|| "unknown".to_owned(), |a| a.to_string())),
         ];
         self.check_login_budget(&limit_keys).await?;
-        let column = if identifier.contains('@') { user::Column::Email } else { user::Column::UsernameKey };
-        let found = user::Entity::find().filter(column.eq(identifier.as_str())).one(&self.db).await.map_err(db_err)?;
         let matches =
             self.passwords.verify(credentials.password, found.as_ref().map(|u| u.password_hash.clone())).await?;
         let user = match found {

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Load report for the single binary's auth and operations routes, with wrk on loopback.
+#
+#   bash bench/auth.sh            # release build, 10 s per route, 64 connections
+#   DURATION=30s CONNECTIONS=128 bash bench/auth.sh
+#
+# The server and wrk share this machine's cores, so figures are for comparing runs on the
+# same box, not absolute capacity. Needs wrk (apt-get install wrk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice-target}"
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-64}"
+PORT="${PORT:-18181}"
+BASE="http://127.0.0.1:$PORT"
+
+cargo build --release --quiet
+data=$(mktemp -d)
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
+BOXOFFICE__DATA_DIR="$data" \
+BOXOFFICE__SERVER__CLIENT_BUDGET_PER_MINUTE=0 \
+BOXOFFICE__AUTH__LOGIN_MAX_FAILURES_PER_ACCOUNT=1000000 \
+BOXOFFICE__LOG__FILTER=warn \
+  "$CARGO_TARGET_DIR/release/boxoffice" serve --bind "127.0.0.1:$PORT" &
+server=$!
+until curl -fsS "$BASE/health/ready" >/dev/null 2>&1; do sleep 0.1; done
+
+curl -fsS -X POST "$BASE/api/auth/register" -H 'content-type: application/json' \
+  -d '{"email":"bench@example.com","username":"bench","password":"bench password"}' >/dev/null
+token=$(curl -fsS -X POST "$BASE/api/auth/token" -d 'username=bench&password=bench%20password' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+lua=$(mktemp)
+cat > "$lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = "username=bench&password=bench%20password"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+LUA
+
+run() { # name, then wrk arguments
+  local name=$1; shift
+  local out
+  out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
+  local rps p50 p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $4}' <<<"$out")
+  printf '%-34s %12s %10s %10s %8s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
+}
+
+printf '%-34s %12s %10s %10s %8s\n' route req/s p50 p99 non-2xx
+run "GET /health/live" "$BASE/health/live"
+run "GET /api/auth/jwks" "$BASE/api/auth/jwks"
+run "GET /api/auth/me (verify + 1 read)" -H "Authorization: Bearer $token" "$BASE/api/auth/me"
+run "POST /api/auth/token (Argon2id)" -c8 -s "$lua" "$BASE/api/auth/token"
