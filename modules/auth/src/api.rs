@@ -76,6 +76,9 @@ pub enum AuthError {
     InvalidRefreshToken,
     #[error("too many failed logins; retry in {retry_after_seconds} s")]
     TooManyAttempts { retry_after_seconds: u64 },
+    /// The caller's token was refused (over REST: it expired between two checks).
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("user not found")]
     NotFound,
     /// The auth service or one of its dependencies cannot be reached.
@@ -104,6 +107,7 @@ impl From<AuthError> for Problem {
             AuthError::TooManyAttempts { retry_after_seconds } => {
                 Problem::too_many_requests(retry_after_seconds, e.to_string())
             }
+            AuthError::Unauthenticated(reason) => Problem::unauthorized(reason),
             AuthError::NotFound => Problem::not_found(e.to_string()),
             AuthError::Unavailable(reason) => Problem::unavailable(reason),
             AuthError::Internal(cause) => Problem::internal(&cause),
@@ -131,6 +135,7 @@ impl From<Problem> for AuthError {
             (409, "username-taken") => AuthError::UsernameTaken,
             (401, "invalid-credentials") => AuthError::InvalidCredentials,
             (401, "invalid-refresh-token") => AuthError::InvalidRefreshToken,
+            (401, _) => AuthError::Unauthenticated(p.detail().to_owned()),
             (429, _) => AuthError::TooManyAttempts { retry_after_seconds: p.retry_after_seconds().unwrap_or(1) },
             (404, _) => AuthError::NotFound,
             (503, _) => AuthError::Unavailable(p.detail().to_owned()),
@@ -183,4 +188,35 @@ pub trait AuthApi: Send + Sync {
     /// # Errors
     /// Only `Unavailable` / `Internal`.
     async fn jwks(&self) -> Result<Jwks, AuthError>;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// What the REST client receives must map back to what the service returned.
+    #[test]
+    fn every_error_survives_the_trip_through_a_problem_document() {
+        let errors = [
+            AuthError::Validation(FieldErrors::single("email", "must be an email address")),
+            AuthError::EmailTaken,
+            AuthError::UsernameTaken,
+            AuthError::InvalidCredentials,
+            AuthError::InvalidRefreshToken,
+            AuthError::TooManyAttempts { retry_after_seconds: 42 },
+            AuthError::Unauthenticated("token expired".to_owned()),
+            AuthError::NotFound,
+            AuthError::Unavailable("auth database: down".to_owned()),
+        ];
+        for original in errors {
+            let expected = format!("{original:?}");
+            let problem = Problem::from(original);
+            let wire = serde_json::to_vec(&problem.document()).unwrap();
+            let doc: platform::problem::ProblemDocument = serde_json::from_slice(&wire).unwrap();
+            let received = Problem::from_document(problem.status(), doc, problem.retry_after_seconds());
+            assert_eq!(format!("{:?}", AuthError::from(received)), expected);
+        }
+    }
 }

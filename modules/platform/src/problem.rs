@@ -146,7 +146,8 @@ impl Problem {
         }
     }
 
-    fn document(&self) -> ProblemDocument {
+    /// The wire form of this problem.
+    pub fn document(&self) -> ProblemDocument {
         ProblemDocument {
             kind: format!("/problems/{}", self.kind),
             title: self.title.to_string(),
