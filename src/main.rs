@@ -31,6 +31,12 @@ enum Command {
     },
     /// Bring the schemas of the served modules up to date, then exit.
     Migrate,
+    /// Fill an empty catalog.
+    Seed {
+        /// The demo catalog: movies, three theaters, showtimes over the next 7 days.
+        #[arg(long, required = true)]
+        demo: bool,
+    },
     /// Administrative tasks.
     Admin {
         #[command(subcommand)]
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Migrate => migrate(&settings).await,
+            Command::Seed { demo: _ } => seed_demo(&settings).await,
             Command::Admin { command: AdminCommand::Create { email, password, username } } => {
                 create_admin(&settings, &email, &password, username.as_deref()).await
             }
@@ -129,6 +136,24 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         tracing::info!(module = module.name(), "schema up to date");
     }
     Ok(())
+}
+
+#[cfg(feature = "movie")]
+async fn seed_demo(settings: &Settings) -> anyhow::Result<()> {
+    let mut readiness = platform::health::Readiness::default();
+    let kv = boxoffice::startup::key_value(settings, &mut readiness)?;
+    let movies = boxoffice::startup::movie_service(settings, kv, &mut readiness).await?;
+    if movies.seed_demo().await? {
+        println!("demo catalog created");
+    } else {
+        println!("the catalog is not empty: nothing seeded");
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "movie"))]
+async fn seed_demo(_: &Settings) -> anyhow::Result<()> {
+    anyhow::bail!("this binary was built without the movie module")
 }
 
 #[cfg(feature = "auth")]

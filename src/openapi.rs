@@ -24,8 +24,10 @@ pub fn document(settings: &Settings) -> OpenApi {
         match module {
             #[cfg(feature = "auth")]
             Module::Auth => doc.merge(<auth::http::AuthDoc as utoipa::OpenApi>::openapi()),
-            #[cfg(not(feature = "auth"))]
-            Module::Auth => {}
+            #[cfg(feature = "movie")]
+            Module::Movie => doc.merge(<movie::http::MovieDoc as utoipa::OpenApi>::openapi()),
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
     }
     let components = doc.components.get_or_insert_with(Default::default);

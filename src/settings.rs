@@ -14,6 +14,7 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 #[serde(rename_all = "lowercase")]
 pub enum Module {
     Auth,
+    Movie,
 }
 
 impl Module {
@@ -21,11 +22,14 @@ impl Module {
     pub const COMPILED: &'static [Module] = &[
         #[cfg(feature = "auth")]
         Module::Auth,
+        #[cfg(feature = "movie")]
+        Module::Movie,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             Module::Auth => "auth",
+            Module::Movie => "movie",
         }
     }
 }
@@ -34,6 +38,14 @@ impl Module {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServiceUrls {
     pub auth: String,
+    pub movie: String,
+}
+
+/// `[demo]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemoSettings {
+    /// Create the demo catalog when this process serves movie and its catalog is empty.
+    pub seed: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,8 +59,11 @@ pub struct Settings {
     pub log: LogSettings,
     pub jwt: JwtSettings,
     pub services: ServiceUrls,
+    pub demo: DemoSettings,
     #[cfg(feature = "auth")]
     pub auth: auth::service::AuthSettings,
+    #[cfg(feature = "movie")]
+    pub movie: movie::service::MovieSettings,
 }
 
 impl Settings {
@@ -79,11 +94,15 @@ impl Settings {
                 ));
             }
         }
-        if !self.serves(Module::Auth) && url::Url::parse(&self.services.auth).is_err() {
-            errors.push(format!("services.auth: {:?} is not a URL", self.services.auth));
+        for (module, url) in [(Module::Auth, &self.services.auth), (Module::Movie, &self.services.movie)] {
+            if !self.serves(module) && url::Url::parse(url).is_err() {
+                errors.push(format!("services.{}: {url:?} is not a URL", module.name()));
+            }
         }
         #[cfg(feature = "auth")]
         errors.extend(self.auth.check());
+        #[cfg(feature = "movie")]
+        errors.extend(self.movie.check());
         if errors.is_empty() { Ok(()) } else { Err(format!("invalid configuration: {}", errors.join("; "))) }
     }
 

@@ -11,6 +11,8 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::{Context, anyhow};
 use auth::api::AuthApi;
 use auth::client::AuthClient;
+use movie::api::MovieApi;
+use movie::client::MovieClient;
 use platform::health::Readiness;
 use platform::http::{ClientBudget, ForwardedFor, Ops};
 use platform::identity::JwtVerifier;
@@ -34,6 +36,7 @@ pub async fn open_database(settings: &Settings, module: Module) -> anyhow::Resul
         .with_context(|| format!("connecting to the {} database", module.name()))?;
     match module {
         Module::Auth => migrations::auth::Migrator::up(&db, None).await,
+        Module::Movie => migrations::movie::Migrator::up(&db, None).await,
     }
     .with_context(|| format!("migrating the {} schema", module.name()))?;
     Ok(db)
@@ -79,11 +82,30 @@ fn mount_modules(cfg: &mut web::ServiceConfig, served: &[Module]) {
         match module {
             #[cfg(feature = "auth")]
             Module::Auth => auth::http::configure(cfg),
+            #[cfg(feature = "movie")]
+            Module::Movie => movie::http::configure(cfg),
             // Settings validation refuses modules that are not compiled in.
-            #[cfg(not(feature = "auth"))]
-            Module::Auth => {}
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
     }
+}
+
+/// The in-process movie service, its database migrated. Seat states come from `seat_states`.
+///
+/// # Errors
+/// Database failures.
+#[cfg(feature = "movie")]
+pub async fn movie_service(
+    settings: &Settings,
+    kv: Arc<dyn KeyValue>,
+    readiness: &mut Readiness,
+) -> anyhow::Result<Arc<movie::service::MovieService>> {
+    let db = open_database(settings, Module::Movie).await?;
+    readiness.add(Arc::new(platform::db::DatabaseHealth::new("movie", db.clone())));
+    // Until a booking module fills the port, every seat is available.
+    let seat_states = Arc::new(movie::api::NoBookings);
+    Ok(Arc::new(movie::service::MovieService::new(db, &settings.movie, kv, seat_states)))
 }
 
 /// A running (or ready to run) boxoffice HTTP server.
@@ -124,6 +146,22 @@ impl Application {
             (Arc::new(AuthClient::new(&settings.services.auth, http.clone())), verifier)
         };
 
+        // Movie: the service here (with the demo catalog on an empty catalog), or its client.
+        let movie_api: Arc<dyn MovieApi> = if settings.serves(Module::Movie) {
+            #[cfg(feature = "movie")]
+            {
+                let service = movie_service(&settings, kv.clone(), &mut readiness).await?;
+                if settings.demo.seed && service.seed_demo().await.map_err(|e| anyhow!("demo catalog: {e}"))? {
+                    tracing::info!("demo catalog created (demo.seed = false turns this off)");
+                }
+                service
+            }
+            #[cfg(not(feature = "movie"))]
+            unreachable!("validated: movie is not compiled in")
+        } else {
+            Arc::new(MovieClient::new(&settings.services.movie, http.clone()))
+        };
+
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
@@ -132,6 +170,7 @@ impl Application {
         let budget = web::Data::new(ClientBudget::new(settings.server.client_budget_per_minute));
         let forwarded = web::Data::new(ForwardedFor { trusted: settings.server.trust_forwarded_for });
         let auth_data: web::Data<dyn AuthApi> = web::Data::from(auth_api);
+        let movie_data: web::Data<dyn MovieApi> = web::Data::from(movie_api);
         let openapi = crate::openapi::document(&settings);
         let body_limit = settings.server.body_limit_bytes;
         let served = settings.served();
@@ -147,6 +186,7 @@ impl Application {
                 .app_data(budget.clone())
                 .app_data(forwarded.clone())
                 .app_data(auth_data.clone())
+                .app_data(movie_data.clone())
                 .configure(|cfg| platform::http::configure_extractors(cfg, body_limit))
                 .configure(|cfg| platform::http::ops_routes(cfg, ops.clone()))
                 .configure(|cfg| mount_modules(cfg, &served))

@@ -3,3 +3,4 @@
 //! rolled back independently and never share a table.
 
 pub mod auth;
+pub mod movie;

@@ -72,6 +72,10 @@ pub fn test_settings(backend: &Backend, data_dir: &Path) -> Settings {
     // The real cost is exercised by the release binary; tests only need real Argon2id.
     s.auth.argon2_memory_kib = 1024;
     s.auth.argon2_iterations = 1;
+    // Every test app has an admin (see `TestApp::admin_token`) and starts with an empty catalog.
+    s.auth.admin_email = ADMIN_EMAIL.to_owned();
+    s.auth.admin_password = platform::config::Secret::new(ADMIN_PASSWORD);
+    s.demo.seed = false;
     let unique = uuid::Uuid::new_v4().simple().to_string();
     match backend {
         Backend::Sqlite => {
@@ -88,6 +92,9 @@ pub fn test_settings(backend: &Backend, data_dir: &Path) -> Settings {
     }
     s
 }
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin password";
 
 pub struct TestApp {
     pub address: String,
@@ -163,6 +170,19 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// An access token of the app's configured admin.
+    pub async fn admin_token(&self) -> String {
+        let res = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        assert_eq!(res.status(), 200, "admin login");
+        let pair: Value = res.json().await.expect("json");
+        pair["access_token"].as_str().expect("access token").to_owned()
+    }
+
+    /// A request as `token`, with a JSON body.
+    pub async fn send_as(&self, method: reqwest::Method, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client.request(method, self.url(path)).bearer_auth(token).json(body).send().await.expect("request")
     }
 
     /// Registers `username` (password `correct horse`) and returns its token pair.

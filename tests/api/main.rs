@@ -15,5 +15,7 @@ mod auth;
 mod auth_contract;
 mod auth_tokens;
 mod cli;
+mod movie;
+mod movie_contract;
 mod operations;
 mod split;

@@ -12,6 +12,7 @@ pub mod health;
 pub mod http;
 pub mod identity;
 pub mod kv;
+pub mod pagination;
 pub mod problem;
 pub mod rest;
 pub mod telemetry;

@@ -1,0 +1,418 @@
+//! The movie module's contract, shared by the in-process service and the REST client.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use platform::identity::AuthUser;
+use platform::pagination::{Page, PageRequest};
+use platform::problem::Problem;
+use platform::validation::{FieldError, FieldErrors};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[serde(transparent)]
+        #[schema(value_type = String, format = Uuid)]
+        pub struct $name(pub Uuid);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A movie of the catalog.
+    MovieId
+);
+id_type!(
+    /// A theater (auditorium).
+    TheaterId
+);
+id_type!(
+    /// A seat of a theater; the same seat in every showtime there.
+    SeatId
+);
+id_type!(
+    /// One screening of a movie in a theater.
+    ShowtimeId
+);
+
+/// A movie as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Movie {
+    pub id: MovieId,
+    pub title: String,
+    pub description: String,
+    pub duration_minutes: u32,
+    pub genre: String,
+    pub release_date: NaiveDate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poster_url: Option<String>,
+}
+
+/// Body of `POST /api/movies/movies` and `PUT /api/movies/movies/{id}` (a full replacement).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MovieInput {
+    /// Not empty; at most 200 characters.
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Greater than 0, at most 1440.
+    pub duration_minutes: i64,
+    /// Not empty; at most 50 characters; compared case-insensitively when filtering.
+    pub genre: String,
+    pub release_date: NaiveDate,
+    #[serde(default)]
+    pub rating: Option<String>,
+    /// An http(s) URL.
+    #[serde(default)]
+    pub poster_url: Option<String>,
+}
+
+/// `GET /api/movies/movies` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MovieQuery {
+    /// Only this genre (case-insensitive).
+    pub genre: Option<String>,
+    /// Text that must appear in the title (case-insensitive).
+    pub q: Option<String>,
+    /// 1-based page number (default 1).
+    pub page: Option<u64>,
+    /// Items per page, 1–100 (default 20).
+    pub per_page: Option<u64>,
+}
+
+/// What a seat is, which decides its price multiplier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SeatType {
+    Standard,
+    Premium,
+    Accessible,
+}
+
+impl SeatType {
+    pub const ALL: [SeatType; 3] = [SeatType::Standard, SeatType::Premium, SeatType::Accessible];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeatType::Standard => "standard",
+            SeatType::Premium => "premium",
+            SeatType::Accessible => "accessible",
+        }
+    }
+
+    /// # Errors
+    /// A name that is not one of the three types.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown seat type {s:?}: expected standard, premium or accessible"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Seat {
+    pub id: SeatId,
+    pub row: String,
+    pub number: u32,
+    #[serde(rename = "type")]
+    pub seat_type: SeatType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Theater {
+    pub id: TheaterId,
+    pub name: String,
+    pub location: String,
+    /// In layout order: by row as laid out, then by number.
+    pub seats: Vec<Seat>,
+}
+
+/// One row of a theater layout: `seats` seats numbered from 1, all of one type.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RowLayout {
+    /// A label unique in the theater, 1–8 letters or digits (e.g. `A`).
+    pub row: String,
+    /// 1–50.
+    pub seats: i64,
+    /// `standard`, `premium` or `accessible`.
+    #[serde(rename = "type", default = "standard")]
+    pub seat_type: String,
+}
+
+fn standard() -> String {
+    SeatType::Standard.as_str().to_owned()
+}
+
+/// Body of `POST /api/movies/theaters`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TheaterInput {
+    pub name: String,
+    pub location: String,
+    /// At least one row, front to back.
+    pub layout: Vec<RowLayout>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Showtime {
+    pub id: ShowtimeId,
+    pub movie_id: MovieId,
+    pub theater_id: TheaterId,
+    pub start_time: DateTime<Utc>,
+    /// Base price in minor units; a seat costs this times its type's multiplier.
+    pub price_cents: i64,
+    /// ISO 4217.
+    pub currency: String,
+    pub seats_total: u32,
+    /// Eventually consistent (updated from booking events); the seat map is exact.
+    pub seats_available: u32,
+}
+
+/// Body of `POST /api/movies/showtimes`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ShowtimeInput {
+    pub movie_id: MovieId,
+    pub theater_id: TheaterId,
+    /// In the future.
+    pub start_time: DateTime<Utc>,
+    /// Greater than 0.
+    pub price_cents: i64,
+    /// ISO 4217, three upper-case letters; default `USD`.
+    #[serde(default)]
+    pub currency: Option<String>,
+}
+
+/// `GET /api/movies/showtimes` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ShowtimeQuery {
+    pub movie_id: Option<MovieId>,
+    pub theater_id: Option<TheaterId>,
+    /// A UTC calendar day (`YYYY-MM-DD`); without it, showtimes from now on.
+    pub date: Option<NaiveDate>,
+    /// 1-based page number (default 1).
+    pub page: Option<u64>,
+    /// Items per page, 1–100 (default 20).
+    pub per_page: Option<u64>,
+}
+
+/// A seat's state in one showtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SeatStatus {
+    Available,
+    Held,
+    Booked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SeatMapEntry {
+    pub id: SeatId,
+    pub row: String,
+    pub number: u32,
+    #[serde(rename = "type")]
+    pub seat_type: SeatType,
+    /// The showtime's price times this seat type's multiplier, rounded half up.
+    pub price_cents: i64,
+    pub status: SeatStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SeatMap {
+    pub showtime_id: ShowtimeId,
+    pub seats: Vec<SeatMapEntry>,
+}
+
+/// Everything the movie module can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum MovieError {
+    #[error("invalid values: {0}")]
+    Validation(FieldErrors),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Deleting a movie that still has showtimes to come.
+    #[error("the movie has {0} showtime(s) to come; delete or move them first")]
+    HasFutureShowtimes(u64),
+    /// A showtime that would overlap another in the same theater (cleaning gap included).
+    #[error("overlaps showtime {0} in the same theater")]
+    Overlap(ShowtimeId),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("this action needs the admin role")]
+    Forbidden,
+    #[error("movie unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl MovieError {
+    fn not_found_kind(what: &str) -> &'static str {
+        match what {
+            "movie" => "movie",
+            "theater" => "theater",
+            "showtime" => "showtime",
+            _ => "resource",
+        }
+    }
+}
+
+impl From<MovieError> for Problem {
+    fn from(e: MovieError) -> Self {
+        match e {
+            MovieError::Validation(errors) => Problem::validation(&errors),
+            MovieError::NotFound(what) => Problem::not_found(e.to_string()).with("resource", what),
+            MovieError::HasFutureShowtimes(n) => {
+                Problem::conflict("movie-has-showtimes", "Movie has showtimes to come", e.to_string())
+                    .with("future_showtimes", n)
+            }
+            MovieError::Overlap(other) => {
+                Problem::conflict("showtime-overlap", "Showtime overlaps another", e.to_string())
+                    .with("conflicting_showtime_id", other.to_string())
+            }
+            MovieError::Unauthenticated(reason) => Problem::unauthorized(reason),
+            MovieError::Forbidden => Problem::forbidden(e.to_string()),
+            MovieError::Unavailable(reason) => Problem::unavailable(reason),
+            MovieError::Internal(cause) => Problem::internal(&cause),
+        }
+    }
+}
+
+impl From<Problem> for MovieError {
+    /// The inverse of `From<MovieError> for Problem`, for answers received over REST.
+    fn from(p: Problem) -> Self {
+        let extra_str = |key: &str| p.extra(key).and_then(|v| v.as_str()).map(str::to_owned);
+        match (p.status().as_u16(), p.kind()) {
+            (422, _) => MovieError::Validation(
+                p.extra("errors").and_then(|v| serde_json::from_value::<Vec<FieldError>>(v.clone()).ok()).map_or_else(
+                    || FieldErrors::single("body", p.detail()),
+                    |list| {
+                        let mut errors = FieldErrors::new();
+                        for e in list {
+                            errors.add(&e.field, e.message);
+                        }
+                        errors
+                    },
+                ),
+            ),
+            (404, _) => MovieError::NotFound(Self::not_found_kind(&extra_str("resource").unwrap_or_default())),
+            (409, "movie-has-showtimes") => MovieError::HasFutureShowtimes(
+                p.extra("future_showtimes").and_then(serde_json::Value::as_u64).unwrap_or(1),
+            ),
+            (409, "showtime-overlap") => extra_str("conflicting_showtime_id")
+                .and_then(|s| Uuid::parse_str(&s).ok())
+                .map_or_else(|| MovieError::Internal(format!("{p:?}")), |id| MovieError::Overlap(ShowtimeId(id))),
+            (401, _) => MovieError::Unauthenticated(p.detail().to_owned()),
+            (403, _) => MovieError::Forbidden,
+            (503, _) => MovieError::Unavailable(p.detail().to_owned()),
+            _ => MovieError::Internal(format!("{p:?}")),
+        }
+    }
+}
+
+/// The movie module, in process or over REST. Reads are public; writes take the caller and
+/// MUST answer `Forbidden` unless the caller is an admin.
+///
+/// Implementations MUST return the same [`MovieError`] variants for the same situations;
+/// the contract suite in `tests/api/movie_contract.rs` runs against both.
+#[async_trait]
+pub trait MovieApi: Send + Sync {
+    /// Movies not deleted, by title, filtered by genre and title words.
+    ///
+    /// # Errors
+    /// `Validation` for a bad page request.
+    async fn list_movies(&self, query: MovieQuery) -> Result<Page<Movie>, MovieError>;
+
+    /// # Errors
+    /// `NotFound("movie")`, also for a deleted movie.
+    async fn movie(&self, id: MovieId) -> Result<Movie, MovieError>;
+
+    /// # Errors
+    /// `Forbidden`; `Validation` naming each bad field.
+    async fn create_movie(&self, caller: &AuthUser, input: MovieInput) -> Result<Movie, MovieError>;
+
+    /// Replaces every field of the movie.
+    ///
+    /// # Errors
+    /// `Forbidden`; `NotFound("movie")`; `Validation`.
+    async fn update_movie(&self, caller: &AuthUser, id: MovieId, input: MovieInput) -> Result<Movie, MovieError>;
+
+    /// Takes the movie out of the catalog; its past showtimes stay for history.
+    ///
+    /// # Errors
+    /// `Forbidden`; `NotFound("movie")`; `HasFutureShowtimes` while showtimes are to come.
+    async fn delete_movie(&self, caller: &AuthUser, id: MovieId) -> Result<(), MovieError>;
+
+    /// # Errors
+    /// `Validation` for a bad page request.
+    async fn list_theaters(&self, page: PageRequest) -> Result<Page<Theater>, MovieError>;
+
+    /// # Errors
+    /// `NotFound("theater")`.
+    async fn theater(&self, id: TheaterId) -> Result<Theater, MovieError>;
+
+    /// Creates the theater and one seat per position of its layout.
+    ///
+    /// # Errors
+    /// `Forbidden`; `Validation` (no rows, more than 50 seats in a row, duplicate row labels,
+    /// unknown seat type, empty name).
+    async fn create_theater(&self, caller: &AuthUser, input: TheaterInput) -> Result<Theater, MovieError>;
+
+    /// Showtimes by start time, filtered by movie, theater and day.
+    ///
+    /// # Errors
+    /// `Validation` for a bad page request.
+    async fn list_showtimes(&self, query: ShowtimeQuery) -> Result<Page<Showtime>, MovieError>;
+
+    /// # Errors
+    /// `NotFound("showtime")`.
+    async fn showtime(&self, id: ShowtimeId) -> Result<Showtime, MovieError>;
+
+    /// # Errors
+    /// `Forbidden`; `Validation` (start in the past, price not positive, unknown movie or
+    /// theater, bad currency); `Overlap` with another showtime of the theater, counting the
+    /// movie's duration plus the configured cleaning gap.
+    async fn create_showtime(&self, caller: &AuthUser, input: ShowtimeInput) -> Result<Showtime, MovieError>;
+
+    /// Every seat of the showtime's theater with its price and its exact state.
+    ///
+    /// # Errors
+    /// `NotFound("showtime")`; `Unavailable` when seat states cannot be read.
+    async fn seat_map(&self, id: ShowtimeId) -> Result<SeatMap, MovieError>;
+}
+
+/// The port through which the seat map learns seat states. Booking fills it; the movie
+/// module never depends on booking.
+#[async_trait]
+pub trait SeatStates: Send + Sync {
+    /// The held and booked seats of a showtime; every seat not listed is available.
+    ///
+    /// # Errors
+    /// `Unavailable` when the states cannot be read.
+    async fn taken_seats(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, MovieError>;
+}
+
+/// The seat states of a deployment without bookings: every seat is available. Used until a
+/// booking module fills the port.
+pub struct NoBookings;
+
+#[async_trait]
+impl SeatStates for NoBookings {
+    async fn taken_seats(&self, _showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, MovieError> {
+        Ok(HashMap::new())
+    }
+}

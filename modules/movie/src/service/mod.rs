@@ -1,0 +1,631 @@
+//! The in-process implementation of [`MovieApi`] on the module's own tables.
+
+mod cache;
+pub mod demo;
+mod entity;
+mod validate;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveTime, Utc};
+use platform::identity::AuthUser;
+use platform::kv::KeyValue;
+use platform::pagination::{Page, PageRequest, Pagination};
+use sea_orm::sea_query::{Expr, Func, LikeExpr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::api::{
+    Movie, MovieApi, MovieError, MovieId, MovieInput, MovieQuery, Seat, SeatId, SeatMap, SeatMapEntry, SeatStates,
+    SeatStatus, SeatType, Showtime, ShowtimeId, ShowtimeInput, ShowtimeQuery, Theater, TheaterId, TheaterInput,
+};
+use cache::CatalogCache;
+use entity::{movie, seat, showtime, theater};
+use platform::validation::FieldErrors;
+
+/// `[movie.price_multipliers]`: what each seat type costs relative to the showtime's price.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct PriceMultipliers {
+    pub standard: f64,
+    pub premium: f64,
+    pub accessible: f64,
+}
+
+impl PriceMultipliers {
+    fn of(&self, seat_type: SeatType) -> f64 {
+        match seat_type {
+            SeatType::Standard => self.standard,
+            SeatType::Premium => self.premium,
+            SeatType::Accessible => self.accessible,
+        }
+    }
+
+    /// `base` × the multiplier of `seat_type`, in whole minor units, rounded half up. The
+    /// multiplier is taken to four decimals so that float noise (1.15 = 1.1499…) cannot
+    /// move a price by a cent.
+    pub fn price(&self, base: i64, seat_type: SeatType) -> i64 {
+        #[allow(clippy::cast_possible_truncation)] // checked range: 0 < multiplier <= 100
+        let basis_points = (self.of(seat_type) * 10_000.0).round() as i64;
+        (base * basis_points + 5_000).div_euclid(10_000)
+    }
+}
+
+/// `[movie]` settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MovieSettings {
+    /// Minutes a theater needs between the end of one showtime and the next start.
+    pub cleaning_gap_minutes: i64,
+    /// How long catalog reads are cached; 0 disables the cache.
+    pub cache_ttl_seconds: u64,
+    pub price_multipliers: PriceMultipliers,
+}
+
+impl MovieSettings {
+    /// Checks that parse but make no sense; each error names its key.
+    pub fn check(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if !(0..=24 * 60).contains(&self.cleaning_gap_minutes) {
+            errors.push("movie.cleaning_gap_minutes must be between 0 and 1440".to_owned());
+        }
+        for seat_type in SeatType::ALL {
+            let m = self.price_multipliers.of(seat_type);
+            if !(m > 0.0 && m <= 100.0) {
+                errors.push(format!(
+                    "movie.price_multipliers.{} must be greater than 0 and at most 100",
+                    seat_type.as_str()
+                ));
+            }
+        }
+        errors
+    }
+}
+
+pub struct MovieService {
+    db: DatabaseConnection,
+    settings: MovieSettings,
+    cache: CatalogCache,
+    seat_states: Arc<dyn SeatStates>,
+}
+
+fn db_err(e: DbErr) -> MovieError {
+    if platform::db::is_unavailable(&e) {
+        MovieError::Unavailable(format!("movie database: {e}"))
+    } else {
+        MovieError::Internal(format!("movie database: {e}"))
+    }
+}
+
+fn admin(caller: &AuthUser) -> Result<(), MovieError> {
+    if caller.is_admin() { Ok(()) } else { Err(MovieError::Forbidden) }
+}
+
+fn pagination(page: Option<u64>, per_page: Option<u64>) -> Result<Pagination, MovieError> {
+    PageRequest { page, per_page }.validate().map_err(MovieError::Validation)
+}
+
+fn count(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+fn movie_view(m: movie::Model) -> Movie {
+    Movie {
+        id: MovieId(m.id),
+        title: m.title,
+        description: m.description,
+        duration_minutes: count(m.duration_minutes),
+        genre: m.genre,
+        release_date: m.release_date,
+        rating: m.rating,
+        poster_url: m.poster_url,
+    }
+}
+
+fn seat_view(s: seat::Model) -> Result<Seat, MovieError> {
+    Ok(Seat {
+        id: SeatId(s.id),
+        row: s.row_label,
+        number: count(s.number),
+        seat_type: SeatType::parse(&s.seat_type).map_err(MovieError::Internal)?,
+    })
+}
+
+fn showtime_view(s: showtime::Model) -> Showtime {
+    Showtime {
+        id: ShowtimeId(s.id),
+        movie_id: MovieId(s.movie_id),
+        theater_id: TheaterId(s.theater_id),
+        start_time: s.start_time,
+        price_cents: s.price_cents,
+        currency: s.currency,
+        seats_total: count(s.seats_total),
+        seats_available: count(s.seats_available),
+    }
+}
+
+/// A cache key part for free-form query text: bounded length whatever was sent.
+fn digest(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `%text%` with LIKE's wildcards in `text` escaped (escape character `\`).
+fn contains_pattern(text: &str) -> String {
+    let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+impl MovieService {
+    pub fn new(
+        db: DatabaseConnection,
+        settings: &MovieSettings,
+        kv: Arc<dyn KeyValue>,
+        seat_states: Arc<dyn SeatStates>,
+    ) -> Self {
+        Self {
+            db,
+            cache: CatalogCache::new(kv, Duration::from_secs(settings.cache_ttl_seconds)),
+            settings: settings.clone(),
+            seat_states,
+        }
+    }
+
+    async fn seats_of(&self, db: &impl ConnectionTrait, theater_ids: &[Uuid]) -> Result<Vec<seat::Model>, MovieError> {
+        seat::Entity::find()
+            .filter(seat::Column::TheaterId.is_in(theater_ids.iter().copied()))
+            .order_by_asc(seat::Column::TheaterId)
+            .order_by_asc(seat::Column::Position)
+            .all(db)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn load_theater(&self, id: TheaterId) -> Result<Theater, MovieError> {
+        let t = theater::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .ok_or(MovieError::NotFound("theater"))?;
+        let seats = self.seats_of(&self.db, &[t.id]).await?.into_iter().map(seat_view).collect::<Result<_, _>>()?;
+        Ok(Theater { id: TheaterId(t.id), name: t.name, location: t.location, seats })
+    }
+
+    /// Inserts a validated movie (authorization is the caller's business).
+    async fn insert_movie(&self, valid: validate::ValidMovie) -> Result<Movie, MovieError> {
+        let now = Utc::now();
+        let created = movie::Entity::insert(movie::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            title: Set(valid.title),
+            description: Set(valid.description),
+            duration_minutes: Set(valid.duration_minutes),
+            genre: Set(valid.genre),
+            release_date: Set(valid.release_date),
+            rating: Set(valid.rating),
+            poster_url: Set(valid.poster_url),
+            created_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+        })
+        .exec_with_returning(&self.db)
+        .await
+        .map_err(db_err)?;
+        self.cache.invalidate().await;
+        Ok(movie_view(created))
+    }
+
+    /// Inserts a validated theater and its seats in one transaction.
+    async fn insert_theater(&self, valid: validate::ValidTheater) -> Result<Theater, MovieError> {
+        let theater_id = Uuid::now_v7();
+        let mut seats = Vec::new();
+        for row in &valid.rows {
+            for number in 1..=row.seats {
+                seats.push(seat::Model {
+                    id: Uuid::now_v7(),
+                    theater_id,
+                    row_label: row.label.clone(),
+                    number,
+                    position: i32::try_from(seats.len()).unwrap_or(i32::MAX),
+                    seat_type: row.seat_type.as_str().to_owned(),
+                });
+            }
+        }
+        let txn = self.db.begin().await.map_err(db_err)?;
+        theater::Entity::insert(theater::ActiveModel {
+            id: Set(theater_id),
+            name: Set(valid.name.clone()),
+            location: Set(valid.location.clone()),
+            created_at: Set(Utc::now()),
+        })
+        .exec(&txn)
+        .await
+        .map_err(db_err)?;
+        // One multi-row INSERT per chunk (bind-parameter limits), never one per seat.
+        for chunk in seats.chunks(500) {
+            let models = chunk.iter().cloned().map(|s| seat::ActiveModel {
+                id: Set(s.id),
+                theater_id: Set(s.theater_id),
+                row_label: Set(s.row_label),
+                number: Set(s.number),
+                position: Set(s.position),
+                seat_type: Set(s.seat_type),
+            });
+            seat::Entity::insert_many(models).exec(&txn).await.map_err(db_err)?;
+        }
+        txn.commit().await.map_err(db_err)?;
+        self.cache.invalidate().await;
+        Ok(Theater {
+            id: TheaterId(theater_id),
+            name: valid.name,
+            location: valid.location,
+            seats: seats.into_iter().map(seat_view).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Inserts a showtime after checking, under the theater's row lock, that its movie
+    /// exists and that it overlaps no other showtime of the theater (duration + cleaning gap).
+    async fn insert_showtime(
+        &self,
+        input: &ShowtimeInput,
+        valid: validate::ValidShowtime,
+    ) -> Result<Showtime, MovieError> {
+        let txn = self.db.begin().await.map_err(db_err)?;
+        // Writing the theater's row first serialises showtime creation per theater (a row
+        // lock in PostgreSQL, the write lock in SQLite), so two overlapping showtimes
+        // created at once cannot both pass the check below.
+        let locked = theater::Entity::update_many()
+            .col_expr(theater::Column::Name, Expr::col(theater::Column::Name))
+            .filter(theater::Column::Id.eq(input.theater_id.0))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        let mut errors = FieldErrors::new();
+        if locked.rows_affected == 0 {
+            errors.add("theater_id", "no such theater");
+        }
+        // The same for the movie, so it cannot be deleted while a showtime is added to it.
+        let film = movie::Entity::update_many()
+            .col_expr(movie::Column::UpdatedAt, Expr::col(movie::Column::UpdatedAt))
+            .filter(movie::Column::Id.eq(input.movie_id.0))
+            .filter(movie::Column::DeletedAt.is_null())
+            .exec_with_returning(&txn)
+            .await
+            .map_err(db_err)?;
+        let Some(film) = film.into_iter().next() else {
+            errors.add("movie_id", "no such movie");
+            return Err(MovieError::Validation(errors));
+        };
+        errors.into_result().map_err(MovieError::Validation)?;
+
+        let gap = chrono::Duration::minutes(self.settings.cleaning_gap_minutes);
+        let start = valid.start_time;
+        let end = start + chrono::Duration::minutes(i64::from(film.duration_minutes));
+        let clash = showtime::Entity::find()
+            .filter(showtime::Column::TheaterId.eq(input.theater_id.0))
+            .filter(showtime::Column::StartTime.lt(end + gap))
+            .filter(showtime::Column::EndTime.gt(start - gap))
+            .one(&txn)
+            .await
+            .map_err(db_err)?;
+        if let Some(other) = clash {
+            return Err(MovieError::Overlap(ShowtimeId(other.id)));
+        }
+        let seats_total = seat::Entity::find()
+            .filter(seat::Column::TheaterId.eq(input.theater_id.0))
+            .count(&txn)
+            .await
+            .map_err(db_err)?;
+        let seats_total = i32::try_from(seats_total).unwrap_or(i32::MAX);
+        let created = showtime::Entity::insert(showtime::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            movie_id: Set(film.id),
+            theater_id: Set(input.theater_id.0),
+            start_time: Set(start),
+            end_time: Set(end),
+            price_cents: Set(valid.price_cents),
+            currency: Set(valid.currency),
+            seats_total: Set(seats_total),
+            seats_available: Set(seats_total),
+            created_at: Set(Utc::now()),
+        })
+        .exec_with_returning(&txn)
+        .await
+        .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        self.cache.invalidate().await;
+        Ok(showtime_view(created))
+    }
+
+    /// Whether the catalog has no movie at all (deleted ones count: a catalog that was used
+    /// is never re-seeded).
+    pub async fn is_empty(&self) -> Result<bool, MovieError> {
+        Ok(movie::Entity::find().one(&self.db).await.map_err(db_err)?.is_none())
+    }
+}
+
+#[async_trait]
+impl MovieApi for MovieService {
+    async fn list_movies(&self, query: MovieQuery) -> Result<Page<Movie>, MovieError> {
+        let pagination = pagination(query.page, query.per_page)?;
+        let genre = query.genre.as_deref().map(str::trim).filter(|g| !g.is_empty()).map(str::to_lowercase);
+        let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned);
+        let key = format!(
+            "movies:{}:{}:{}",
+            pagination.page,
+            pagination.per_page,
+            digest(&[genre.as_deref().unwrap_or(""), q.as_deref().unwrap_or("")])
+        );
+        self.cache
+            .get_or_load(&key, async {
+                let mut select = movie::Entity::find().filter(movie::Column::DeletedAt.is_null());
+                if let Some(genre) = &genre {
+                    let lower_genre = Expr::expr(Func::lower(Expr::col(movie::Column::Genre)));
+                    select = select.filter(ExprTrait::eq(lower_genre, genre.as_str()));
+                }
+                if let Some(q) = &q {
+                    let lower_title = Expr::expr(Func::lower(Expr::col(movie::Column::Title)));
+                    select =
+                        select.filter(ExprTrait::like(lower_title, LikeExpr::new(contains_pattern(q)).escape('\\')));
+                }
+                let total = select.clone().count(&self.db).await.map_err(db_err)?;
+                let items = select
+                    .order_by_asc(movie::Column::Title)
+                    .order_by_asc(movie::Column::Id)
+                    .offset(pagination.offset())
+                    .limit(pagination.per_page)
+                    .all(&self.db)
+                    .await
+                    .map_err(db_err)?;
+                Ok(Page::new(items.into_iter().map(movie_view).collect(), pagination, total))
+            })
+            .await
+    }
+
+    async fn movie(&self, id: MovieId) -> Result<Movie, MovieError> {
+        self.cache
+            .get_or_load(&format!("movie:{id}"), async {
+                movie::Entity::find_by_id(id.0)
+                    .filter(movie::Column::DeletedAt.is_null())
+                    .one(&self.db)
+                    .await
+                    .map_err(db_err)?
+                    .map(movie_view)
+                    .ok_or(MovieError::NotFound("movie"))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_movie(&self, caller: &AuthUser, input: MovieInput) -> Result<Movie, MovieError> {
+        admin(caller)?;
+        let valid = validate::movie(input).map_err(MovieError::Validation)?;
+        self.insert_movie(valid).await
+    }
+
+    #[tracing::instrument(skip_all, fields(movie_id = %id))]
+    async fn update_movie(&self, caller: &AuthUser, id: MovieId, input: MovieInput) -> Result<Movie, MovieError> {
+        admin(caller)?;
+        let valid = validate::movie(input).map_err(MovieError::Validation)?;
+        let updated = movie::Entity::update_many()
+            .col_expr(movie::Column::Title, Expr::value(valid.title))
+            .col_expr(movie::Column::Description, Expr::value(valid.description))
+            .col_expr(movie::Column::DurationMinutes, Expr::value(valid.duration_minutes))
+            .col_expr(movie::Column::Genre, Expr::value(valid.genre))
+            .col_expr(movie::Column::ReleaseDate, Expr::value(valid.release_date))
+            .col_expr(movie::Column::Rating, Expr::value(valid.rating))
+            .col_expr(movie::Column::PosterUrl, Expr::value(valid.poster_url))
+            .col_expr(movie::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(movie::Column::Id.eq(id.0))
+            .filter(movie::Column::DeletedAt.is_null())
+            .exec_with_returning(&self.db)
+            .await
+            .map_err(db_err)?;
+        let updated = updated.into_iter().next().ok_or(MovieError::NotFound("movie"))?;
+        self.cache.invalidate().await;
+        Ok(movie_view(updated))
+    }
+
+    #[tracing::instrument(skip_all, fields(movie_id = %id))]
+    async fn delete_movie(&self, caller: &AuthUser, id: MovieId) -> Result<(), MovieError> {
+        admin(caller)?;
+        let txn = self.db.begin().await.map_err(db_err)?;
+        // Lock the movie's row first: showtime creation takes the same lock.
+        let locked = movie::Entity::update_many()
+            .col_expr(movie::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(movie::Column::Id.eq(id.0))
+            .filter(movie::Column::DeletedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if locked.rows_affected == 0 {
+            return Err(MovieError::NotFound("movie"));
+        }
+        let future = showtime::Entity::find()
+            .filter(showtime::Column::MovieId.eq(id.0))
+            .filter(showtime::Column::StartTime.gt(Utc::now()))
+            .count(&txn)
+            .await
+            .map_err(db_err)?;
+        if future > 0 {
+            return Err(MovieError::HasFutureShowtimes(future));
+        }
+        movie::Entity::update_many()
+            .col_expr(movie::Column::DeletedAt, Expr::value(Utc::now()))
+            .filter(movie::Column::Id.eq(id.0))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        self.cache.invalidate().await;
+        Ok(())
+    }
+
+    async fn list_theaters(&self, page: PageRequest) -> Result<Page<Theater>, MovieError> {
+        let pagination = page.validate().map_err(MovieError::Validation)?;
+        self.cache
+            .get_or_load(&format!("theaters:{}:{}", pagination.page, pagination.per_page), async {
+                let total = theater::Entity::find().count(&self.db).await.map_err(db_err)?;
+                let theaters = theater::Entity::find()
+                    .order_by_asc(theater::Column::Name)
+                    .order_by_asc(theater::Column::Id)
+                    .offset(pagination.offset())
+                    .limit(pagination.per_page)
+                    .all(&self.db)
+                    .await
+                    .map_err(db_err)?;
+                let ids: Vec<Uuid> = theaters.iter().map(|t| t.id).collect();
+                let mut seats: HashMap<Uuid, Vec<Seat>> = HashMap::new();
+                for s in self.seats_of(&self.db, &ids).await? {
+                    seats.entry(s.theater_id).or_default().push(seat_view(s)?);
+                }
+                let items = theaters
+                    .into_iter()
+                    .map(|t| Theater {
+                        id: TheaterId(t.id),
+                        seats: seats.remove(&t.id).unwrap_or_default(),
+                        name: t.name,
+                        location: t.location,
+                    })
+                    .collect();
+                Ok(Page::new(items, pagination, total))
+            })
+            .await
+    }
+
+    async fn theater(&self, id: TheaterId) -> Result<Theater, MovieError> {
+        self.cache.get_or_load(&format!("theater:{id}"), self.load_theater(id)).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_theater(&self, caller: &AuthUser, input: TheaterInput) -> Result<Theater, MovieError> {
+        admin(caller)?;
+        let valid = validate::theater(input).map_err(MovieError::Validation)?;
+        self.insert_theater(valid).await
+    }
+
+    async fn list_showtimes(&self, query: ShowtimeQuery) -> Result<Page<Showtime>, MovieError> {
+        let pagination = pagination(query.page, query.per_page)?;
+        // Without a day, "from now on", to the minute: one cache entry per minute at most.
+        let now = Utc::now();
+        let (from, until) = match query.date {
+            Some(day) => {
+                let start = day.and_time(NaiveTime::MIN).and_utc();
+                (start, Some(start + chrono::Duration::days(1)))
+            }
+            None => (whole_minute(now), None),
+        };
+        let key = format!(
+            "showtimes:{}:{}:{}:{}:{}:{}",
+            query.movie_id.map(|m| m.to_string()).unwrap_or_default(),
+            query.theater_id.map(|t| t.to_string()).unwrap_or_default(),
+            from.timestamp(),
+            until.map(|u| u.timestamp()).unwrap_or_default(),
+            pagination.page,
+            pagination.per_page
+        );
+        self.cache
+            .get_or_load(&key, async {
+                let mut select = showtime::Entity::find().filter(showtime::Column::StartTime.gte(from));
+                if let Some(until) = until {
+                    select = select.filter(showtime::Column::StartTime.lt(until));
+                }
+                if let Some(movie_id) = query.movie_id {
+                    select = select.filter(showtime::Column::MovieId.eq(movie_id.0));
+                }
+                if let Some(theater_id) = query.theater_id {
+                    select = select.filter(showtime::Column::TheaterId.eq(theater_id.0));
+                }
+                let total = select.clone().count(&self.db).await.map_err(db_err)?;
+                let items = select
+                    .order_by_asc(showtime::Column::StartTime)
+                    .order_by_asc(showtime::Column::Id)
+                    .offset(pagination.offset())
+                    .limit(pagination.per_page)
+                    .all(&self.db)
+                    .await
+                    .map_err(db_err)?;
+                Ok(Page::new(items.into_iter().map(showtime_view).collect(), pagination, total))
+            })
+            .await
+    }
+
+    async fn showtime(&self, id: ShowtimeId) -> Result<Showtime, MovieError> {
+        self.cache
+            .get_or_load(&format!("showtime:{id}"), async {
+                showtime::Entity::find_by_id(id.0)
+                    .one(&self.db)
+                    .await
+                    .map_err(db_err)?
+                    .map(showtime_view)
+                    .ok_or(MovieError::NotFound("showtime"))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_showtime(&self, caller: &AuthUser, input: ShowtimeInput) -> Result<Showtime, MovieError> {
+        admin(caller)?;
+        let valid = validate::showtime(&input, Utc::now()).map_err(MovieError::Validation)?;
+        self.insert_showtime(&input, valid).await
+    }
+
+    /// Read from the database, not the cache: the map is exact, and its prices are what a
+    /// booking will charge.
+    async fn seat_map(&self, id: ShowtimeId) -> Result<SeatMap, MovieError> {
+        let show = showtime::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .ok_or(MovieError::NotFound("showtime"))?;
+        let seats = self.seats_of(&self.db, &[show.theater_id]).await?;
+        let taken = self.seat_states.taken_seats(id).await?;
+        let prices = self.settings.price_multipliers;
+        let seats = seats
+            .into_iter()
+            .map(|s| {
+                let seat = seat_view(s)?;
+                Ok(SeatMapEntry {
+                    price_cents: prices.price(show.price_cents, seat.seat_type),
+                    status: taken.get(&seat.id).copied().unwrap_or(SeatStatus::Available),
+                    id: seat.id,
+                    row: seat.row,
+                    number: seat.number,
+                    seat_type: seat.seat_type,
+                })
+            })
+            .collect::<Result<_, MovieError>>()?;
+        Ok(SeatMap { showtime_id: id, seats })
+    }
+}
+
+/// A time truncated to the whole minute.
+pub fn whole_minute(t: DateTime<Utc>) -> DateTime<Utc> {
+    t - chrono::Duration::seconds(t.timestamp().rem_euclid(60))
+        - chrono::Duration::nanoseconds(i64::from(t.timestamp_subsec_nanos()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_round_half_up_to_the_cent() {
+        let m = PriceMultipliers { standard: 1.0, premium: 1.5, accessible: 1.15 };
+        assert_eq!(m.price(1099, SeatType::Standard), 1099);
+        assert_eq!(m.price(1099, SeatType::Premium), 1649); // 1648.5
+        assert_eq!(m.price(1000, SeatType::Premium), 1500);
+        assert_eq!(m.price(1, SeatType::Premium), 2); // 1.5
+        assert_eq!(m.price(100, SeatType::Accessible), 115); // 1.15 is 1.149999… as a float
+        assert_eq!(m.price(10, SeatType::Accessible), 12); // 11.5
+    }
+}
