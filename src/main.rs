@@ -1,4 +1,4 @@
-//! The `boxoffice` command: `serve` (the default), `migrate`, `admin create`.
+//! The `boxoffice` command: `serve` (the default), `migrate`, `seed --demo`, `admin create`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -140,6 +140,9 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 #[cfg(feature = "movie")]
 async fn seed_demo(settings: &Settings) -> anyhow::Result<()> {
+    if !settings.serves(Module::Movie) {
+        anyhow::bail!("this configuration does not serve the movie module (modules)");
+    }
     let mut readiness = platform::health::Readiness::default();
     let kv = boxoffice::startup::key_value(settings, &mut readiness)?;
     let movies = boxoffice::startup::movie_service(settings, kv, &mut readiness).await?;

@@ -75,8 +75,16 @@ impl Settings {
     pub fn load(file: Option<&Path>) -> Result<Self, String> {
         let profile = std::env::var("BOXOFFICE_PROFILE").ok().filter(|p| !p.is_empty());
         let dir = std::env::var("BOXOFFICE_CONFIG_DIR").map_or_else(|_| PathBuf::from("config"), PathBuf::from);
-        let settings: Settings =
-            platform::config::load(DEFAULTS, profile.as_deref().map(|p| (p, dir.as_path())), file, &["modules"])?;
+        Self::load_profile(profile.as_deref().map(|p| (p, dir.as_path())), file)
+    }
+
+    /// [`Settings::load`] with the profile (name, directory) given rather than read from the
+    /// environment.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_profile(profile: Option<(&str, &Path)>, file: Option<&Path>) -> Result<Self, String> {
+        let settings: Settings = platform::config::load(DEFAULTS, profile, file, &["modules"])?;
         settings.validate()?;
         Ok(settings)
     }

@@ -187,7 +187,7 @@ impl Application {
                 .app_data(forwarded.clone())
                 .app_data(auth_data.clone())
                 .app_data(movie_data.clone())
-                .configure(|cfg| platform::http::configure_extractors(cfg, body_limit))
+                .configure(|cfg| platform::extract::configure(cfg, body_limit))
                 .configure(|cfg| platform::http::ops_routes(cfg, ops.clone()))
                 .configure(|cfg| mount_modules(cfg, &served))
                 .route(

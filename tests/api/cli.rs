@@ -107,3 +107,27 @@ fn get_live(port: u64) -> u16 {
     stream.read_to_string(&mut answer).unwrap();
     answer.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+#[test]
+fn seed_demo_fills_an_empty_catalog_once() {
+    let data = tempfile::TempDir::new().unwrap();
+    let first = boxoffice(data.path()).args(["seed", "--demo"]).output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("demo catalog created"));
+    let second = boxoffice(data.path()).args(["seed", "--demo"]).output().unwrap();
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stdout).contains("not empty"));
+}
+
+#[test]
+fn the_production_profile_turns_the_demo_off_and_logs_json() {
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let production = boxoffice::settings::Settings::load_profile(Some(("production", &config)), None).unwrap();
+    assert!(!production.demo.seed);
+    assert_eq!(production.log.format, platform::config::LogFormat::Json);
+    let default = boxoffice::settings::Settings::load_profile(None, None).unwrap();
+    assert!(default.demo.seed);
+    let split = boxoffice::settings::Settings::load_profile(Some(("split/movie", &config)), None).unwrap();
+    assert_eq!(split.served(), [boxoffice::settings::Module::Movie]);
+    assert!(!split.demo.seed);
+}

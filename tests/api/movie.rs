@@ -6,7 +6,7 @@
 //! a token (they are public); writes with the admin's token unless the test is about who may write.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use reqwest::Method;
@@ -23,6 +23,7 @@ on_both_backends!(
     creating_a_movie_returns_it_and_get_finds_it,
     movies_are_listed_by_title_filtered_by_genre_and_title_text_and_paginated,
     updating_a_movie_replaces_every_field,
+    a_movie_with_showtimes_to_come_keeps_its_duration,
     deleting_a_movie_takes_it_out_of_the_catalog,
     deleting_a_movie_with_future_showtimes_is_409,
     past_showtimes_are_not_listed_without_a_date_and_do_not_block_deleting_their_movie,
@@ -33,6 +34,7 @@ on_both_backends!(
     invalid_theaters_are_422_naming_the_layout_field,
     invalid_showtimes_are_422_naming_the_field,
     bad_pagination_is_422_naming_the_parameter,
+    query_values_of_the_wrong_type_are_422,
     wrong_json_types_are_422_and_malformed_json_is_400,
     a_theater_is_created_from_its_row_layout,
     theaters_are_listed_paginated,
@@ -56,13 +58,21 @@ on_both_backends!(
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// `days` whole days after today (UTC) at `hour:minute:00`.
-fn day_at(days: i64, hour: u32, minute: u32) -> DateTime<Utc> {
-    (Utc::now().date_naive() + Duration::days(days)).and_hms_opt(hour, minute, 0).unwrap().and_utc()
+/// The UTC day the tests count from, fixed once per process so that a test running across
+/// midnight still means one day by `day(2)`.
+fn today() -> NaiveDate {
+    static TODAY: LazyLock<NaiveDate> = LazyLock::new(|| Utc::now().date_naive());
+    *TODAY
 }
 
+/// `days` whole days after today (UTC).
 fn day(days: i64) -> NaiveDate {
-    Utc::now().date_naive() + Duration::days(days)
+    today() + Duration::days(days)
+}
+
+/// `days` whole days after today (UTC) at `hour:minute:00`.
+pub(crate) fn day_at(days: i64, hour: u32, minute: u32) -> DateTime<Utc> {
+    day(days).and_hms_opt(hour, minute, 0).unwrap().and_utc()
 }
 
 async fn admin_app(backend: Backend) -> (TestApp, String) {
@@ -323,6 +333,24 @@ async fn updating_a_movie_replaces_every_field(backend: Backend) {
     assert_not_found(app.send_as(Method::PUT, &unknown, &admin, &replacement).await, "movie").await;
 }
 
+async fn a_movie_with_showtimes_to_come_keeps_its_duration(backend: Backend) {
+    let (app, admin) = admin_app(backend).await;
+    let movie = create_movie(&app, &admin, "Fixed Length", "Drama", 100).await;
+    let theater = small_theater(&app, &admin, "Screen 1").await;
+    create_showtime(&app, &admin, &movie, &theater, day_at(3, 12, 0)).await;
+    let path = format!("{MOVIES}/{}", id(&movie));
+    let mut body =
+        json!({"title": "Fixed Length", "duration_minutes": 180, "genre": "Drama", "release_date": "2025-01-31"});
+    let problem = assert_problem(app.send_as(Method::PUT, &path, &admin, &body).await, 409).await;
+    assert_eq!(problem["type"], "/problems/movie-has-showtimes");
+    assert_eq!(problem["future_showtimes"], 1);
+    assert_eq!(get(&app, &path).await["duration_minutes"], 100, "nothing changed");
+    // Every other field may change.
+    body["duration_minutes"] = json!(100);
+    body["title"] = json!("Fixed Length (restored)");
+    assert_eq!(app.send_as(Method::PUT, &path, &admin, &body).await.status(), 200);
+}
+
 async fn deleting_a_movie_takes_it_out_of_the_catalog(backend: Backend) {
     let (app, admin) = admin_app(backend).await;
     let gone = create_movie(&app, &admin, "Gone Girl", "Thriller", 149).await;
@@ -472,6 +500,11 @@ async fn writes_by_a_customer_are_403_and_change_nothing(backend: Backend) {
         let res = app.send_as(method.clone(), &path, customer, &body).await;
         assert_eq!(res.status(), 403, "{method} {path} as a customer");
         assert_problem(res, 403).await;
+        // The role is checked before the body: an invalid body tells a customer nothing more.
+        if method != Method::DELETE {
+            let res = app.send_as(method.clone(), &path, customer, &json!({"title": ""})).await;
+            assert_eq!(res.status(), 403, "{method} {path} as a customer with an invalid body");
+        }
     }
     assert_unchanged(&app, &movie, &theater).await;
 }
@@ -548,9 +581,9 @@ async fn invalid_showtimes_are_422_naming_the_field(backend: Backend) {
     let movie = create_movie(&app, &admin, "Showable", "Drama", 90).await;
     let theater = small_theater(&app, &admin, "Screen 1").await;
     let start = day_at(2, 18, 0);
-    let an_hour_ago = Utc::now() - Duration::hours(1);
-    let past =
-        an_hour_ago - Duration::seconds(i64::from(an_hour_ago.timestamp() % 60 != 0) * (an_hour_ago.timestamp() % 60));
+    // An hour ago, on the whole minute.
+    let an_hour_ago = Utc::now().timestamp() - 3600;
+    let past = DateTime::from_timestamp(an_hour_ago - an_hour_ago % 60, 0).unwrap();
     let with = |changes: Value| {
         let mut body = showtime_body(&movie, &theater, start, 1000);
         for (k, v) in changes.as_object().unwrap() {
@@ -566,14 +599,19 @@ async fn invalid_showtimes_are_422_naming_the_field(backend: Backend) {
         (with(json!({"movie_id": uuid::Uuid::new_v4()})), vec!["movie_id"]),
         (with(json!({"theater_id": uuid::Uuid::new_v4()})), vec!["theater_id"]),
         (with(json!({"currency": "dollars"})), vec!["currency"]),
-        (with(json!({"price_cents": 0, "theater_id": uuid::Uuid::new_v4()})), vec!["price_cents", "theater_id"]),
+        (with(json!({"price_cents": 0, "start_time": past})), vec!["price_cents", "start_time"]),
+        // Unknown references are named in the same answer as the body's own faults.
+        (
+            with(json!({"price_cents": 0, "movie_id": uuid::Uuid::new_v4(), "theater_id": uuid::Uuid::new_v4()})),
+            vec!["price_cents", "movie_id", "theater_id"],
+        ),
     ];
     for (body, expected) in &cases {
         assert_invalid(app.send_as(Method::POST, SHOWTIMES, &admin, body).await, expected, &body.to_string()).await;
     }
     assert_eq!(get(&app, SHOWTIMES).await["total"], 0, "nothing was created");
     assert_eq!(get(&app, &format!("{SHOWTIMES}?date={}", day(-1))).await["total"], 0, "nothing was created");
-    assert_eq!(get(&app, &format!("{SHOWTIMES}?date={}", Utc::now().date_naive())).await["total"], 0);
+    assert_eq!(get(&app, &format!("{SHOWTIMES}?date={}", past.date_naive())).await["total"], 0, "nothing was created");
     // The same showtime with valid values is fine: each case failed for its own field only.
     assert_eq!(app.send_as(Method::POST, SHOWTIMES, &admin, &with(json!({}))).await.status(), 201);
 }
@@ -588,6 +626,22 @@ async fn bad_pagination_is_422_naming_the_parameter(backend: Backend) {
         let widest = get(&app, &format!("{list}?page=1&per_page=100")).await;
         assert_eq!((widest["page"].as_u64(), widest["per_page"].as_u64()), (Some(1), Some(100)), "{list}");
         assert_eq!((widest["items"].clone(), widest["total"].as_u64()), (json!([]), Some(0)), "{list}");
+    }
+}
+
+async fn query_values_of_the_wrong_type_are_422(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (path, field) in [
+        (format!("{MOVIES}?page=first"), "page"),
+        (format!("{MOVIES}?per_page=-1"), "per_page"),
+        (format!("{THEATERS}?per_page=many"), "per_page"),
+        (format!("{SHOWTIMES}?movie_id=not-a-uuid"), "movie_id"),
+        (format!("{SHOWTIMES}?theater_id=42"), "theater_id"),
+        (format!("{SHOWTIMES}?date=tomorrow"), "date"),
+        (format!("{SHOWTIMES}?date={}-13-01", today().format("%Y")), "date"),
+    ] {
+        let res = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_invalid(res, &[field], &path).await;
     }
 }
 
@@ -610,27 +664,38 @@ async fn wrong_json_types_are_422_and_malformed_json_is_400(backend: Backend) {
         }
         body
     };
+    // Each answer names the field at fault (`body` when the whole document has the wrong shape).
     let wrong_types = [
-        (Method::POST, MOVIES, film(json!({"duration_minutes": "long"}))),
-        (Method::POST, MOVIES, film(json!({"title": 5}))),
-        (Method::POST, MOVIES, film(json!({"release_date": "someday"}))),
-        (Method::POST, MOVIES, json!({"duration_minutes": 90, "genre": "Drama", "release_date": "2024-01-01"})),
-        (Method::POST, MOVIES, json!([1, 2, 3])),
-        (Method::PUT, movie_path.as_str(), film(json!({"duration_minutes": 9.5}))),
-        (Method::POST, THEATERS, json!({"name": "S", "location": "L", "layout": "A"})),
-        (Method::POST, THEATERS, json!({"name": "S", "location": "L", "layout": [{"row": "A", "seats": "ten"}]})),
-        (Method::POST, SHOWTIMES, screening(json!({"movie_id": "nope"}))),
-        (Method::POST, SHOWTIMES, screening(json!({"start_time": "tomorrow"}))),
-        (Method::POST, SHOWTIMES, screening(json!({"price_cents": 10.5}))),
+        (Method::POST, MOVIES, film(json!({"duration_minutes": "long"})), "duration_minutes"),
+        (Method::POST, MOVIES, film(json!({"title": 5})), "title"),
+        (Method::POST, MOVIES, film(json!({"release_date": "someday"})), "release_date"),
+        (Method::POST, MOVIES, json!({"duration_minutes": 90, "genre": "Drama", "release_date": "2024-01-01"}), "body"),
+        // serde reads a struct from an array positionally: the first element is the title.
+        (Method::POST, MOVIES, json!([1, 2, 3]), "[0]"),
+        (Method::PUT, movie_path.as_str(), film(json!({"duration_minutes": 9.5})), "duration_minutes"),
+        (Method::POST, THEATERS, json!({"name": "S", "location": "L", "layout": "A"}), "layout"),
+        (
+            Method::POST,
+            THEATERS,
+            json!({"name": "S", "location": "L", "layout": [{"row": "A", "seats": "ten"}]}),
+            "layout[0].seats",
+        ),
+        (Method::POST, SHOWTIMES, screening(json!({"movie_id": "nope"})), "movie_id"),
+        (Method::POST, SHOWTIMES, screening(json!({"start_time": "tomorrow"})), "start_time"),
+        (Method::POST, SHOWTIMES, screening(json!({"price_cents": 10.5})), "price_cents"),
     ];
-    for (method, path, body) in wrong_types {
+    for (method, path, body, field) in wrong_types {
         let res = app.send_as(method.clone(), path, &admin, &body).await;
         assert_eq!(res.status(), 422, "{method} {path} {body}");
-        assert_problem(res, 422).await;
+        let problem = assert_problem(res, 422).await;
+        assert_eq!(problem["errors"][0]["field"], field, "{method} {path} {body}: {problem}");
     }
-    for (method, path) in
-        [(Method::POST, MOVIES), (Method::PUT, movie_path.as_str()), (Method::POST, THEATERS), (Method::POST, SHOWTIMES)]
-    {
+    for (method, path) in [
+        (Method::POST, MOVIES),
+        (Method::PUT, movie_path.as_str()),
+        (Method::POST, THEATERS),
+        (Method::POST, SHOWTIMES),
+    ] {
         let res = app
             .client
             .request(method.clone(), app.url(path))

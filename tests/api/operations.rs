@@ -111,6 +111,7 @@ async fn bad_input_gets_problem_documents(backend: Backend) {
     )
     .await;
     assert!(wrong_type["detail"].as_str().unwrap().contains("invalid type"));
+    assert_eq!(wrong_type["errors"][0]["field"], "email");
     assert_problem(send(r#"{"username": "abc", "password": "xxxxxxxx"}"#.to_owned()).await.unwrap(), 422).await;
     let huge = json!({"email": "a@b.co", "username": "abc", "password": "p".repeat(5000)}).to_string();
     assert_problem(send(huge).await.unwrap(), 413).await;

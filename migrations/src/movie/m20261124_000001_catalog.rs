@@ -86,9 +86,6 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("movies_genre_idx").table(Movies::Table).col(Movies::Genre).to_owned())
-            .await?;
-        manager
             .create_table(
                 Table::create()
                     .table(Theaters::Table)

@@ -2,8 +2,8 @@
 //! implementation is behind it.
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
-use platform::http::{ClientAddr, json_syntax_or_value_error};
+use actix_web::{HttpResponse, web};
+use platform::extract::{ClientAddr, Json, RawBody, parse_form, parse_json};
 use platform::identity::{AuthUser, Jwks};
 use platform::problem::{Problem, ProblemDocument};
 use utoipa::OpenApi;
@@ -40,7 +40,7 @@ pub struct AuthDoc;
         (status = 409, description = "Email or username taken", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Invalid email, username or password", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
-async fn register(api: web::Data<dyn AuthApi>, body: web::Json<Registration>) -> Result<HttpResponse, Problem> {
+async fn register(api: web::Data<dyn AuthApi>, body: Json<Registration>) -> Result<HttpResponse, Problem> {
     let user = api.register(body.into_inner()).await?;
     Ok(HttpResponse::Created().insert_header((header::LOCATION, "/api/auth/me")).json(user))
 }
@@ -58,13 +58,8 @@ async fn register(api: web::Data<dyn AuthApi>, body: web::Json<Registration>) ->
         (status = 422, description = "Missing fields", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed attempts (see Retry-After)", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
-async fn token(
-    api: web::Data<dyn AuthApi>,
-    req: HttpRequest,
-    client: ClientAddr,
-    body: web::Bytes,
-) -> Result<HttpResponse, Problem> {
-    let credentials = parse_credentials(&req, &body)?;
+async fn token(api: web::Data<dyn AuthApi>, client: ClientAddr, body: RawBody) -> Result<HttpResponse, Problem> {
+    let credentials = parse_credentials(&body)?;
     let pair = api.login(credentials, client.0).await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(pair))
 }
@@ -76,26 +71,18 @@ struct PasswordGrant {
     password: String,
 }
 
-fn parse_credentials(req: &HttpRequest, body: &[u8]) -> Result<Credentials, Problem> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let grant: PasswordGrant = if content_type.starts_with("application/json") {
-        serde_json::from_slice(body).map_err(|e| json_syntax_or_value_error(&e))?
-    } else if content_type.starts_with("application/x-www-form-urlencoded") {
-        serde_urlencoded::from_bytes(body).map_err(|e| {
-            Problem::new(
-                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "validation",
-                "Invalid request values",
-                e.to_string(),
-            )
-        })?
-    } else {
-        return Err(Problem::new(
-            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            "send application/x-www-form-urlencoded or application/json",
-        ));
+fn parse_credentials(body: &RawBody) -> Result<Credentials, Problem> {
+    let grant: PasswordGrant = match body.media_type.as_str() {
+        "application/x-www-form-urlencoded" => parse_form(&body.bytes)?,
+        "application/json" => parse_json(&body.bytes)?,
+        _ => {
+            return Err(Problem::new(
+                actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "send application/x-www-form-urlencoded or application/json",
+            ));
+        }
     };
     if grant.grant_type.as_deref().is_some_and(|g| g != "password") {
         return Err(Problem::bad_request("unsupported grant_type: only \"password\" is accepted")
@@ -110,7 +97,7 @@ fn parse_credentials(req: &HttpRequest, body: &[u8]) -> Result<Credentials, Prob
         (status = 200, description = "New token pair", body = TokenPair),
         (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
-async fn refresh(api: web::Data<dyn AuthApi>, body: web::Json<RefreshRequest>) -> Result<HttpResponse, Problem> {
+async fn refresh(api: web::Data<dyn AuthApi>, body: Json<RefreshRequest>) -> Result<HttpResponse, Problem> {
     let pair = api.refresh(&body.refresh_token).await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(pair))
 }
@@ -118,7 +105,7 @@ async fn refresh(api: web::Data<dyn AuthApi>, body: web::Json<RefreshRequest>) -
 /// Revoke a refresh token (its whole session).
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "Logged out")))]
-async fn logout(api: web::Data<dyn AuthApi>, body: web::Json<RefreshRequest>) -> Result<HttpResponse, Problem> {
+async fn logout(api: web::Data<dyn AuthApi>, body: Json<RefreshRequest>) -> Result<HttpResponse, Problem> {
     api.logout(&body.refresh_token).await?;
     Ok(HttpResponse::NoContent().finish())
 }

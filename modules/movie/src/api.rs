@@ -245,7 +245,7 @@ pub enum MovieError {
     #[error("{0} not found")]
     NotFound(&'static str),
     /// Deleting a movie that still has showtimes to come.
-    #[error("the movie has {0} showtime(s) to come; delete or move them first")]
+    #[error("the movie has {0} showtime(s) to come")]
     HasFutureShowtimes(u64),
     /// A showtime that would overlap another in the same theater (cleaning gap included).
     #[error("overlaps showtime {0} in the same theater")]
@@ -348,7 +348,8 @@ pub trait MovieApi: Send + Sync {
     /// Replaces every field of the movie.
     ///
     /// # Errors
-    /// `Forbidden`; `NotFound("movie")`; `Validation`.
+    /// `Forbidden`; `NotFound("movie")`; `Validation`; `HasFutureShowtimes` when the duration
+    /// would change while showtimes are to come (their end times were planned with it).
     async fn update_movie(&self, caller: &AuthUser, id: MovieId, input: MovieInput) -> Result<Movie, MovieError>;
 
     /// Takes the movie out of the catalog; its past showtimes stay for history.

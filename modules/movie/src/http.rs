@@ -4,6 +4,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
+use platform::extract::{Admin, Query};
 use platform::identity::AuthUser;
 use platform::pagination::PageRequest;
 use platform::problem::{Problem, ProblemDocument};
@@ -62,7 +63,7 @@ type Api = web::Data<dyn MovieApi>;
         (status = 200, description = "A page of movies", body = inline(platform::pagination::Page<Movie>)),
         (status = 422, description = "Bad pagination", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
-async fn list_movies(api: Api, query: web::Query<MovieQuery>) -> Result<HttpResponse, Problem> {
+async fn list_movies(api: Api, query: Query<MovieQuery>) -> Result<HttpResponse, Problem> {
     Ok(HttpResponse::Ok().json(api.list_movies(query.into_inner()).await?))
 }
 
@@ -83,8 +84,8 @@ async fn get_movie(api: Api, id: web::Path<Uuid>) -> Result<HttpResponse, Proble
         (status = 403, description = "Not an admin", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
-async fn create_movie(api: Api, caller: AuthUser, body: web::Json<MovieInput>) -> Result<HttpResponse, Problem> {
-    let movie = api.create_movie(&caller, body.into_inner()).await?;
+async fn create_movie(api: Api, req: Admin<MovieInput>) -> Result<HttpResponse, Problem> {
+    let movie = api.create_movie(&req.caller, req.body).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/movies/movies/{}", movie.id)))
         .json(movie))
@@ -98,13 +99,8 @@ async fn create_movie(api: Api, caller: AuthUser, body: web::Json<MovieInput>) -
         (status = 404, description = "No such movie", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
-async fn update_movie(
-    api: Api,
-    caller: AuthUser,
-    id: web::Path<Uuid>,
-    body: web::Json<MovieInput>,
-) -> Result<HttpResponse, Problem> {
-    Ok(HttpResponse::Ok().json(api.update_movie(&caller, MovieId(id.into_inner()), body.into_inner()).await?))
+async fn update_movie(api: Api, id: web::Path<Uuid>, req: Admin<MovieInput>) -> Result<HttpResponse, Problem> {
+    Ok(HttpResponse::Ok().json(api.update_movie(&req.caller, MovieId(id.into_inner()), req.body).await?))
 }
 
 /// Admin: take a movie out of the catalog.
@@ -123,7 +119,7 @@ async fn delete_movie(api: Api, caller: AuthUser, id: web::Path<Uuid>) -> Result
 /// Theaters with their seats, by name.
 #[utoipa::path(get, path = "/api/movies/theaters", tag = "movies", params(PageRequest),
     responses((status = 200, description = "A page of theaters", body = inline(platform::pagination::Page<Theater>))))]
-async fn list_theaters(api: Api, page: web::Query<PageRequest>) -> Result<HttpResponse, Problem> {
+async fn list_theaters(api: Api, page: Query<PageRequest>) -> Result<HttpResponse, Problem> {
     Ok(HttpResponse::Ok().json(api.list_theaters(page.into_inner()).await?))
 }
 
@@ -143,8 +139,8 @@ async fn get_theater(api: Api, id: web::Path<Uuid>) -> Result<HttpResponse, Prob
         (status = 403, description = "Not an admin", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Invalid layout", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
-async fn create_theater(api: Api, caller: AuthUser, body: web::Json<TheaterInput>) -> Result<HttpResponse, Problem> {
-    let theater = api.create_theater(&caller, body.into_inner()).await?;
+async fn create_theater(api: Api, req: Admin<TheaterInput>) -> Result<HttpResponse, Problem> {
+    let theater = api.create_theater(&req.caller, req.body).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/movies/theaters/{}", theater.id)))
         .json(theater))
@@ -156,7 +152,7 @@ async fn create_theater(api: Api, caller: AuthUser, body: web::Json<TheaterInput
         (status = 200, description = "A page of showtimes", body = inline(platform::pagination::Page<Showtime>)),
         (status = 422, description = "Bad filter or pagination", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
-async fn list_showtimes(api: Api, query: web::Query<ShowtimeQuery>) -> Result<HttpResponse, Problem> {
+async fn list_showtimes(api: Api, query: Query<ShowtimeQuery>) -> Result<HttpResponse, Problem> {
     Ok(HttpResponse::Ok().json(api.list_showtimes(query.into_inner()).await?))
 }
 
@@ -177,8 +173,8 @@ async fn get_showtime(api: Api, id: web::Path<Uuid>) -> Result<HttpResponse, Pro
         (status = 409, description = "Overlaps another showtime in the theater", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
-async fn create_showtime(api: Api, caller: AuthUser, body: web::Json<ShowtimeInput>) -> Result<HttpResponse, Problem> {
-    let showtime = api.create_showtime(&caller, body.into_inner()).await?;
+async fn create_showtime(api: Api, req: Admin<ShowtimeInput>) -> Result<HttpResponse, Problem> {
+    let showtime = api.create_showtime(&req.caller, req.body).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/movies/showtimes/{}", showtime.id)))
         .json(showtime))

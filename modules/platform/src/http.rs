@@ -1,7 +1,7 @@
 //! HTTP plumbing shared by every process: request ids, metrics and the per-client budget
-//! as middleware, the extractor configuration that turns bad input into problem+json,
-//! the operational routes, and a catch-all that gives every other error response
-//! (unknown route, wrong method) a problem body too.
+//! as middleware, the operational routes, and a catch-all that gives every other error
+//! response (unknown route, wrong method) a problem body too. Extractors are in
+//! [`crate::extract`].
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError, UrlencodedError};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
@@ -176,98 +175,6 @@ pub fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
         }
     }
     req.peer_addr().map(|a| a.ip())
-}
-
-/// The caller's address (see [`client_addr`]) as an extractor.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub Option<IpAddr>);
-
-impl actix_web::FromRequest for ClientAddr {
-    type Error = Error;
-    type Future = std::future::Ready<Result<Self, Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        std::future::ready(Ok(ClientAddr(client_addr(req))))
-    }
-}
-
-/// The extractor settings: body limit and problem+json for every malformed input
-/// (bad JSON syntax → 400, wrong types or values → 422, too big → 413).
-pub fn configure_extractors(cfg: &mut web::ServiceConfig, body_limit: usize) {
-    cfg.app_data(web::JsonConfig::default().limit(body_limit).error_handler(|e, _| json_error(e).into()))
-        .app_data(web::FormConfig::default().limit(body_limit).error_handler(|e, _| form_error(e).into()))
-        .app_data(web::PayloadConfig::default().limit(body_limit))
-        .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
-        .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()));
-}
-
-fn too_large() -> Problem {
-    Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body-too-large",
-        "Request body too large",
-        "the request body exceeds the configured limit",
-    )
-}
-
-/// Maps a JSON body parse failure the same way the extractor does, for handlers that
-/// parse bodies themselves.
-pub fn json_syntax_or_value_error(e: &serde_json::Error) -> Problem {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Data => {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", e.to_string())
-        }
-        Category::Syntax | Category::Eof | Category::Io => Problem::bad_request(format!("malformed JSON: {e}")),
-    }
-}
-
-fn payload_error(e: &PayloadError) -> Problem {
-    match e {
-        PayloadError::Overflow => too_large(),
-        other => Problem::bad_request(other.to_string()),
-    }
-}
-
-fn json_error(e: JsonPayloadError) -> Problem {
-    match e {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => too_large(),
-        JsonPayloadError::ContentType => Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            "expected Content-Type: application/json",
-        ),
-        JsonPayloadError::Deserialize(e) => json_syntax_or_value_error(&e),
-        JsonPayloadError::Payload(e) => payload_error(&e),
-        other => Problem::bad_request(other.to_string()),
-    }
-}
-
-fn form_error(e: UrlencodedError) -> Problem {
-    match e {
-        UrlencodedError::Overflow { .. } => too_large(),
-        UrlencodedError::ContentType => Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            "expected Content-Type: application/x-www-form-urlencoded",
-        ),
-        UrlencodedError::Parse(e) => {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", e.to_string())
-        }
-        UrlencodedError::Payload(e) => payload_error(&e),
-        other => Problem::bad_request(other.to_string()),
-    }
-}
-
-fn query_error(e: QueryPayloadError) -> Problem {
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", format!("query string: {e}"))
-}
-
-fn path_error(e: PathError) -> Problem {
-    // A path segment that does not parse (e.g. not a UUID) names no resource.
-    Problem::not_found(format!("no such resource: {e}"))
 }
 
 /// Process-wide state of the operational routes.

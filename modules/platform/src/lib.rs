@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod db;
+pub mod extract;
 pub mod health;
 pub mod http;
 pub mod identity;

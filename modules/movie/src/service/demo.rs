@@ -105,8 +105,8 @@ fn theaters() -> Vec<TheaterInput> {
     ]
 }
 
-/// Daily start times (UTC): three hours apart, longer than any demo movie plus the gap.
-const SLOTS: [(u32, i64); 4] = [(12, 1099), (15, 1199), (18, 1399), (21, 1499)];
+/// Showtime prices through the day: later is dearer.
+const PRICES: [i64; 4] = [1099, 1199, 1399, 1499];
 
 impl MovieService {
     /// Creates the demo catalog if the catalog is empty; says whether it did.
@@ -137,12 +137,17 @@ impl MovieService {
         }
         let now = Utc::now();
         let today = now.date_naive();
+        // Slots from 12:00 UTC, spaced by the longest movie plus the cleaning gap rounded
+        // up to the half hour (three hours with the defaults), at most four a day.
+        let longest = MOVIES.iter().map(|m| m.duration_minutes).max().unwrap_or(0);
+        let spacing = (longest + self.settings.cleaning_gap_minutes + 29) / 30 * 30;
+        let slots = usize::try_from((24 * 60 / spacing.max(1)).clamp(1, 4)).unwrap_or(1);
         let mut showtimes = 0;
         for day in 0..7 {
-            for (slot, (hour, price_cents)) in SLOTS.iter().enumerate() {
+            for (slot, price_cents) in PRICES.iter().take(slots).enumerate() {
                 for (h, hall) in halls.iter().enumerate() {
-                    let start = (today + Duration::days(day)).and_time(NaiveTime::MIN).and_utc()
-                        + Duration::hours(i64::from(*hour));
+                    let offset = Duration::hours(12) + Duration::minutes(spacing * i64::try_from(slot).unwrap_or(0));
+                    let start = (today + Duration::days(day)).and_time(NaiveTime::MIN).and_utc() + offset;
                     if start <= now + Duration::minutes(10) {
                         continue;
                     }

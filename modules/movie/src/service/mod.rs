@@ -150,6 +150,16 @@ fn showtime_view(s: showtime::Model) -> Showtime {
     }
 }
 
+/// How many showtimes of the movie have not started yet.
+async fn future_showtimes(db: &impl ConnectionTrait, id: MovieId) -> Result<u64, MovieError> {
+    showtime::Entity::find()
+        .filter(showtime::Column::MovieId.eq(id.0))
+        .filter(showtime::Column::StartTime.gt(Utc::now()))
+        .count(db)
+        .await
+        .map_err(db_err)
+}
+
 /// A cache key part for free-form query text: bounded length whatever was sent.
 fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();
@@ -346,6 +356,22 @@ impl MovieService {
         Ok(showtime_view(created))
     }
 
+    /// Adds `movie_id` / `theater_id` errors for references that do not exist.
+    async fn check_references(&self, input: &ShowtimeInput, errors: &mut FieldErrors) -> Result<(), MovieError> {
+        let film = movie::Entity::find_by_id(input.movie_id.0)
+            .filter(movie::Column::DeletedAt.is_null())
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        if film.is_none() {
+            errors.add("movie_id", "no such movie");
+        }
+        if theater::Entity::find_by_id(input.theater_id.0).one(&self.db).await.map_err(db_err)?.is_none() {
+            errors.add("theater_id", "no such theater");
+        }
+        Ok(())
+    }
+
     /// Whether the catalog has no movie at all (deleted ones count: a catalog that was used
     /// is never re-seeded).
     pub async fn is_empty(&self) -> Result<bool, MovieError> {
@@ -416,6 +442,25 @@ impl MovieApi for MovieService {
     async fn update_movie(&self, caller: &AuthUser, id: MovieId, input: MovieInput) -> Result<Movie, MovieError> {
         admin(caller)?;
         let valid = validate::movie(input).map_err(MovieError::Validation)?;
+        let txn = self.db.begin().await.map_err(db_err)?;
+        // Lock the row (as showtime creation does), then refuse a new duration while
+        // showtimes planned with the old one are to come.
+        let current = movie::Entity::update_many()
+            .col_expr(movie::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(movie::Column::Id.eq(id.0))
+            .filter(movie::Column::DeletedAt.is_null())
+            .exec_with_returning(&txn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .next()
+            .ok_or(MovieError::NotFound("movie"))?;
+        if current.duration_minutes != valid.duration_minutes {
+            let future = future_showtimes(&txn, id).await?;
+            if future > 0 {
+                return Err(MovieError::HasFutureShowtimes(future));
+            }
+        }
         let updated = movie::Entity::update_many()
             .col_expr(movie::Column::Title, Expr::value(valid.title))
             .col_expr(movie::Column::Description, Expr::value(valid.description))
@@ -426,11 +471,11 @@ impl MovieApi for MovieService {
             .col_expr(movie::Column::PosterUrl, Expr::value(valid.poster_url))
             .col_expr(movie::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(movie::Column::Id.eq(id.0))
-            .filter(movie::Column::DeletedAt.is_null())
-            .exec_with_returning(&self.db)
+            .exec_with_returning(&txn)
             .await
             .map_err(db_err)?;
         let updated = updated.into_iter().next().ok_or(MovieError::NotFound("movie"))?;
+        txn.commit().await.map_err(db_err)?;
         self.cache.invalidate().await;
         Ok(movie_view(updated))
     }
@@ -450,12 +495,7 @@ impl MovieApi for MovieService {
         if locked.rows_affected == 0 {
             return Err(MovieError::NotFound("movie"));
         }
-        let future = showtime::Entity::find()
-            .filter(showtime::Column::MovieId.eq(id.0))
-            .filter(showtime::Column::StartTime.gt(Utc::now()))
-            .count(&txn)
-            .await
-            .map_err(db_err)?;
+        let future = future_showtimes(&txn, id).await?;
         if future > 0 {
             return Err(MovieError::HasFutureShowtimes(future));
         }
@@ -575,8 +615,14 @@ impl MovieApi for MovieService {
     #[tracing::instrument(skip_all)]
     async fn create_showtime(&self, caller: &AuthUser, input: ShowtimeInput) -> Result<Showtime, MovieError> {
         admin(caller)?;
-        let valid = validate::showtime(&input, Utc::now()).map_err(MovieError::Validation)?;
-        self.insert_showtime(&input, valid).await
+        match validate::showtime(&input, Utc::now()) {
+            Ok(valid) => self.insert_showtime(&input, valid).await,
+            Err(mut errors) => {
+                // Name the unknown references too, so one answer lists every bad field.
+                self.check_references(&input, &mut errors).await?;
+                Err(MovieError::Validation(errors))
+            }
+        }
     }
 
     /// Read from the database, not the cache: the map is exact, and its prices are what a

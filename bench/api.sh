@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Load report for the single binary's auth and operations routes, with wrk on loopback.
+# Load report for the single binary (demo catalog, SQLite, in-memory adapters): operations,
+# auth and catalog routes, with wrk on loopback.
 #
-#   bash bench/auth.sh            # release build, 10 s per route, 64 connections
-#   DURATION=30s CONNECTIONS=128 bash bench/auth.sh
+#   bash bench/api.sh            # release build, 10 s per route, 64 connections
+#   DURATION=30s CONNECTIONS=128 bash bench/api.sh
 #
 # The server and wrk share this machine's cores, so figures are for comparing runs on the
 # same box, not absolute capacity. Needs wrk (apt-get install wrk).
@@ -17,11 +18,12 @@ BASE="http://127.0.0.1:$PORT"
 
 cargo build --release --quiet
 data=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data" "${lua:-}"' EXIT
 BOXOFFICE__DATA_DIR="$data" \
 BOXOFFICE__SERVER__CLIENT_BUDGET_PER_MINUTE=0 \
 BOXOFFICE__AUTH__LOGIN_MAX_FAILURES_PER_ACCOUNT=1000000 \
 BOXOFFICE__LOG__FILTER=warn \
+BOXOFFICE__DEMO__SEED=true \
   "$CARGO_TARGET_DIR/release/boxoffice" serve --bind "127.0.0.1:$PORT" &
 server=$!
 until curl -fsS "$BASE/health/ready" >/dev/null 2>&1; do sleep 0.1; done
@@ -30,6 +32,11 @@ curl -fsS -X POST "$BASE/api/auth/register" -H 'content-type: application/json' 
   -d '{"email":"bench@example.com","username":"bench","password":"bench password"}' >/dev/null
 token=$(curl -fsS -X POST "$BASE/api/auth/token" -d 'username=bench&password=bench%20password' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+movie=$(curl -fsS "$BASE/api/movies/movies?per_page=1" | json 'd["items"][0]["id"]')
+showtime=$(curl -fsS "$BASE/api/movies/showtimes?per_page=1" | json 'd["items"][0]["id"]')
+grand=$(curl -fsS "$BASE/api/movies/showtimes?per_page=100" | json '[s["id"] for s in d["items"] if s["seats_total"] >= 200][0]')
 
 lua=$(mktemp)
 cat > "$lua" <<'LUA'
@@ -47,11 +54,16 @@ run() { # name, then wrk arguments
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $4}' <<<"$out")
-  printf '%-34s %12s %10s %10s %8s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
+  printf '%-46s %12s %10s %10s %8s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
 }
 
-printf '%-34s %12s %10s %10s %8s\n' route req/s p50 p99 non-2xx
+printf '%-46s %12s %10s %10s %8s\n' route req/s p50 p99 non-2xx
 run "GET /health/live" "$BASE/health/live"
 run "GET /api/auth/jwks" "$BASE/api/auth/jwks"
 run "GET /api/auth/me (verify + 1 read)" -H "Authorization: Bearer $token" "$BASE/api/auth/me"
+run "GET /api/movies/movies (cached)" "$BASE/api/movies/movies"
+run "GET /api/movies/movies/{id} (cached)" "$BASE/api/movies/movies/$movie"
+run "GET /api/movies/showtimes?movie_id (cached)" "$BASE/api/movies/showtimes?movie_id=$movie"
+run "GET /api/movies/showtimes/{id} (cached)" "$BASE/api/movies/showtimes/$showtime"
+run "GET .../showtimes/{id}/seats (208 seats, exact)" "$BASE/api/movies/showtimes/$grand/seats"
 run "POST /api/auth/token (Argon2id)" -c8 -s "$lua" "$BASE/api/auth/token"
