@@ -31,15 +31,13 @@ pub type ExtraRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 /// # Errors
 /// The database cannot be reached or a migration fails.
 pub async fn open_database(settings: &Settings, module: Module) -> anyhow::Result<DatabaseConnection> {
-    let db = platform::db::connect(&settings.database, &settings.data_dir, module.name())
+    let migrate: platform::db::Migrate = match module {
+        Module::Auth => |db| Box::pin(migrations::auth::Migrator::up(db, None)),
+        Module::Movie => |db| Box::pin(migrations::movie::Migrator::up(db, None)),
+    };
+    platform::db::connect(&settings.database, &settings.data_dir, module.name(), migrate)
         .await
-        .with_context(|| format!("connecting to the {} database", module.name()))?;
-    match module {
-        Module::Auth => migrations::auth::Migrator::up(&db, None).await,
-        Module::Movie => migrations::movie::Migrator::up(&db, None).await,
-    }
-    .with_context(|| format!("migrating the {} schema", module.name()))?;
-    Ok(db)
+        .with_context(|| format!("opening and migrating the {} database", module.name()))
 }
 
 /// The key-value store of this deployment: Redis when configured, else this process's memory.

@@ -4,7 +4,9 @@
 //! PostgreSQL: one schema per module (named after it, after `database.schema_prefix`) in the configured database, so
 //! modules never share a table and nothing joins across them.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,11 +16,23 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 use crate::config::DatabaseSettings;
 use crate::health::HealthCheck;
 
-/// Opens the pool of `module` (its schema created if missing). Migrations are run by the caller.
+/// Migrations of one module, run on the connection that holds the module's migration lock.
+pub type Migrate = for<'c> fn(&'c DatabaseConnection) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + 'c>>;
+
+/// Opens the pool of `module` and brings its schema up to date with `migrate`.
+///
+/// Processes starting together (replicas, or `migrate` beside `serve`) take turns: the
+/// schema is created and migrated under a lock — a PostgreSQL advisory lock keyed by the
+/// schema, or an exclusive lock on `<data_dir>/<module>.db.lock` for SQLite.
 ///
 /// # Errors
-/// The database cannot be reached or the schema cannot be created.
-pub async fn connect(settings: &DatabaseSettings, data_dir: &Path, module: &str) -> Result<DatabaseConnection, DbErr> {
+/// The database cannot be reached, or the schema cannot be created or migrated.
+pub async fn connect(
+    settings: &DatabaseSettings,
+    data_dir: &Path,
+    module: &str,
+    migrate: Migrate,
+) -> Result<DatabaseConnection, DbErr> {
     let url = settings.url.expose();
     let timeout = Duration::from_secs(settings.connect_timeout_seconds);
     if url.is_empty() {
@@ -36,15 +50,37 @@ pub async fn connect(settings: &DatabaseSettings, data_dir: &Path, module: &str)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
-        return Database::connect(options).await;
+        let db = Database::connect(options).await?;
+        let lock_path = data_dir.join(format!("{module}.db.lock"));
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| DbErr::Custom(format!("migration lock: {e}")))?
+        .map_err(|e| DbErr::Custom(format!("migration lock: {e}")))?;
+        let migrated = migrate(&db).await;
+        drop(lock);
+        migrated?;
+        return Ok(db);
     }
-    // Make the module's schema with a short-lived connection, then open the pool on it.
+
     let schema = format!("{}{module}", settings.schema_prefix);
-    let mut admin = ConnectOptions::new(url.to_owned());
-    admin.max_connections(1).connect_timeout(timeout).sqlx_logging(false);
-    let admin = Database::connect(admin).await?;
-    admin.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
-    admin.close().await?;
+    let mut session = ConnectOptions::new(url.to_owned());
+    session.max_connections(1).min_connections(1).connect_timeout(timeout).sqlx_logging(false);
+    let session = Database::connect(session).await?;
+    let key = advisory_key(&schema);
+    session.execute_unprepared(&format!("SELECT pg_advisory_lock({key})")).await?;
+    let migrated = async {
+        session.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+        session.execute_unprepared(&format!("SET search_path TO \"{schema}\"")).await?;
+        migrate(&session).await
+    }
+    .await;
+    // Closing the session releases the advisory lock whatever happened above.
+    session.close().await?;
+    migrated?;
 
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -53,6 +89,12 @@ pub async fn connect(settings: &DatabaseSettings, data_dir: &Path, module: &str)
         .sqlx_logging(false)
         .set_schema_search_path(schema);
     Database::connect(options).await
+}
+
+/// A stable 63-bit key for `pg_advisory_lock` from a schema name (FNV-1a).
+fn advisory_key(schema: &str) -> i64 {
+    let hash = schema.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    i64::try_from(hash >> 1).unwrap_or(0)
 }
 
 /// Readiness of one module's database.
