@@ -6,7 +6,7 @@ mod entity;
 mod validate;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -92,6 +92,10 @@ pub struct MovieService {
     db: DatabaseConnection,
     settings: MovieSettings,
     cache: CatalogCache,
+    /// Seat layouts by theater, kept in this process once read: a theater's seats never
+    /// change after it is created (there is no route that edits them), so this can never be
+    /// stale, and the seat map — read on every booking screen — costs one primary-key query.
+    layouts: RwLock<HashMap<Uuid, Arc<Vec<Seat>>>>,
     seat_states: Arc<dyn SeatStates>,
 }
 
@@ -188,7 +192,20 @@ impl MovieService {
             cache: CatalogCache::new(kv, Duration::from_secs(settings.cache_ttl_seconds)),
             settings: settings.clone(),
             seat_states,
+            layouts: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The seats of a theater in layout order, from the layout cache or the database.
+    async fn layout(&self, theater_id: Uuid) -> Result<Arc<Vec<Seat>>, MovieError> {
+        if let Some(seats) = self.layouts.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&theater_id) {
+            return Ok(Arc::clone(seats));
+        }
+        let seats: Vec<Seat> =
+            self.seats_of(&self.db, &[theater_id]).await?.into_iter().map(seat_view).collect::<Result<_, _>>()?;
+        let seats = Arc::new(seats);
+        self.layouts.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(theater_id, Arc::clone(&seats));
+        Ok(seats)
     }
 
     async fn seats_of(&self, db: &impl ConnectionTrait, theater_ids: &[Uuid]) -> Result<Vec<seat::Model>, MovieError> {
@@ -625,31 +642,29 @@ impl MovieApi for MovieService {
         }
     }
 
-    /// Read from the database, not the cache: the map is exact, and its prices are what a
-    /// booking will charge.
+    /// The showtime (its price) is read from the database, not the catalog cache: the map is
+    /// exact, and its prices are what a booking will charge. Only the immutable seat layout
+    /// comes from memory.
     async fn seat_map(&self, id: ShowtimeId) -> Result<SeatMap, MovieError> {
         let show = showtime::Entity::find_by_id(id.0)
             .one(&self.db)
             .await
             .map_err(db_err)?
             .ok_or(MovieError::NotFound("showtime"))?;
-        let seats = self.seats_of(&self.db, &[show.theater_id]).await?;
+        let layout = self.layout(show.theater_id).await?;
         let taken = self.seat_states.taken_seats(id).await?;
         let prices = self.settings.price_multipliers;
-        let seats = seats
-            .into_iter()
-            .map(|s| {
-                let seat = seat_view(s)?;
-                Ok(SeatMapEntry {
-                    price_cents: prices.price(show.price_cents, seat.seat_type),
-                    status: taken.get(&seat.id).copied().unwrap_or(SeatStatus::Available),
-                    id: seat.id,
-                    row: seat.row,
-                    number: seat.number,
-                    seat_type: seat.seat_type,
-                })
+        let seats = layout
+            .iter()
+            .map(|seat| SeatMapEntry {
+                price_cents: prices.price(show.price_cents, seat.seat_type),
+                status: taken.get(&seat.id).copied().unwrap_or(SeatStatus::Available),
+                id: seat.id,
+                row: seat.row.clone(),
+                number: seat.number,
+                seat_type: seat.seat_type,
             })
-            .collect::<Result<_, MovieError>>()?;
+            .collect();
         Ok(SeatMap { showtime_id: id, seats })
     }
 }
