@@ -13,6 +13,42 @@ use crate::helpers::{Backend, TestApp, assert_problem, spawn_app, start, test_se
 
 on_both_backends!(a_process_without_auth_accepts_auth_tokens_and_rejects_forged_ones);
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_clients_forward_the_request_id() {
+    async fn echo(req: actix_web::HttpRequest) -> HttpResponse {
+        let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned();
+        HttpResponse::Ok().json(json!({"received": id}))
+    }
+    async fn relay(target: web::Data<String>) -> Result<HttpResponse, Problem> {
+        let rest = platform::rest::RestClient::new(&target, reqwest::Client::new());
+        let answer: Value = rest.json(rest.request(reqwest::Method::GET, "/echo", None)).await?;
+        Ok(HttpResponse::Ok().json(answer))
+    }
+    let data = Arc::new(tempfile::TempDir::new().unwrap());
+    let echo_app = start(
+        test_settings(&Backend::Sqlite, data.path()),
+        data.clone(),
+        Arc::new(|cfg: &mut web::ServiceConfig| {
+            cfg.route("/echo", web::get().to(echo));
+        }),
+    )
+    .await;
+    let target = echo_app.address.clone();
+    let data2 = Arc::new(tempfile::TempDir::new().unwrap());
+    let relay_app = start(
+        test_settings(&Backend::Sqlite, data2.path()),
+        data2,
+        Arc::new(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(web::Data::new(target.clone())).route("/relay", web::get().to(relay));
+        }),
+    )
+    .await;
+    let res = relay_app.client.get(relay_app.url("/relay")).header("x-request-id", "chain-42").send().await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "chain-42");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["received"], "chain-42");
+}
+
 /// What a module of the second process would do: require a caller, and ask auth about it.
 async fn probe(caller: AuthUser, auth: web::Data<dyn AuthApi>) -> Result<HttpResponse, Problem> {
     let me = auth.me(&caller).await?;

@@ -26,6 +26,17 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+tokio::task_local! {
+    /// The id of the request the current task is serving, for calls it makes to other services.
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The id of the request being served by this task, if any: REST clients forward it, so one
+/// id follows a request across services.
+pub fn current_request_id() -> Option<String> {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
     (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_owned())
@@ -46,7 +57,7 @@ pub async fn request_id(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    let mut res = CURRENT_REQUEST_ID.scope(id.clone(), next.call(req)).instrument(span.clone()).await?;
     let status = res.status();
     span.in_scope(|| {
         if status.is_server_error() {

@@ -34,9 +34,13 @@ impl RestClient {
         Self { base: base_url.trim_end_matches('/').to_owned(), http }
     }
 
-    /// A request to `path` (absolute, e.g. `/api/auth/me`), optionally as `bearer`.
+    /// A request to `path` (absolute, e.g. `/api/auth/me`), optionally as `bearer`, carrying
+    /// the id of the request being served (if any) as `X-Request-Id`.
     pub fn request(&self, method: Method, path: &str, bearer: Option<&str>) -> RequestBuilder {
-        let rb = self.http.request(method, format!("{}{path}", self.base));
+        let mut rb = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(id) = crate::http::current_request_id() {
+            rb = rb.header("x-request-id", id);
+        }
         match bearer {
             Some(token) => rb.bearer_auth(token),
             None => rb,
