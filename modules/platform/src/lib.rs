@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod identity;
 pub mod kv;
+pub mod locks;
 pub mod pagination;
 pub mod problem;
 pub mod rest;
