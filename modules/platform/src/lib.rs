@@ -8,12 +8,14 @@
 
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod http;
 pub mod identity;
 pub mod kv;
 pub mod locks;
+pub mod outbox;
 pub mod pagination;
 pub mod problem;
 pub mod rest;

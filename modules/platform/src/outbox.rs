@@ -1,0 +1,218 @@
+//! The transactional outbox and inbox every module of the event backbone uses, in its own
+//! schema.
+//!
+//! - A publisher calls [`enqueue`] inside the transaction that makes the change the event
+//!   announces: the event is committed with the change or not at all. The [`OutboxRelay`]
+//!   publishes committed rows after the fact and marks them sent once the bus has them, so a
+//!   broker outage delays events and loses none.
+//! - A consumer calls [`first_delivery`] inside the transaction of its effect: it records the
+//!   event id, and says whether this is the first time; a redelivery then changes nothing.
+//!
+//! The table shapes ([`outbox_table`], [`inbox_table`]) are used by each module's migration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::sea_query::{
+    Alias, ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, OnConflict, Order, Query, Table,
+    TableCreateStatement,
+};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::events::{Envelope, EventBus};
+
+const OUTBOX: &str = "outbox_events";
+const INBOX: &str = "inbox_events";
+
+fn name(s: &str) -> Alias {
+    Alias::new(s)
+}
+
+/// The outbox table: one row per event, `published_at` set once the bus has it.
+pub fn outbox_table() -> TableCreateStatement {
+    Table::create()
+        .table(name(OUTBOX))
+        .col(ColumnDef::new(name("event_id")).uuid().not_null().primary_key())
+        .col(ColumnDef::new(name("routing_key")).string_len(100).not_null())
+        .col(ColumnDef::new(name("body")).text().not_null())
+        .col(ColumnDef::new(name("occurred_at")).timestamp_with_time_zone().not_null())
+        .col(ColumnDef::new(name("published_at")).timestamp_with_time_zone().null())
+        .col(ColumnDef::new(name("attempts")).integer().not_null().default(0))
+        .col(ColumnDef::new(name("last_error")).text().null())
+        .to_owned()
+}
+
+/// The relay's index: unsent rows in order.
+pub fn outbox_index() -> IndexCreateStatement {
+    Index::create()
+        .name("outbox_events_unsent_idx")
+        .table(name(OUTBOX))
+        .col(name("published_at"))
+        .col(name("occurred_at"))
+        .to_owned()
+}
+
+/// The inbox table: `(event_id, consumer)` of every event a consumer has handled.
+pub fn inbox_table() -> TableCreateStatement {
+    Table::create()
+        .table(name(INBOX))
+        .col(ColumnDef::new(name("event_id")).uuid().not_null())
+        .col(ColumnDef::new(name("consumer")).string_len(100).not_null())
+        .col(ColumnDef::new(name("handled_at")).timestamp_with_time_zone().not_null())
+        .primary_key(Index::create().col(name("event_id")).col(name("consumer")))
+        .to_owned()
+}
+
+/// Writes `event` to the outbox; call it inside the transaction of the change it announces.
+///
+/// # Errors
+/// Database failures (the caller's transaction then fails as a whole).
+pub async fn enqueue(db: &impl ConnectionTrait, event: &Envelope) -> Result<(), DbErr> {
+    let insert = Query::insert()
+        .into_table(name(OUTBOX))
+        .columns([name("event_id"), name("routing_key"), name("body"), name("occurred_at"), name("attempts")])
+        .values_panic([
+            event.event_id.into(),
+            event.routing_key.clone().into(),
+            event.body.to_string().into(),
+            event.occurred_at.into(),
+            0.into(),
+        ])
+        .to_owned();
+    db.execute(&insert).await.map(drop)
+}
+
+/// Records that `consumer` handles `event_id`; `true` the first time, `false` for a
+/// redelivery. Call it inside the transaction of the handler's effect, and skip the effect
+/// on `false`.
+///
+/// # Errors
+/// Database failures.
+pub async fn first_delivery(db: &impl ConnectionTrait, consumer: &str, event_id: Uuid) -> Result<bool, DbErr> {
+    let insert = Query::insert()
+        .into_table(name(INBOX))
+        .columns([name("event_id"), name("consumer"), name("handled_at")])
+        .values_panic([event_id.into(), consumer.into(), Utc::now().into()])
+        .on_conflict(OnConflict::columns([name("event_id"), name("consumer")]).do_nothing().to_owned())
+        .to_owned();
+    Ok(db.execute(&insert).await?.rows_affected() == 1)
+}
+
+/// Publishes a module's committed outbox rows, oldest first, and marks each sent once the
+/// bus has it. Woken right after commits through [`OutboxRelay::waker`], and polls anyway.
+///
+/// Several replicas may relay one outbox: an event can then be published twice, which the
+/// consumers' inboxes absorb (no row lock is held across the network call to the broker).
+pub struct OutboxRelay {
+    module: &'static str,
+    db: DatabaseConnection,
+    bus: Arc<dyn EventBus>,
+    wake: Arc<Notify>,
+    poll: Duration,
+}
+
+/// Rows read per pass.
+const BATCH: u64 = 100;
+
+impl OutboxRelay {
+    pub fn new(module: &'static str, db: DatabaseConnection, bus: Arc<dyn EventBus>, poll: Duration) -> Self {
+        Self { module, db, bus, wake: Arc::new(Notify::new()), poll }
+    }
+
+    /// Notify it after committing an event, so the relay publishes at once.
+    pub fn waker(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Relays until `stop` is notified, then makes a last pass so nothing committed before
+    /// the stop waits for the next start.
+    pub async fn run(self, stop: Arc<Notify>) {
+        loop {
+            if let Err(e) = self.drain().await {
+                tracing::warn!(module = self.module, error = %e, "outbox relay pass failed");
+            }
+            tokio::select! {
+                () = stop.notified() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.poll) => {}
+            }
+        }
+        if let Err(e) = self.drain().await {
+            tracing::warn!(module = self.module, error = %e, "final outbox relay pass failed");
+        }
+    }
+
+    /// Publishes unsent rows until none is left or the bus refuses one; returns how many
+    /// were sent.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn drain(&self) -> Result<u64, DbErr> {
+        let mut sent = 0;
+        loop {
+            let select = Query::select()
+                .columns([name("event_id"), name("body")])
+                .from(name(OUTBOX))
+                .and_where(Expr::col(name("published_at")).is_null())
+                .order_by(name("occurred_at"), Order::Asc)
+                .order_by(name("event_id"), Order::Asc)
+                .limit(BATCH)
+                .to_owned();
+            let rows = self.db.query_all(&select).await?;
+            if rows.is_empty() {
+                metrics::gauge!("outbox_backlog", "module" => self.module).set(0.0);
+                return Ok(sent);
+            }
+            #[allow(clippy::cast_precision_loss)] // a gauge
+            metrics::gauge!("outbox_backlog", "module" => self.module).set(rows.len() as f64);
+            for row in rows {
+                let event_id: Uuid = row.try_get("", "event_id")?;
+                let body: String = row.try_get("", "body")?;
+                let event = serde_json::from_str(&body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| Envelope::from_body(v).map_err(|e| e.to_string()));
+                let event = match event {
+                    Ok(event) => event,
+                    Err(e) => {
+                        // Cannot happen for rows `enqueue` wrote; never let one block the rest.
+                        tracing::error!(module = self.module, %event_id, error = %e, "unreadable outbox row set aside");
+                        let set_aside = Query::update()
+                            .table(name(OUTBOX))
+                            .value(name("published_at"), Utc::now())
+                            .value(name("last_error"), format!("unreadable, never published: {e}"))
+                            .and_where(Expr::col(name("event_id")).eq(event_id))
+                            .to_owned();
+                        self.db.execute(&set_aside).await?;
+                        continue;
+                    }
+                };
+                let outcome = self.bus.publish(&event).await.map_err(|e| e.to_string());
+                match outcome {
+                    Ok(()) => {
+                        let mark = Query::update()
+                            .table(name(OUTBOX))
+                            .value(name("published_at"), Utc::now())
+                            .and_where(Expr::col(name("event_id")).eq(event_id))
+                            .to_owned();
+                        self.db.execute(&mark).await?;
+                        sent += 1;
+                    }
+                    Err(reason) => {
+                        let note = Query::update()
+                            .table(name(OUTBOX))
+                            .value(name("attempts"), Expr::col(name("attempts")).add(1))
+                            .value(name("last_error"), reason.clone())
+                            .and_where(Expr::col(name("event_id")).eq(event_id))
+                            .to_owned();
+                        self.db.execute(&note).await?;
+                        tracing::warn!(module = self.module, %event_id, error = %reason, "event not published; will retry");
+                        return Ok(sent);
+                    }
+                }
+            }
+        }
+    }
+}
