@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use platform::config::{DatabaseSettings, JwtSettings, LogSettings, RedisSettings, ServerSettings};
+use platform::config::{DatabaseSettings, EventSettings, JwtSettings, LogSettings, RedisSettings, ServerSettings};
 use serde::Deserialize;
 
 /// The compiled-in defaults: the documented `config/default.toml`.
@@ -58,6 +58,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub log: LogSettings,
     pub jwt: JwtSettings,
+    pub events: EventSettings,
     pub services: ServiceUrls,
     pub demo: DemoSettings,
     #[cfg(feature = "auth")]
@@ -106,6 +107,13 @@ impl Settings {
             if !self.serves(module) && url::Url::parse(url).is_err() {
                 errors.push(format!("services.{}: {url:?} is not a URL", module.name()));
             }
+        }
+        if self.events.max_attempts == 0 {
+            errors.push("events.max_attempts must be at least 1".to_owned());
+        }
+        let amqp = self.events.amqp_url.expose();
+        if !(amqp.is_empty() || amqp.starts_with("amqp://") || amqp.starts_with("amqps://")) {
+            errors.push("events.amqp_url must be empty (in-process bus) or an amqp:// URL".to_owned());
         }
         #[cfg(feature = "auth")]
         errors.extend(self.auth.check());

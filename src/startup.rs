@@ -13,6 +13,7 @@ use auth::api::AuthApi;
 use auth::client::AuthClient;
 use movie::api::MovieApi;
 use movie::client::MovieClient;
+use platform::events::{EventBus, InProcessBus};
 use platform::health::Readiness;
 use platform::http::{ClientBudget, ForwardedFor, Ops};
 use platform::identity::JwtVerifier;
@@ -145,6 +146,8 @@ impl Application {
         };
 
         // Movie: the service here (with the demo catalog on an empty catalog), or its client.
+        #[cfg(feature = "movie")]
+        let mut movie_service_here = None;
         let movie_api: Arc<dyn MovieApi> = if settings.serves(Module::Movie) {
             #[cfg(feature = "movie")]
             {
@@ -152,6 +155,7 @@ impl Application {
                 if settings.demo.seed && service.seed_demo().await.map_err(|e| anyhow!("demo catalog: {e}"))? {
                     tracing::info!("demo catalog created (demo.seed = false turns this off)");
                 }
+                movie_service_here = Some(service.clone());
                 service
             }
             #[cfg(not(feature = "movie"))]
@@ -159,6 +163,22 @@ impl Application {
         } else {
             Arc::new(MovieClient::new(&settings.services.movie, http.clone()))
         };
+
+        // Events: the in-process bus (RabbitMQ when `events.amqp_url` is set; not built yet).
+        let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(settings.events.retry()));
+        if !settings.events.amqp_url.is_empty() {
+            anyhow::bail!("events.amqp_url: the RabbitMQ bus is not built into this version yet");
+        }
+        #[cfg(feature = "movie")]
+        if let Some(service) = &movie_service_here {
+            bus.subscribe(
+                movie::service::events::QUEUE,
+                movie::service::events::ROUTING_KEYS,
+                service.booking_events_handler(),
+            )
+            .await
+            .map_err(|e| anyhow!("subscribing movie_queue: {e}"))?;
+        }
 
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;

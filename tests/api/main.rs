@@ -17,5 +17,6 @@ mod auth_tokens;
 mod cli;
 mod movie;
 mod movie_contract;
+mod movie_events;
 mod operations;
 mod split;

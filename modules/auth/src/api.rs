@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use platform::identity::{AuthUser, Jwks, Role, UserId};
 use platform::problem::Problem;
-use platform::validation::{FieldError, FieldErrors};
+use platform::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -119,18 +119,7 @@ impl From<Problem> for AuthError {
     /// The inverse of `From<AuthError> for Problem`, for answers received over REST.
     fn from(p: Problem) -> Self {
         match (p.status().as_u16(), p.kind()) {
-            (422, _) => AuthError::Validation(
-                p.extra("errors").and_then(|v| serde_json::from_value::<Vec<FieldError>>(v.clone()).ok()).map_or_else(
-                    || FieldErrors::single("body", p.detail()),
-                    |list| {
-                        let mut errors = FieldErrors::new();
-                        for e in list {
-                            errors.add(&e.field, e.message);
-                        }
-                        errors
-                    },
-                ),
-            ),
+            (422, _) => AuthError::Validation(p.field_errors()),
             (409, "email-taken") => AuthError::EmailTaken,
             (409, "username-taken") => AuthError::UsernameTaken,
             (401, "invalid-credentials") => AuthError::InvalidCredentials,

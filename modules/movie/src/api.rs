@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use platform::identity::AuthUser;
 use platform::pagination::{Page, PageRequest};
 use platform::problem::Problem;
-use platform::validation::{FieldError, FieldErrors};
+use platform::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -297,18 +297,7 @@ impl From<Problem> for MovieError {
     fn from(p: Problem) -> Self {
         let extra_str = |key: &str| p.extra(key).and_then(|v| v.as_str()).map(str::to_owned);
         match (p.status().as_u16(), p.kind()) {
-            (422, _) => MovieError::Validation(
-                p.extra("errors").and_then(|v| serde_json::from_value::<Vec<FieldError>>(v.clone()).ok()).map_or_else(
-                    || FieldErrors::single("body", p.detail()),
-                    |list| {
-                        let mut errors = FieldErrors::new();
-                        for e in list {
-                            errors.add(&e.field, e.message);
-                        }
-                        errors
-                    },
-                ),
-            ),
+            (422, _) => MovieError::Validation(p.field_errors()),
             (404, _) => MovieError::NotFound(Self::not_found_kind(&extra_str("resource").unwrap_or_default())),
             (409, "movie-has-showtimes") => MovieError::HasFutureShowtimes(
                 p.extra("future_showtimes").and_then(serde_json::Value::as_u64).unwrap_or(1),

@@ -135,6 +135,28 @@ pub struct JwtSettings {
     pub jwks_min_refresh_seconds: u64,
 }
 
+/// `[events]`: the event backbone.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventSettings {
+    /// Empty: the in-process bus (one process). `amqp://…`: RabbitMQ.
+    pub amqp_url: Secret,
+    /// Deliveries of a failing event in all, the first included, before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Wait before the second delivery; doubled for each further one.
+    pub first_backoff_ms: u64,
+    /// How often each outbox relay looks for unsent events (it is also woken after commits).
+    pub relay_poll_ms: u64,
+}
+
+impl EventSettings {
+    pub fn retry(&self) -> crate::events::RetryPolicy {
+        crate::events::RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            first_backoff: std::time::Duration::from_millis(self.first_backoff_ms),
+        }
+    }
+}
+
 /// Checks on values that parse but make no sense; each error names its key.
 pub fn check_shared(server: &ServerSettings, database: &DatabaseSettings, redis: &RedisSettings) -> Vec<String> {
     let mut errors = Vec::new();

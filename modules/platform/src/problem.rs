@@ -14,7 +14,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::validation::FieldErrors;
+use crate::validation::{FieldError, FieldErrors};
 
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -131,6 +131,18 @@ impl Problem {
 
     pub fn retry_after_seconds(&self) -> Option<u64> {
         self.retry_after_seconds
+    }
+
+    /// The field errors of a validation problem (its `errors` member), e.g. as received over
+    /// REST; a problem without them counts as one error on `body`.
+    pub fn field_errors(&self) -> FieldErrors {
+        let listed = self.extra("errors").and_then(|v| serde_json::from_value::<Vec<FieldError>>(v.clone()).ok());
+        let mut errors = FieldErrors::new();
+        match listed {
+            Some(list) if !list.is_empty() => list.into_iter().for_each(|e| errors.add(&e.field, e.message)),
+            _ => errors.add("body", self.detail.clone()),
+        }
+        errors
     }
 
     /// Rebuilds a problem received from another boxoffice service (see [`crate::rest`]).

@@ -1,0 +1,82 @@
+//! Movie consumes booking events from `movie_queue` to keep `seats_available` up to date:
+//! exactly once per event (inbox), through the bus as through the handler itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use movie::api::{MovieApi, MovieInput, RowLayout, ShowtimeId, ShowtimeInput, TheaterInput};
+use platform::events::{Envelope, EventBus, InProcessBus, RetryPolicy};
+use platform::health::Readiness;
+use platform::identity::{AuthUser, Role, UserId};
+use serde_json::json;
+
+use crate::helpers::{Backend, test_settings};
+
+on_both_backends!(booking_events_keep_seats_available_once_each);
+
+fn booking_event(key: &str, showtime: ShowtimeId, seats: &[movie::api::SeatId]) -> Envelope {
+    Envelope::new(key, &json!({"booking_id": uuid::Uuid::now_v7(), "showtime_id": showtime, "seat_ids": seats}))
+        .unwrap()
+}
+
+async fn booking_events_keep_seats_available_once_each(backend: Backend) {
+    let data = tempfile::TempDir::new().unwrap();
+    let mut settings = test_settings(&backend, data.path());
+    settings.movie.cache_ttl_seconds = 0;
+    let mut readiness = Readiness::default();
+    let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
+    let movies = boxoffice::startup::movie_service(&settings, kv, &mut readiness).await.unwrap();
+    let admin = AuthUser { id: UserId(uuid::Uuid::new_v4()), role: Role::Admin, bearer: String::new() };
+    let film = movies
+        .create_movie(
+            &admin,
+            MovieInput {
+                title: "Counted".to_owned(),
+                description: String::new(),
+                duration_minutes: 90,
+                genre: "Drama".to_owned(),
+                release_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                rating: None,
+                poster_url: None,
+            },
+        )
+        .await
+        .unwrap();
+    let layout = vec![RowLayout { row: "A".to_owned(), seats: 10, seat_type: "standard".to_owned() }];
+    let hall = movies
+        .create_theater(&admin, TheaterInput { name: "One".to_owned(), location: "Here".to_owned(), layout })
+        .await
+        .unwrap();
+    let start = chrono::Utc::now() + chrono::Duration::days(2);
+    let input =
+        ShowtimeInput { movie_id: film.id, theater_id: hall.id, start_time: start, price_cents: 900, currency: None };
+    let show = movies.create_showtime(&admin, input).await.unwrap();
+    let seats: Vec<_> = hall.seats.iter().map(|s| s.id).collect();
+    let available = || async { movies.showtime(show.id).await.unwrap().seats_available };
+    let handler = movies.booking_events_handler();
+
+    let created = booking_event("booking.created", show.id, &seats[..3]);
+    handler.handle(&created).await.unwrap();
+    assert_eq!(available().await, 7);
+    handler.handle(&created).await.unwrap();
+    assert_eq!(available().await, 7, "a redelivery changes nothing");
+    handler.handle(&booking_event("booking.confirmed", show.id, &seats[..3])).await.unwrap();
+    assert_eq!(available().await, 7, "a confirmation keeps the seats taken");
+
+    // Through the bus, bound as the composition root binds it.
+    let bus = InProcessBus::new(RetryPolicy { max_attempts: 3, first_backoff: Duration::from_millis(5) });
+    bus.subscribe(movie::service::events::QUEUE, movie::service::events::ROUTING_KEYS, Arc::clone(&handler))
+        .await
+        .unwrap();
+    bus.publish(&booking_event("booking.created", show.id, &seats[3..5])).await.unwrap();
+    assert_eq!(available().await, 5);
+    let cancelled = booking_event("booking.cancelled", show.id, &seats[..3]);
+    bus.publish(&cancelled).await.unwrap();
+    bus.publish(&cancelled).await.unwrap();
+    assert_eq!(available().await, 8, "the cancelled seats came back once");
+    // Events of other showtimes, or unrelated keys, touch nothing.
+    bus.publish(&booking_event("booking.created", ShowtimeId(uuid::Uuid::new_v4()), &seats[..1])).await.unwrap();
+    bus.publish(&booking_event("payment.completed", show.id, &seats[..1])).await.unwrap();
+    assert_eq!(available().await, 8);
+    assert!(bus.dead_letters("movie_queue.dlq").is_empty());
+}
