@@ -258,6 +258,12 @@ async fn contract(api: Arc<dyn MovieApi>, admin: &AuthUser, customer: &AuthUser)
     assert_eq!(prices, [1099, 1099, 1099, 1649, 1649, 1099, 1099]);
     assert!(map.seats.iter().all(|s| s.status == SeatStatus::Available));
     assert!(matches!(api.seat_map(ShowtimeId(uuid::Uuid::new_v4())).await, Err(MovieError::NotFound("showtime"))));
+    // Pricing (what booking charges): the same prices, the showtime read fresh.
+    let pricing = api.pricing(show.id).await.unwrap();
+    assert_eq!(pricing.showtime, api.showtime(show.id).await.unwrap());
+    let priced: Vec<_> = pricing.seats.iter().map(|s| (s.id, s.price_cents)).collect();
+    assert_eq!(priced, map.seats.iter().map(|s| (s.id, s.price_cents)).collect::<Vec<_>>());
+    assert!(matches!(api.pricing(ShowtimeId(uuid::Uuid::new_v4())).await, Err(MovieError::NotFound("showtime"))));
 
     // Delete: not while showtimes are to come; then gone.
     assert!(matches!(api.delete_movie(customer, heat.id).await, Err(MovieError::Forbidden)));

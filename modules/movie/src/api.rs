@@ -231,6 +231,26 @@ pub struct SeatMapEntry {
     pub status: SeatStatus,
 }
 
+/// A seat with what it costs in one showtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PricedSeat {
+    pub id: SeatId,
+    pub row: String,
+    pub number: u32,
+    #[serde(rename = "type")]
+    pub seat_type: SeatType,
+    /// The showtime's price times this seat type's multiplier, rounded half up.
+    pub price_cents: i64,
+}
+
+/// What a booking needs to sell seats of a showtime: the showtime and every seat of its
+/// theater with its price, read from the database (never from the catalog cache).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ShowtimePricing {
+    pub showtime: Showtime,
+    pub seats: Vec<PricedSeat>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SeatMap {
     pub showtime_id: ShowtimeId,
@@ -377,6 +397,13 @@ pub trait MovieApi: Send + Sync {
     /// theater, bad currency); `Overlap` with another showtime of the theater, counting the
     /// movie's duration plus the configured cleaning gap.
     async fn create_showtime(&self, caller: &AuthUser, input: ShowtimeInput) -> Result<Showtime, MovieError>;
+
+    /// The showtime and every seat of its theater with its price, uncached: what a booking
+    /// charges.
+    ///
+    /// # Errors
+    /// `NotFound("showtime")`.
+    async fn pricing(&self, id: ShowtimeId) -> Result<ShowtimePricing, MovieError>;
 
     /// Every seat of the showtime's theater with its price and its exact state.
     ///

@@ -8,7 +8,7 @@ use reqwest::Method;
 
 use crate::api::{
     Movie, MovieApi, MovieError, MovieId, MovieInput, MovieQuery, SeatMap, Showtime, ShowtimeId, ShowtimeInput,
-    ShowtimeQuery, Theater, TheaterId, TheaterInput,
+    ShowtimePricing, ShowtimeQuery, Theater, TheaterId, TheaterInput,
 };
 
 pub struct MovieClient {
@@ -75,6 +75,10 @@ impl MovieApi for MovieClient {
     async fn create_showtime(&self, caller: &AuthUser, input: ShowtimeInput) -> Result<Showtime, MovieError> {
         let rb = self.rest.request(Method::POST, "/api/movies/showtimes", Some(&caller.bearer)).json(&input);
         Ok(self.rest.json(rb).await?)
+    }
+
+    async fn pricing(&self, id: ShowtimeId) -> Result<ShowtimePricing, MovieError> {
+        self.get(&format!("/api/movies/showtimes/{id}/pricing")).await
     }
 
     async fn seat_map(&self, id: ShowtimeId) -> Result<SeatMap, MovieError> {

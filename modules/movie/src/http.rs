@@ -12,8 +12,8 @@ use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::api::{
-    Movie, MovieApi, MovieId, MovieInput, MovieQuery, RowLayout, Seat, SeatMap, SeatMapEntry, SeatStatus, SeatType,
-    Showtime, ShowtimeId, ShowtimeInput, ShowtimeQuery, Theater, TheaterId, TheaterInput,
+    Movie, MovieApi, MovieId, MovieInput, MovieQuery, PricedSeat, RowLayout, Seat, SeatMap, SeatMapEntry, SeatStatus,
+    SeatType, Showtime, ShowtimeId, ShowtimeInput, ShowtimePricing, ShowtimeQuery, Theater, TheaterId, TheaterInput,
 };
 
 /// Mounts the routes under `/api/movies`. They serve the `web::Data<dyn MovieApi>` of the app.
@@ -35,7 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::resource("/showtimes").route(web::get().to(list_showtimes)).route(web::post().to(create_showtime)),
             )
             .service(web::resource("/showtimes/{id}").route(web::get().to(get_showtime)))
-            .service(web::resource("/showtimes/{id}/seats").route(web::get().to(seat_map))),
+            .service(web::resource("/showtimes/{id}/seats").route(web::get().to(seat_map)))
+            .service(web::resource("/showtimes/{id}/pricing").route(web::get().to(pricing))),
     );
 }
 
@@ -45,11 +46,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     paths(
         list_movies, get_movie, create_movie, update_movie, delete_movie,
         list_theaters, get_theater, create_theater,
-        list_showtimes, get_showtime, create_showtime, seat_map
+        list_showtimes, get_showtime, create_showtime, seat_map, pricing
     ),
     components(schemas(
         Movie, MovieInput, Theater, TheaterInput, RowLayout, Seat, SeatType, Showtime, ShowtimeInput,
-        SeatMap, SeatMapEntry, SeatStatus, MovieId, TheaterId, ShowtimeId, ProblemDocument
+        SeatMap, SeatMapEntry, SeatStatus, ShowtimePricing, PricedSeat, MovieId, TheaterId, ShowtimeId, ProblemDocument
     )),
     tags((name = "movies", description = "Catalog, theaters, showtimes and seat maps"))
 )]
@@ -188,4 +189,15 @@ async fn create_showtime(api: Api, req: Admin<ShowtimeInput>) -> Result<HttpResp
     ))]
 async fn seat_map(api: Api, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
     Ok(HttpResponse::Ok().json(api.seat_map(ShowtimeId(id.into_inner())).await?))
+}
+
+/// The showtime and every seat with its price, read uncached: what a booking charges
+/// (booking's REST client reads it; not in api.md).
+#[utoipa::path(get, path = "/api/movies/showtimes/{id}/pricing", tag = "movies",
+    responses(
+        (status = 200, description = "The showtime and its priced seats", body = ShowtimePricing),
+        (status = 404, description = "No such showtime", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+async fn pricing(api: Api, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+    Ok(HttpResponse::Ok().json(api.pricing(ShowtimeId(id.into_inner())).await?))
 }

@@ -50,7 +50,6 @@ pub async fn connect(
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
-        let db = Database::connect(options).await?;
         let lock_path = data_dir.join(format!("{module}.db.lock"));
         let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
             let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path)?;
@@ -60,6 +59,8 @@ pub async fn connect(
         .await
         .map_err(|e| DbErr::Custom(format!("migration lock: {e}")))?
         .map_err(|e| DbErr::Custom(format!("migration lock: {e}")))?;
+        // Opened under the lock too: switching a new file to WAL needs it to itself.
+        let db = Database::connect(options).await?;
         let migrated = migrate(&db).await;
         drop(lock);
         migrated?;

@@ -6,6 +6,7 @@
 //! verifier with the authenticated-user extractor, the key-value / rate-limit port, and
 //! the REST plumbing module clients use. Nothing in here knows about a particular module.
 
+pub mod amqp;
 pub mod config;
 pub mod db;
 pub mod events;

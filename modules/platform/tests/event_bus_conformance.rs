@@ -1,12 +1,16 @@
-//! One conformance suite for the `EventBus` port, run against every implementation
-//! (`InProcessBus` now; the RabbitMQ bus joins it with `BOXOFFICE_TEST_AMQP_URL`).
+//! One conformance suite for the `EventBus` port, run against every implementation:
+//! `InProcessBus` always, `RabbitBus` when `BOXOFFICE_TEST_AMQP_URL` is set (required under CI).
+//! Each RabbitMQ test uses its own exchange and queue names, and deletes them afterwards.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeleteOptions};
+use platform::amqp::RabbitBus;
 use platform::events::{Envelope, EventBus, EventHandler, HandlerError, InProcessBus, RetryPolicy};
+use platform::health::HealthCheck;
 use serde_json::json;
 
 /// Records what it handled; fails the first `failures` deliveries of each event.
@@ -113,4 +117,234 @@ fn an_envelope_carries_the_event_fields_and_round_trips() {
     let again = Envelope::from_body(e.body.clone()).unwrap();
     assert_eq!(again, e);
     assert!(Envelope::new("x", &json!([1, 2])).is_err(), "a payload must be an object");
+}
+
+/// The broker URL, or `None` (test skipped) outside CI when none is configured.
+fn amqp_url() -> Option<String> {
+    let url = std::env::var("BOXOFFICE_TEST_AMQP_URL").ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true requires BOXOFFICE_TEST_AMQP_URL");
+        eprintln!("skipped: set BOXOFFICE_TEST_AMQP_URL to run against RabbitMQ");
+    }
+    url
+}
+
+const RABBIT_RETRY: RetryPolicy = RetryPolicy { max_attempts: 3, first_backoff: Duration::from_millis(20) };
+
+/// A unique queue prefix and exchange name, so parallel runs on one broker never cross.
+fn unique_names() -> (String, String) {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    (format!("test_{run}_"), format!("test_events_{run}"))
+}
+
+/// A connection of the test's own, to look at and clean up what the bus left on the broker.
+async fn admin_channel(url: &str) -> (lapin::Connection, lapin::Channel) {
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    (conn, channel)
+}
+
+async fn delete_topology(url: &str, exchange: &str, queues: &[String]) {
+    let (_conn, channel) = admin_channel(url).await;
+    for queue in queues {
+        for name in [queue.clone(), format!("{queue}.dlq")] {
+            channel.queue_delete(name.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+        }
+    }
+    for name in [exchange.to_owned(), format!("{exchange}.dlx")] {
+        channel.exchange_delete(name.as_str().into(), Default::default()).await.unwrap();
+    }
+}
+
+async fn wait_for_count(bus: &RabbitBus, queue: &str, expected: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let count = bus.message_count(queue).await.unwrap();
+        if count == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{queue} holds {count} messages, expected {expected}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rabbitmq_bus_keeps_the_contract() {
+    let Some(url) = amqp_url() else { return };
+    let (prefix, exchange) = unique_names();
+    let bus = Arc::new(RabbitBus::connect(&url, &exchange, RABBIT_RETRY).await.unwrap());
+    bus.check().await.expect("connected");
+    assert_eq!(bus.name(), "rabbitmq");
+    conformance(bus.clone(), &prefix).await;
+
+    // The poison event really sits in the broker's dead-letter queue, whole, and nothing else
+    // was dead-lettered; every other message was acknowledged.
+    let broken_dlq = format!("{prefix}broken_queue.dlq");
+    wait_for_count(&bus, &broken_dlq, 1).await;
+    for queue in ["movie_queue", "payment_queue", "flaky_queue"] {
+        wait_for_count(&bus, &format!("{prefix}{queue}.dlq"), 0).await;
+        wait_for_count(&bus, &format!("{prefix}{queue}"), 0).await;
+    }
+    let (_conn, channel) = admin_channel(&url).await;
+    let message = channel.basic_get(broken_dlq.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap();
+    let delivery = message.expect("a dead letter").delivery;
+    let dead = Envelope::from_body(serde_json::from_slice(&delivery.data).unwrap()).unwrap();
+    assert_eq!(dead.routing_key, "payment.failed");
+    assert_eq!(delivery.properties.message_id().as_ref().map(|m| m.to_string()), Some(dead.event_id.to_string()));
+    assert_eq!(*delivery.properties.delivery_mode(), Some(2), "persistent");
+    assert_eq!(delivery.properties.content_type().as_ref().map(|c| c.to_string()).as_deref(), Some("application/json"));
+
+    let queues: Vec<String> = ["movie_queue", "payment_queue", "flaky_queue", "broken_queue"]
+        .iter()
+        .map(|q| format!("{prefix}{q}"))
+        .collect();
+    drop(bus);
+    delete_topology(&url, &exchange, &queues).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rabbitmq_bus_dead_letters_an_undecodable_message_at_once() {
+    let Some(url) = amqp_url() else { return };
+    let (prefix, exchange) = unique_names();
+    let queue = format!("{prefix}notification_queue");
+    let bus = RabbitBus::connect(&url, &exchange, RABBIT_RETRY).await.unwrap();
+    let recorder = Recorder::failing(0);
+    bus.subscribe(&queue, &["booking.#"], recorder.clone()).await.unwrap();
+
+    let (_conn, channel) = admin_channel(&url).await;
+    for garbage in [&b"not json"[..], br#"{"type":"booking.created"}"#] {
+        let confirm = channel
+            .basic_publish(
+                exchange.as_str().into(),
+                "booking.created".into(),
+                BasicPublishOptions::default(),
+                garbage,
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+        confirm.await.unwrap();
+    }
+    wait_for_count(&bus, &format!("{queue}.dlq"), 2).await;
+    // A good event after them is handled: the queue is not stuck.
+    bus.publish(&event("booking.created", 1)).await.unwrap();
+    wait_until("the good event is handled", || recorder.keys().len() == 1).await;
+
+    drop(bus);
+    delete_topology(&url, &exchange, &[queue]).await;
+}
+
+/// Panics at the first delivery of each event, then handles it.
+#[derive(Default)]
+struct PanicsOnce {
+    seen: Mutex<Vec<uuid::Uuid>>,
+}
+
+#[async_trait]
+impl EventHandler for PanicsOnce {
+    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
+        let first = {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push(event.event_id);
+            seen.len() == 1
+        };
+        assert!(!first, "handler bug");
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_counts_as_a_failure_on_rabbitmq() {
+    let Some(url) = amqp_url() else { return };
+    let (prefix, exchange) = unique_names();
+    let queue = format!("{prefix}notification_queue");
+    let bus = RabbitBus::connect(&url, &exchange, RABBIT_RETRY).await.unwrap();
+    let handler = Arc::new(PanicsOnce::default());
+    bus.subscribe(&queue, &["payment.*"], handler.clone()).await.unwrap();
+    let e = event("payment.refunded", 1);
+    bus.publish(&e).await.unwrap();
+    bus.publish(&event("payment.refunded", 2)).await.unwrap();
+    wait_until("retried after the panic, and the consumer lives on", || handler.seen.lock().unwrap().len() == 3).await;
+    assert_eq!(handler.seen.lock().unwrap().iter().filter(|id| **id == e.event_id).count(), 2);
+    wait_for_count(&bus, &format!("{queue}.dlq"), 0).await;
+
+    drop(bus);
+    delete_topology(&url, &exchange, &[queue]).await;
+}
+
+#[tokio::test]
+async fn the_rabbitmq_bus_reports_an_unreachable_broker() {
+    let started = Instant::now();
+    let result = RabbitBus::connect("amqp://guest:guest@127.0.0.1:9/%2f", "booking_events", RABBIT_RETRY).await;
+    assert!(result.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
+}
+
+/// The Erlang pid of the broker connection named `name`, via `rabbitmqctl` (None when the
+/// tool is unavailable, e.g. a remote broker).
+fn connection_pid(name: &str) -> Option<Option<String>> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    Some(
+        listing
+            .lines()
+            .find(|line| line.contains(name))
+            .and_then(|line| line.split_whitespace().next())
+            .map(str::to_owned),
+    )
+}
+
+/// Closes ONLY this bus's own connection (by its pid): the shared broker keeps running, and
+/// nobody else's connection is touched. Skipped when `rabbitmqctl` cannot reach the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rabbitmq_bus_reconnects_and_consumes_again_after_losing_its_connection() {
+    let Some(url) = amqp_url() else { return };
+    let (prefix, exchange) = unique_names();
+    let queue = format!("{prefix}booking_queue");
+    let bus = Arc::new(RabbitBus::connect(&url, &exchange, RABBIT_RETRY).await.unwrap());
+    let name = bus.connection_name().to_owned();
+    let lookup = name.clone();
+    let Some(Some(pid)) = tokio::task::spawn_blocking(move || connection_pid(&lookup)).await.unwrap() else {
+        eprintln!("skipped: rabbitmqctl cannot list this bus's connection");
+        drop(bus);
+        delete_topology(&url, &exchange, &[]).await;
+        return;
+    };
+    let recorder = Recorder::failing(0);
+    bus.subscribe(&queue, &["payment.*"], recorder.clone()).await.unwrap();
+    bus.publish(&event("payment.completed", 1)).await.unwrap();
+    wait_until("the first event is handled", || recorder.keys().len() == 1).await;
+
+    let closed = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "close_connection", &pid, "boxoffice reconnection test"])
+        .status()
+        .unwrap();
+    assert!(closed.success());
+
+    // Like the outbox relay: publish until the bus takes the event again; it must then be
+    // delivered through the re-declared, re-consumed queue.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let second = event("payment.failed", 2);
+    let mut outage_publishes = 0;
+    loop {
+        let attempt = Instant::now();
+        let Err(e) = bus.publish(&second).await else { break };
+        assert!(attempt.elapsed() < Duration::from_secs(2), "a publish during the outage fails fast");
+        assert!(Instant::now() < deadline, "never reconnected: {e}");
+        outage_publishes += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_until("the event published after the reconnection is handled", || recorder.deliveries_of(&second) == 1).await;
+    bus.check().await.expect("healthy again");
+    eprintln!("{outage_publishes} publishes refused during the outage");
+    let lookup = name.clone();
+    let new_pid = tokio::task::spawn_blocking(move || connection_pid(&lookup)).await.unwrap().flatten();
+    assert!(new_pid.is_some_and(|p| p != pid), "a new connection replaced the closed one");
+
+    drop(bus);
+    delete_topology(&url, &exchange, &[queue]).await;
 }

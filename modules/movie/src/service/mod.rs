@@ -25,8 +25,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::api::{
-    Movie, MovieApi, MovieError, MovieId, MovieInput, MovieQuery, Seat, SeatId, SeatMap, SeatMapEntry, SeatStates,
-    SeatStatus, SeatType, Showtime, ShowtimeId, ShowtimeInput, ShowtimeQuery, Theater, TheaterId, TheaterInput,
+    Movie, MovieApi, MovieError, MovieId, MovieInput, MovieQuery, PricedSeat, Seat, SeatId, SeatMap, SeatMapEntry,
+    SeatStates, SeatStatus, SeatType, Showtime, ShowtimeId, ShowtimeInput, ShowtimePricing, ShowtimeQuery, Theater,
+    TheaterId, TheaterInput,
 };
 use cache::CatalogCache;
 use entity::{movie, seat, showtime, theater};
@@ -650,25 +651,41 @@ impl MovieApi for MovieService {
         }
     }
 
-    /// The showtime (its price) is read from the database, not the catalog cache: the map is
-    /// exact, and its prices are what a booking will charge. Only the immutable seat layout
-    /// comes from memory.
-    async fn seat_map(&self, id: ShowtimeId) -> Result<SeatMap, MovieError> {
+    /// The showtime (its price) is read from the database, not the catalog cache: these are
+    /// the prices a booking charges. Only the immutable seat layout comes from memory.
+    async fn pricing(&self, id: ShowtimeId) -> Result<ShowtimePricing, MovieError> {
         let show = showtime::Entity::find_by_id(id.0)
             .one(&self.db)
             .await
             .map_err(db_err)?
             .ok_or(MovieError::NotFound("showtime"))?;
         let layout = self.layout(show.theater_id).await?;
-        let taken = self.seat_states.taken_seats(id).await?;
         let prices = self.settings.price_multipliers;
         let seats = layout
             .iter()
-            .map(|seat| SeatMapEntry {
+            .map(|seat| PricedSeat {
                 price_cents: prices.price(show.price_cents, seat.seat_type),
-                status: taken.get(&seat.id).copied().unwrap_or(SeatStatus::Available),
                 id: seat.id,
                 row: seat.row.clone(),
+                number: seat.number,
+                seat_type: seat.seat_type,
+            })
+            .collect();
+        Ok(ShowtimePricing { showtime: showtime_view(show), seats })
+    }
+
+    /// [`MovieApi::pricing`] with each seat's exact state from the `SeatStates` port.
+    async fn seat_map(&self, id: ShowtimeId) -> Result<SeatMap, MovieError> {
+        let pricing = self.pricing(id).await?;
+        let taken = self.seat_states.taken_seats(id).await?;
+        let seats = pricing
+            .seats
+            .into_iter()
+            .map(|seat| SeatMapEntry {
+                status: taken.get(&seat.id).copied().unwrap_or(SeatStatus::Available),
+                price_cents: seat.price_cents,
+                id: seat.id,
+                row: seat.row,
                 number: seat.number,
                 seat_type: seat.seat_type,
             })
