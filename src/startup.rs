@@ -13,6 +13,7 @@ use auth::api::AuthApi;
 use auth::client::AuthClient;
 use movie::api::MovieApi;
 use movie::client::MovieClient;
+use platform::amqp::RabbitBus;
 use platform::events::{EventBus, InProcessBus};
 use platform::health::Readiness;
 use platform::http::{ClientBudget, ForwardedFor, Ops};
@@ -55,6 +56,24 @@ pub fn key_value(settings: &Settings, readiness: &mut Readiness) -> anyhow::Resu
     );
     readiness.add(redis.clone());
     Ok(redis)
+}
+
+/// The event bus of this deployment: RabbitMQ when `events.amqp_url` is set, else in process.
+///
+/// # Errors
+/// RabbitMQ cannot be reached.
+pub async fn event_bus(settings: &Settings, readiness: &mut Readiness) -> anyhow::Result<Arc<dyn EventBus>> {
+    let events = &settings.events;
+    if events.amqp_url.is_empty() {
+        return Ok(Arc::new(InProcessBus::new(events.retry())));
+    }
+    let bus = Arc::new(
+        RabbitBus::connect(events.amqp_url.expose(), &events.exchange, events.retry())
+            .await
+            .map_err(|e| anyhow!("events.amqp_url: {e}"))?,
+    );
+    readiness.add(bus.clone());
+    Ok(bus)
 }
 
 /// The in-process auth service, its database migrated and the configured admin ensured.
@@ -111,6 +130,8 @@ pub async fn movie_service(
 pub struct Application {
     port: u16,
     server: Server,
+    /// Held for the life of the server: its consumers stop when it is dropped.
+    bus: Arc<dyn EventBus>,
 }
 
 impl Application {
@@ -164,20 +185,15 @@ impl Application {
             Arc::new(MovieClient::new(&settings.services.movie, http.clone()))
         };
 
-        // Events: the in-process bus (RabbitMQ when `events.amqp_url` is set; not built yet).
-        let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(settings.events.retry()));
-        if !settings.events.amqp_url.is_empty() {
-            anyhow::bail!("events.amqp_url: the RabbitMQ bus is not built into this version yet");
-        }
+        // Events: RabbitMQ when configured, else the in-process bus; movie keeps
+        // `seats_available` from booking events.
+        let bus = event_bus(&settings, &mut readiness).await?;
         #[cfg(feature = "movie")]
         if let Some(service) = &movie_service_here {
-            bus.subscribe(
-                movie::service::events::QUEUE,
-                movie::service::events::ROUTING_KEYS,
-                service.booking_events_handler(),
-            )
-            .await
-            .map_err(|e| anyhow!("subscribing movie_queue: {e}"))?;
+            let queue = format!("{}{}", settings.events.queue_prefix, movie::service::events::QUEUE);
+            bus.subscribe(&queue, movie::service::events::ROUTING_KEYS, service.booking_events_handler())
+                .await
+                .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
         }
 
         let listener = TcpListener::bind(settings.server.bind)
@@ -226,11 +242,16 @@ impl Application {
             server = server.workers(settings.server.workers);
         }
         tracing::info!(port, modules = ?settings.served(), "listening");
-        Ok(Self { port, server: server.run() })
+        Ok(Self { port, server: server.run(), bus })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The event bus this process publishes to and consumes from.
+    pub fn bus(&self) -> Arc<dyn EventBus> {
+        Arc::clone(&self.bus)
     }
 
     /// A handle to stop the server gracefully (what SIGTERM does).
@@ -244,6 +265,8 @@ impl Application {
     /// # Errors
     /// The server failed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        drop(self.bus);
+        served
     }
 }

@@ -14,24 +14,25 @@ pub enum Backend {
     /// SQLite files in a temporary directory, in-memory key-value store.
     Sqlite,
     /// PostgreSQL (a schema prefix of its own) and Redis (a key prefix of its own).
-    Postgres { database_url: String, redis_url: String },
+    Postgres { database_url: String, redis_url: String, amqp_url: String },
 }
 
 impl Backend {
-    /// The PostgreSQL + Redis backend when the environment names both. Under `CI=true` a
-    /// missing variable fails the test instead of skipping it.
+    /// The split deployment's adapters (PostgreSQL, Redis, RabbitMQ) when the environment
+    /// names all three. Under `CI=true` a missing variable fails the test instead of skipping it.
     pub fn postgres() -> Option<Self> {
-        let database_url = std::env::var("BOXOFFICE_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty());
-        let redis_url = std::env::var("BOXOFFICE_TEST_REDIS_URL").ok().filter(|s| !s.is_empty());
-        match (database_url, redis_url) {
-            (Some(database_url), Some(redis_url)) => Some(Backend::Postgres { database_url, redis_url }),
+        let var = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
+        let urls =
+            (var("BOXOFFICE_TEST_DATABASE_URL"), var("BOXOFFICE_TEST_REDIS_URL"), var("BOXOFFICE_TEST_AMQP_URL"));
+        match urls {
+            (Some(database_url), Some(redis_url), Some(amqp_url)) => {
+                Some(Backend::Postgres { database_url, redis_url, amqp_url })
+            }
             _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("CI=true but BOXOFFICE_TEST_DATABASE_URL / BOXOFFICE_TEST_REDIS_URL are not set")
+                panic!("CI=true but BOXOFFICE_TEST_DATABASE_URL / _REDIS_URL / _AMQP_URL are not all set")
             }
             _ => {
-                eprintln!(
-                    "skipped: set BOXOFFICE_TEST_DATABASE_URL and BOXOFFICE_TEST_REDIS_URL to run on PostgreSQL + Redis"
-                );
+                eprintln!("skipped: set BOXOFFICE_TEST_DATABASE_URL, _REDIS_URL and _AMQP_URL for the split adapters");
                 None
             }
         }
@@ -81,13 +82,18 @@ pub fn test_settings(backend: &Backend, data_dir: &Path) -> Settings {
         Backend::Sqlite => {
             s.database.url = platform::config::Secret::new("");
             s.redis.url = platform::config::Secret::new("");
+            s.events.amqp_url = platform::config::Secret::new("");
         }
-        Backend::Postgres { database_url, redis_url } => {
+        Backend::Postgres { database_url, redis_url, amqp_url } => {
             s.database.url = platform::config::Secret::new(database_url.clone());
             s.database.schema_prefix = format!("t_{}_", &unique[..12]);
             s.database.max_connections = 5;
             s.redis.url = platform::config::Secret::new(redis_url.clone());
             s.redis.key_prefix = format!("test:{unique}:");
+            // The split deployment's bus, on an exchange and queues of this test's own.
+            s.events.amqp_url = platform::config::Secret::new(amqp_url.clone());
+            s.events.exchange = format!("test.{unique}");
+            s.events.queue_prefix = format!("test.{unique}.");
         }
     }
     s
@@ -101,6 +107,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub settings: Settings,
     pub data_dir: PathBuf,
+    /// The app's event bus, to publish as another module would.
+    pub bus: Arc<dyn platform::events::EventBus>,
     _data: Arc<TempDir>,
     handle: actix_web::dev::ServerHandle,
 }
@@ -128,12 +136,14 @@ pub async fn start(settings: Settings, data: Arc<TempDir>, extra: ExtraRoutes) -
     let app = Application::build_with(settings.clone(), extra).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
+    let bus = app.bus();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
         data_dir: data.path().to_path_buf(),
         settings,
+        bus,
         _data: data,
         handle,
     }

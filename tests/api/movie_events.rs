@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::helpers::{Backend, test_settings};
 
-on_both_backends!(booking_events_keep_seats_available_once_each);
+on_both_backends!(booking_events_keep_seats_available_once_each, a_booking_event_on_the_apps_bus_reaches_the_catalog);
 
 fn booking_event(key: &str, showtime: ShowtimeId, seats: &[movie::api::SeatId]) -> Envelope {
     Envelope::new(key, &json!({"booking_id": uuid::Uuid::now_v7(), "showtime_id": showtime, "seat_ids": seats}))
@@ -79,4 +79,55 @@ async fn booking_events_keep_seats_available_once_each(backend: Backend) {
     bus.publish(&booking_event("payment.completed", show.id, &seats[..1])).await.unwrap();
     assert_eq!(available().await, 8);
     assert!(bus.dead_letters("movie_queue.dlq").is_empty());
+}
+
+/// Through the app's own bus: in process on SQLite, RabbitMQ (a durable `movie_queue` on a
+/// topic exchange) with the split adapters.
+async fn a_booking_event_on_the_apps_bus_reaches_the_catalog(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, |s| s.movie.cache_ttl_seconds = 0).await;
+    let admin = app.admin_token().await;
+    let post = |path: &'static str, body: serde_json::Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let res = app.send_as(reqwest::Method::POST, path, &admin, &body).await;
+            assert_eq!(res.status(), 201, "{path}");
+            res.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let film = post(
+        "/api/movies/movies",
+        json!({"title": "Bus", "duration_minutes": 90, "genre": "Drama", "release_date": "2026-01-01"}),
+    )
+    .await;
+    let hall = post(
+        "/api/movies/theaters",
+        json!({"name": "Bus Hall", "location": "L", "layout": [{"row": "A", "seats": 6, "type": "standard"}]}),
+    )
+    .await;
+    let start = chrono::Utc::now() + chrono::Duration::days(3);
+    let show = post(
+        "/api/movies/showtimes",
+        json!({"movie_id": film["id"], "theater_id": hall["id"], "start_time": start, "price_cents": 800}),
+    )
+    .await;
+    let seats: Vec<serde_json::Value> =
+        hall["seats"].as_array().unwrap()[..2].iter().map(|s| s["id"].clone()).collect();
+    let event = Envelope::new(
+        "booking.created",
+        &json!({"booking_id": uuid::Uuid::now_v7(), "showtime_id": show["id"], "seat_ids": seats}),
+    )
+    .unwrap();
+    app.bus.publish(&event).await.unwrap();
+
+    let url = app.url(&format!("/api/movies/showtimes/{}", show["id"].as_str().unwrap()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let current: serde_json::Value = app.client.get(&url).send().await.unwrap().json().await.unwrap();
+        if current["seats_available"] == 4 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "seats_available still {}", current["seats_available"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

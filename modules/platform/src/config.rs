@@ -140,6 +140,11 @@ pub struct JwtSettings {
 pub struct EventSettings {
     /// Empty: the in-process bus (one process). `amqp://…`: RabbitMQ.
     pub amqp_url: Secret,
+    /// The topic exchange (RabbitMQ).
+    pub exchange: String,
+    /// Prefix of this deployment's queue names (`<prefix>movie_queue`, ...), so deployments
+    /// or test runs can share a broker.
+    pub queue_prefix: String,
     /// Deliveries of a failing event in all, the first included, before it is dead-lettered.
     pub max_attempts: u32,
     /// Wait before the second delivery; doubled for each further one.
