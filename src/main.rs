@@ -145,7 +145,12 @@ async fn seed_demo(settings: &Settings) -> anyhow::Result<()> {
     }
     let mut readiness = platform::health::Readiness::default();
     let kv = boxoffice::startup::key_value(settings, &mut readiness)?;
-    let movies = boxoffice::startup::movie_service(settings, kv, &mut readiness).await?;
+    // Seeding reads no seat state; the port gets booking's client, never called here.
+    let seat_states = std::sync::Arc::new(booking::client::BookingClient::new(
+        &settings.services.booking,
+        platform::rest::http_client()?,
+    ));
+    let movies = boxoffice::startup::movie_service(settings, kv, seat_states, &mut readiness).await?;
     if movies.seed_demo().await? {
         println!("demo catalog created");
     } else {

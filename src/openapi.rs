@@ -26,6 +26,8 @@ pub fn document(settings: &Settings) -> OpenApi {
             Module::Auth => doc.merge(<auth::http::AuthDoc as utoipa::OpenApi>::openapi()),
             #[cfg(feature = "movie")]
             Module::Movie => doc.merge(<movie::http::MovieDoc as utoipa::OpenApi>::openapi()),
+            #[cfg(feature = "booking")]
+            Module::Booking => doc.merge(<booking::http::BookingDoc as utoipa::OpenApi>::openapi()),
             #[allow(unreachable_patterns)]
             _ => {}
         }

@@ -15,6 +15,7 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 pub enum Module {
     Auth,
     Movie,
+    Booking,
 }
 
 impl Module {
@@ -24,12 +25,15 @@ impl Module {
         Module::Auth,
         #[cfg(feature = "movie")]
         Module::Movie,
+        #[cfg(feature = "booking")]
+        Module::Booking,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             Module::Auth => "auth",
             Module::Movie => "movie",
+            Module::Booking => "booking",
         }
     }
 }
@@ -39,6 +43,7 @@ impl Module {
 pub struct ServiceUrls {
     pub auth: String,
     pub movie: String,
+    pub booking: String,
 }
 
 /// `[demo]`.
@@ -65,6 +70,8 @@ pub struct Settings {
     pub auth: auth::service::AuthSettings,
     #[cfg(feature = "movie")]
     pub movie: movie::service::MovieSettings,
+    #[cfg(feature = "booking")]
+    pub booking: booking::service::BookingSettings,
 }
 
 impl Settings {
@@ -103,7 +110,11 @@ impl Settings {
                 ));
             }
         }
-        for (module, url) in [(Module::Auth, &self.services.auth), (Module::Movie, &self.services.movie)] {
+        for (module, url) in [
+            (Module::Auth, &self.services.auth),
+            (Module::Movie, &self.services.movie),
+            (Module::Booking, &self.services.booking),
+        ] {
             if !self.serves(module) && url::Url::parse(url).is_err() {
                 errors.push(format!("services.{}: {url:?} is not a URL", module.name()));
             }
@@ -119,6 +130,8 @@ impl Settings {
         errors.extend(self.auth.check());
         #[cfg(feature = "movie")]
         errors.extend(self.movie.check());
+        #[cfg(feature = "booking")]
+        errors.extend(self.booking.check());
         if errors.is_empty() { Ok(()) } else { Err(format!("invalid configuration: {}", errors.join("; "))) }
     }
 

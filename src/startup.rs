@@ -11,7 +11,9 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::{Context, anyhow};
 use auth::api::AuthApi;
 use auth::client::AuthClient;
-use movie::api::MovieApi;
+use booking::api::BookingApi;
+use booking::client::BookingClient;
+use movie::api::{MovieApi, SeatStates};
 use movie::client::MovieClient;
 use platform::amqp::RabbitBus;
 use platform::events::{EventBus, InProcessBus};
@@ -19,8 +21,11 @@ use platform::health::Readiness;
 use platform::http::{ClientBudget, ForwardedFor, Ops};
 use platform::identity::JwtVerifier;
 use platform::kv::{KeyValue, MemoryKv, RedisKv};
+use platform::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
+use platform::outbox::OutboxRelay;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
+use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::settings::{Module, Settings};
@@ -36,6 +41,7 @@ pub async fn open_database(settings: &Settings, module: Module) -> anyhow::Resul
     let migrate: platform::db::Migrate = match module {
         Module::Auth => |db| Box::pin(migrations::auth::Migrator::up(db, None)),
         Module::Movie => |db| Box::pin(migrations::movie::Migrator::up(db, None)),
+        Module::Booking => |db| Box::pin(migrations::booking::Migrator::up(db, None)),
     };
     platform::db::connect(&settings.database, &settings.data_dir, module.name(), migrate)
         .await
@@ -102,6 +108,8 @@ fn mount_modules(cfg: &mut web::ServiceConfig, served: &[Module]) {
             Module::Auth => auth::http::configure(cfg),
             #[cfg(feature = "movie")]
             Module::Movie => movie::http::configure(cfg),
+            #[cfg(feature = "booking")]
+            Module::Booking => booking::http::configure(cfg),
             // Settings validation refuses modules that are not compiled in.
             #[allow(unreachable_patterns)]
             _ => {}
@@ -109,7 +117,8 @@ fn mount_modules(cfg: &mut web::ServiceConfig, served: &[Module]) {
     }
 }
 
-/// The in-process movie service, its database migrated. Seat states come from `seat_states`.
+/// The in-process movie service, its database migrated. Seat states come from `seat_states`
+/// (booking's claims, in this process or over REST).
 ///
 /// # Errors
 /// Database failures.
@@ -117,13 +126,54 @@ fn mount_modules(cfg: &mut web::ServiceConfig, served: &[Module]) {
 pub async fn movie_service(
     settings: &Settings,
     kv: Arc<dyn KeyValue>,
+    seat_states: Arc<dyn SeatStates>,
     readiness: &mut Readiness,
 ) -> anyhow::Result<Arc<movie::service::MovieService>> {
     let db = open_database(settings, Module::Movie).await?;
     readiness.add(Arc::new(platform::db::DatabaseHealth::new("movie", db.clone())));
-    // Until a booking module fills the port, every seat is available.
-    let seat_states = Arc::new(movie::api::NoBookings);
     Ok(Arc::new(movie::service::MovieService::new(db, &settings.movie, kv, seat_states)))
+}
+
+/// The seat locks of this deployment: Redis when configured (shared by every booking
+/// replica), else this process's memory.
+///
+/// # Errors
+/// A malformed Redis URL.
+pub fn seat_locks(settings: &Settings) -> anyhow::Result<Arc<dyn SeatLocks>> {
+    if settings.redis.url.is_empty() {
+        return Ok(Arc::new(MemorySeatLocks::new()));
+    }
+    let redis = RedisKv::connect(settings.redis.url.expose(), settings.redis.pool_size, &settings.redis.key_prefix)
+        .map_err(|e| anyhow!("redis.url: {e}"))?;
+    Ok(Arc::new(RedisSeatLocks::new(redis.pool().clone(), &format!("{}seats:", settings.redis.key_prefix))))
+}
+
+/// In-process movie and booking services on `settings`' storage, sharing an in-process bus
+/// (the booking contract tests use it; `Application::build` wires the same parts).
+#[cfg(all(feature = "movie", feature = "booking"))]
+pub struct BookingStack {
+    pub movies: Arc<dyn MovieApi>,
+    pub bookings: Arc<dyn BookingApi>,
+}
+
+/// # Errors
+/// Database or configuration failures.
+#[cfg(all(feature = "movie", feature = "booking"))]
+pub async fn booking_stack(settings: &Settings) -> anyhow::Result<BookingStack> {
+    let mut readiness = Readiness::default();
+    let kv = key_value(settings, &mut readiness)?;
+    let booking_db = open_database(settings, Module::Booking).await?;
+    let seat_states = Arc::new(booking::service::BookingSeatStates::new(booking_db.clone()));
+    let movies: Arc<dyn MovieApi> = movie_service(settings, kv, seat_states, &mut readiness).await?;
+    let locks = seat_locks(settings)?;
+    let bookings = booking::service::BookingService::new(
+        booking_db,
+        &settings.booking,
+        movies.clone(),
+        locks,
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    Ok(BookingStack { movies, bookings: Arc::new(bookings) })
 }
 
 /// A running (or ready to run) boxoffice HTTP server.
@@ -132,6 +182,9 @@ pub struct Application {
     server: Server,
     /// Held for the life of the server: its consumers stop when it is dropped.
     bus: Arc<dyn EventBus>,
+    /// Cancelled when the server has stopped: background tasks finish (relays flush).
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -166,35 +219,78 @@ impl Application {
             (Arc::new(AuthClient::new(&settings.services.auth, http.clone())), verifier)
         };
 
-        // Movie: the service here (with the demo catalog on an empty catalog), or its client.
-        #[cfg(feature = "movie")]
-        let mut movie_service_here = None;
+        // Events: RabbitMQ when configured, else the in-process bus. Background tasks (outbox
+        // relays, the sweeper) stop with the server.
+        let bus = event_bus(&settings, &mut readiness).await?;
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        // Booking's claims are what the seat map shows: booking's database opens first.
+        #[cfg(feature = "booking")]
+        let booking_db = match settings.serves(Module::Booking) {
+            true => {
+                let db = open_database(&settings, Module::Booking).await?;
+                readiness.add(Arc::new(platform::db::DatabaseHealth::new("booking", db.clone())));
+                Some(db)
+            }
+            false => None,
+        };
+        let booking_client = Arc::new(BookingClient::new(&settings.services.booking, http.clone()));
+        #[cfg(feature = "booking")]
+        let seat_states: Arc<dyn SeatStates> = match &booking_db {
+            Some(db) => Arc::new(booking::service::BookingSeatStates::new(db.clone())),
+            None => booking_client.clone(),
+        };
+        #[cfg(not(feature = "booking"))]
+        let seat_states: Arc<dyn SeatStates> = booking_client.clone();
+
+        // Movie: the service here (with the demo catalog on an empty catalog), or its client;
+        // it keeps `seats_available` from booking events.
         let movie_api: Arc<dyn MovieApi> = if settings.serves(Module::Movie) {
             #[cfg(feature = "movie")]
             {
-                let service = movie_service(&settings, kv.clone(), &mut readiness).await?;
+                let service = movie_service(&settings, kv.clone(), seat_states, &mut readiness).await?;
                 if settings.demo.seed && service.seed_demo().await.map_err(|e| anyhow!("demo catalog: {e}"))? {
                     tracing::info!("demo catalog created (demo.seed = false turns this off)");
                 }
-                movie_service_here = Some(service.clone());
+                let queue = format!("{}{}", settings.events.queue_prefix, movie::service::events::QUEUE);
+                bus.subscribe(&queue, movie::service::events::ROUTING_KEYS, service.booking_events_handler())
+                    .await
+                    .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
                 service
             }
             #[cfg(not(feature = "movie"))]
             unreachable!("validated: movie is not compiled in")
         } else {
+            drop(seat_states);
             Arc::new(MovieClient::new(&settings.services.movie, http.clone()))
         };
 
-        // Events: RabbitMQ when configured, else the in-process bus; movie keeps
-        // `seats_available` from booking events.
-        let bus = event_bus(&settings, &mut readiness).await?;
-        #[cfg(feature = "movie")]
-        if let Some(service) = &movie_service_here {
-            let queue = format!("{}{}", settings.events.queue_prefix, movie::service::events::QUEUE);
-            bus.subscribe(&queue, movie::service::events::ROUTING_KEYS, service.booking_events_handler())
-                .await
-                .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
-        }
+        // Booking: the service with its outbox relay, sweeper and payment-event consumer, or
+        // its client.
+        let booking_api: Arc<dyn BookingApi> = match () {
+            #[cfg(feature = "booking")]
+            () if booking_db.is_some() => {
+                let db = booking_db.unwrap_or_else(|| unreachable!());
+                let poll = std::time::Duration::from_millis(settings.events.relay_poll_ms);
+                let relay = OutboxRelay::new("booking", db.clone(), bus.clone(), poll);
+                let service = Arc::new(booking::service::BookingService::new(
+                    db,
+                    &settings.booking,
+                    movie_api.clone(),
+                    seat_locks(&settings)?,
+                    relay.waker(),
+                ));
+                let queue = format!("{}{}", settings.events.queue_prefix, booking::service::QUEUE);
+                bus.subscribe(&queue, booking::service::PAYMENT_QUEUE_BINDINGS, service.payment_events_handler())
+                    .await
+                    .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
+                tasks.push(tokio::spawn(relay.run(stop.clone())));
+                tasks.push(tokio::spawn(Arc::clone(&service).run_sweeper(stop.clone())));
+                service
+            }
+            () => booking_client,
+        };
 
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;
@@ -205,6 +301,7 @@ impl Application {
         let forwarded = web::Data::new(ForwardedFor { trusted: settings.server.trust_forwarded_for });
         let auth_data: web::Data<dyn AuthApi> = web::Data::from(auth_api);
         let movie_data: web::Data<dyn MovieApi> = web::Data::from(movie_api);
+        let booking_data: web::Data<dyn BookingApi> = web::Data::from(booking_api);
         let openapi = crate::openapi::document(&settings);
         let body_limit = settings.server.body_limit_bytes;
         let served = settings.served();
@@ -221,6 +318,7 @@ impl Application {
                 .app_data(forwarded.clone())
                 .app_data(auth_data.clone())
                 .app_data(movie_data.clone())
+                .app_data(booking_data.clone())
                 .configure(|cfg| platform::extract::configure(cfg, body_limit))
                 .configure(|cfg| platform::http::ops_routes(cfg, ops.clone()))
                 .configure(|cfg| mount_modules(cfg, &served))
@@ -242,7 +340,7 @@ impl Application {
             server = server.workers(settings.server.workers);
         }
         tracing::info!(port, modules = ?settings.served(), "listening");
-        Ok(Self { port, server: server.run(), bus })
+        Ok(Self { port, server: server.run(), bus, stop, tasks })
     }
 
     pub fn port(&self) -> u16 {
@@ -266,6 +364,12 @@ impl Application {
     /// The server failed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        self.stop.cancel();
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "background task failed");
+            }
+        }
         drop(self.bus);
         served
     }

@@ -3,4 +3,5 @@
 //! rolled back independently and never share a table.
 
 pub mod auth;
+pub mod booking;
 pub mod movie;

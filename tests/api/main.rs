@@ -14,6 +14,8 @@ mod helpers;
 mod auth;
 mod auth_contract;
 mod auth_tokens;
+mod booking;
+mod booking_contract;
 mod cli;
 mod movie;
 mod movie_contract;

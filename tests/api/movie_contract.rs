@@ -24,7 +24,9 @@ async fn the_service_keeps_the_contract(backend: Backend) {
     let settings = test_settings(&backend, data.path());
     let mut readiness = Readiness::default();
     let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
-    let service = boxoffice::startup::movie_service(&settings, kv, &mut readiness).await.unwrap();
+    let bookings = boxoffice::startup::open_database(&settings, boxoffice::settings::Module::Booking).await.unwrap();
+    let seat_states = Arc::new(booking::service::BookingSeatStates::new(bookings));
+    let service = boxoffice::startup::movie_service(&settings, kv, seat_states, &mut readiness).await.unwrap();
     let admin = AuthUser { id: UserId(uuid::Uuid::new_v4()), role: Role::Admin, bearer: String::new() };
     let customer = AuthUser { id: UserId(uuid::Uuid::new_v4()), role: Role::Customer, bearer: String::new() };
     contract(service, &admin, &customer).await;

@@ -25,7 +25,9 @@ async fn booking_events_keep_seats_available_once_each(backend: Backend) {
     settings.movie.cache_ttl_seconds = 0;
     let mut readiness = Readiness::default();
     let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
-    let movies = boxoffice::startup::movie_service(&settings, kv, &mut readiness).await.unwrap();
+    let bookings = boxoffice::startup::open_database(&settings, boxoffice::settings::Module::Booking).await.unwrap();
+    let seat_states = Arc::new(booking::service::BookingSeatStates::new(bookings));
+    let movies = boxoffice::startup::movie_service(&settings, kv, seat_states, &mut readiness).await.unwrap();
     let admin = AuthUser { id: UserId(uuid::Uuid::new_v4()), role: Role::Admin, bearer: String::new() };
     let film = movies
         .create_movie(

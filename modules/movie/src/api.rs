@@ -1,7 +1,6 @@
 //! The movie module's contract, shared by the in-process service and the REST client.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -13,35 +12,19 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-        #[serde(transparent)]
-        #[schema(value_type = String, format = Uuid)]
-        pub struct $name(pub Uuid);
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-    };
-}
-
-id_type!(
+platform::id_type!(
     /// A movie of the catalog.
     MovieId
 );
-id_type!(
+platform::id_type!(
     /// A theater (auditorium).
     TheaterId
 );
-id_type!(
+platform::id_type!(
     /// A seat of a theater; the same seat in every showtime there.
     SeatId
 );
-id_type!(
+platform::id_type!(
     /// One screening of a movie in a theater.
     ShowtimeId
 );
@@ -421,15 +404,4 @@ pub trait SeatStates: Send + Sync {
     /// # Errors
     /// `Unavailable` when the states cannot be read.
     async fn taken_seats(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, MovieError>;
-}
-
-/// The seat states of a deployment without bookings: every seat is available. Used until a
-/// booking module fills the port.
-pub struct NoBookings;
-
-#[async_trait]
-impl SeatStates for NoBookings {
-    async fn taken_seats(&self, _showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, MovieError> {
-        Ok(HashMap::new())
-    }
 }

@@ -22,3 +22,25 @@ pub mod problem;
 pub mod rest;
 pub mod telemetry;
 pub mod validation;
+
+/// Declares a UUID id newtype (`pub struct $name(pub Uuid)`) with the derives every module's
+/// ids need: serde as a plain string, an OpenAPI schema, `Display`. The invoking crate
+/// depends on `serde`, `utoipa` and `uuid`.
+#[macro_export]
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+        )]
+        #[serde(transparent)]
+        #[schema(value_type = String, format = Uuid)]
+        pub struct $name(pub uuid::Uuid);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}

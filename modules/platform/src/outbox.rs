@@ -20,6 +20,7 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::events::{Envelope, EventBus};
@@ -127,15 +128,15 @@ impl OutboxRelay {
         Arc::clone(&self.wake)
     }
 
-    /// Relays until `stop` is notified, then makes a last pass so nothing committed before
+    /// Relays until `stop` is cancelled, then makes a last pass so nothing committed before
     /// the stop waits for the next start.
-    pub async fn run(self, stop: Arc<Notify>) {
+    pub async fn run(self, stop: CancellationToken) {
         loop {
             if let Err(e) = self.drain().await {
                 tracing::warn!(module = self.module, error = %e, "outbox relay pass failed");
             }
             tokio::select! {
-                () = stop.notified() => break,
+                () = stop.cancelled() => break,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.poll) => {}
             }

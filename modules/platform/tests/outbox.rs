@@ -111,8 +111,8 @@ async fn a_running_relay_publishes_when_woken_and_flushes_on_stop() {
         // A poll interval far beyond the test: only the waker can make it publish in time.
         let relay = OutboxRelay::new("test", db.clone(), bus.clone(), Duration::from_secs(3600));
         let waker = relay.waker();
-        let stop = Arc::new(tokio::sync::Notify::new());
-        let running = tokio::spawn(relay.run(Arc::clone(&stop)));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(relay.run(stop.clone()));
 
         enqueue(&db, &event(1)).await.unwrap();
         waker.notify_one();
@@ -124,7 +124,7 @@ async fn a_running_relay_publishes_when_woken_and_flushes_on_stop() {
 
         // Committed just before the stop, without a wake-up: the final pass sends it.
         enqueue(&db, &event(2)).await.unwrap();
-        stop.notify_one();
+        stop.cancel();
         running.await.unwrap();
         assert_eq!(bus.published.lock().unwrap().len(), 2);
     }

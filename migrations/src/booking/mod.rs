@@ -1,0 +1,19 @@
+//! The booking module's schema: bookings, their seats, the live seat claims, and the
+//! outbox/inbox of the event backbone.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_bookings;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_bookings::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "booking_migrations".into_iden()
+    }
+}

@@ -1,0 +1,244 @@
+//! The booking module's contract, shared by the in-process service and the REST client,
+//! and the payloads of the events booking publishes.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use movie::api::{SeatId, SeatStatus, ShowtimeId};
+use platform::identity::{AuthUser, UserId};
+use platform::pagination::Page;
+use platform::problem::Problem;
+use platform::validation::FieldErrors;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+platform::id_type!(
+    /// A booking.
+    BookingId
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BookingStatus {
+    /// Seats held until `expires_at`, waiting for payment.
+    Pending,
+    Confirmed,
+    /// The hold ran out unpaid; the seats were released.
+    Expired,
+    Cancelled,
+}
+
+impl BookingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Pending => "pending",
+            BookingStatus::Confirmed => "confirmed",
+            BookingStatus::Expired => "expired",
+            BookingStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        [Self::Pending, Self::Confirmed, Self::Expired, Self::Cancelled]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown booking status {s:?}"))
+    }
+
+    /// Whether its seats are taken (a live booking).
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Pending | Self::Confirmed)
+    }
+}
+
+/// Body of `POST /api/bookings/book`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BookRequest {
+    pub showtime_id: ShowtimeId,
+    /// 1 to 10 distinct seats of the showtime's theater.
+    pub seat_ids: Vec<SeatId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BookedSeat {
+    pub id: SeatId,
+    pub row: String,
+    pub number: u32,
+    /// What the seat costs in this booking (fixed when booked).
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Booking {
+    pub id: BookingId,
+    pub user_id: UserId,
+    pub showtime_id: ShowtimeId,
+    pub status: BookingStatus,
+    pub seats: Vec<BookedSeat>,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+    /// Until when the seats are held unpaid.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `GET /api/bookings/bookings` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BookingQuery {
+    pub status: Option<BookingStatus>,
+    /// 1-based page number (default 1).
+    pub page: Option<u64>,
+    /// Items per page, 1–100 (default 20).
+    pub per_page: Option<u64>,
+}
+
+/// Everything the booking module can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    #[error("invalid values: {0}")]
+    Validation(FieldErrors),
+    /// Unknown showtime, or a booking that does not exist or is not the caller's.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Some of the requested seats are held or booked: nothing was booked.
+    #[error("{} seat(s) are held or booked", .0.len())]
+    SeatsUnavailable(Vec<SeatId>),
+    #[error("the booking cannot be cancelled: {0}")]
+    NotCancellable(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("booking unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<BookingError> for Problem {
+    fn from(e: BookingError) -> Self {
+        match e {
+            BookingError::Validation(errors) => Problem::validation(&errors),
+            BookingError::NotFound(what) => Problem::not_found(e.to_string()).with("resource", what),
+            BookingError::SeatsUnavailable(ref seats) => {
+                let ids: Vec<String> = seats.iter().map(ToString::to_string).collect();
+                Problem::conflict("seats-unavailable", "Seats unavailable", e.to_string())
+                    .with("unavailable_seat_ids", ids)
+            }
+            BookingError::NotCancellable(_) => {
+                Problem::conflict("booking-not-cancellable", "Booking cannot be cancelled", e.to_string())
+            }
+            BookingError::Unauthenticated(reason) => Problem::unauthorized(reason),
+            BookingError::Unavailable(reason) => Problem::unavailable(reason),
+            BookingError::Internal(cause) => Problem::internal(&cause),
+        }
+    }
+}
+
+impl From<Problem> for BookingError {
+    /// The inverse of `From<BookingError> for Problem`, for answers received over REST.
+    fn from(p: Problem) -> Self {
+        match (p.status().as_u16(), p.kind()) {
+            (422, _) => BookingError::Validation(p.field_errors()),
+            (404, _) => BookingError::NotFound(match p.extra("resource").and_then(|v| v.as_str()) {
+                Some("showtime") => "showtime",
+                _ => "booking",
+            }),
+            (409, "seats-unavailable") => BookingError::SeatsUnavailable(
+                p.extra("unavailable_seat_ids")
+                    .and_then(|v| serde_json::from_value::<Vec<Uuid>>(v.clone()).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(SeatId)
+                    .collect(),
+            ),
+            (409, _) => BookingError::NotCancellable(p.detail().to_owned()),
+            (401, _) => BookingError::Unauthenticated(p.detail().to_owned()),
+            (503, _) => BookingError::Unavailable(p.detail().to_owned()),
+            _ => BookingError::Internal(format!("{p:?}")),
+        }
+    }
+}
+
+/// The booking module, in process or over REST. Every method takes the caller: a booking is
+/// visible to its owner and to admins only.
+///
+/// Implementations MUST return the same [`BookingError`] variants for the same situations;
+/// the contract suite in `tests/api/booking_contract.rs` runs against both.
+#[async_trait]
+pub trait BookingApi: Send + Sync {
+    /// Holds every requested seat for the caller until `expires_at`, or none.
+    ///
+    /// # Errors
+    /// `Validation` (no seats, more than the maximum, duplicates, a seat of another theater,
+    /// a showtime that has started); `NotFound("showtime")`; `SeatsUnavailable` listing every
+    /// requested seat that is held or booked.
+    async fn book(&self, caller: &AuthUser, request: BookRequest) -> Result<Booking, BookingError>;
+
+    /// The caller's bookings, newest first.
+    ///
+    /// # Errors
+    /// `Validation` for a bad page request.
+    async fn list(&self, caller: &AuthUser, query: BookingQuery) -> Result<Page<Booking>, BookingError>;
+
+    /// # Errors
+    /// `NotFound("booking")` unless the caller owns it or is an admin.
+    async fn booking(&self, caller: &AuthUser, id: BookingId) -> Result<Booking, BookingError>;
+
+    /// Cancels a pending or confirmed booking before its showtime starts; its seats are free
+    /// again at once.
+    ///
+    /// # Errors
+    /// `NotFound("booking")` as for [`BookingApi::booking`]; `NotCancellable` when it is
+    /// already cancelled or expired, or the showtime has started.
+    async fn cancel(&self, caller: &AuthUser, id: BookingId) -> Result<Booking, BookingError>;
+
+    /// The held and booked seats of a showtime (what the seat map shows; public).
+    ///
+    /// # Errors
+    /// Only `Unavailable` / `Internal`.
+    async fn seat_states(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, BookingError>;
+}
+
+/// `booking.created`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BookingCreated {
+    pub booking_id: BookingId,
+    pub user_id: UserId,
+    pub showtime_id: ShowtimeId,
+    pub seat_ids: Vec<SeatId>,
+    pub amount_cents: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `booking.confirmed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BookingConfirmed {
+    pub booking_id: BookingId,
+    pub user_id: UserId,
+    pub showtime_id: ShowtimeId,
+    pub seat_ids: Vec<SeatId>,
+}
+
+/// Why a booking was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelReason {
+    User,
+    Expired,
+    Admin,
+}
+
+/// `booking.cancelled` (also for an expired hold, with reason `expired`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BookingCancelled {
+    pub booking_id: BookingId,
+    pub user_id: UserId,
+    pub showtime_id: ShowtimeId,
+    pub seat_ids: Vec<SeatId>,
+    pub reason: CancelReason,
+    pub was_paid: bool,
+}

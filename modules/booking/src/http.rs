@@ -1,0 +1,90 @@
+//! The `/api/bookings` routes. They call [`BookingApi`], so they serve the same contract
+//! whichever implementation is behind it.
+
+use std::collections::HashMap;
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use movie::api::{SeatId, SeatStatus, ShowtimeId};
+use platform::extract::{Json, Query};
+use platform::identity::AuthUser;
+use platform::problem::{Problem, ProblemDocument};
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+use crate::api::{BookRequest, BookedSeat, Booking, BookingApi, BookingId, BookingQuery, BookingStatus};
+
+/// Mounts the routes under `/api/bookings`. They serve the `web::Data<dyn BookingApi>` of the app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/bookings")
+            .service(web::resource("/book").route(web::post().to(book)))
+            .service(web::resource("/bookings").route(web::get().to(list)))
+            .service(web::resource("/bookings/{id}").route(web::get().to(get)))
+            .service(web::resource("/bookings/{id}/cancel").route(web::post().to(cancel)))
+            .service(web::resource("/showtimes/{id}/seat-states").route(web::get().to(seat_states))),
+    );
+}
+
+/// The OpenAPI description of these routes.
+#[derive(OpenApi)]
+#[openapi(
+    paths(book, list, get, cancel, seat_states),
+    components(schemas(BookRequest, Booking, BookedSeat, BookingStatus, BookingId, ProblemDocument)),
+    tags((name = "bookings", description = "Seat holds and bookings"))
+)]
+pub struct BookingDoc;
+
+type Api = web::Data<dyn BookingApi>;
+
+/// Hold seats (all or nothing) until `expires_at`.
+#[utoipa::path(post, path = "/api/bookings/book", tag = "bookings", request_body = BookRequest, security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Seats held", body = Booking),
+        (status = 404, description = "Unknown showtime", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "Seats held or booked (`unavailable_seat_ids`)", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "No seats, too many, duplicates, a seat of another theater, a started showtime", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+async fn book(api: Api, caller: AuthUser, body: Json<BookRequest>) -> Result<HttpResponse, Problem> {
+    let booking = api.book(&caller, body.into_inner()).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/bookings/bookings/{}", booking.id)))
+        .json(booking))
+}
+
+/// The caller's bookings, newest first.
+#[utoipa::path(get, path = "/api/bookings/bookings", tag = "bookings", params(BookingQuery), security(("bearer" = [])),
+    responses((status = 200, description = "A page of bookings", body = inline(platform::pagination::Page<Booking>))))]
+async fn list(api: Api, caller: AuthUser, query: Query<BookingQuery>) -> Result<HttpResponse, Problem> {
+    Ok(HttpResponse::Ok().json(api.list(&caller, query.into_inner()).await?))
+}
+
+/// A booking of the caller's (or any, for an admin).
+#[utoipa::path(get, path = "/api/bookings/bookings/{id}", tag = "bookings", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The booking", body = Booking),
+        (status = 404, description = "No such booking of the caller's", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+async fn get(api: Api, caller: AuthUser, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+    Ok(HttpResponse::Ok().json(api.booking(&caller, BookingId(id.into_inner())).await?))
+}
+
+/// Cancel before the showtime starts; the seats are free again at once.
+#[utoipa::path(post, path = "/api/bookings/bookings/{id}/cancel", tag = "bookings", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cancelled", body = Booking),
+        (status = 404, description = "No such booking of the caller's", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "Already cancelled or expired, or the showtime has started", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+async fn cancel(api: Api, caller: AuthUser, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+    Ok(HttpResponse::Ok().json(api.cancel(&caller, BookingId(id.into_inner())).await?))
+}
+
+/// Held and booked seats of a showtime (the movie module's seat map reads it when booking
+/// runs elsewhere; not in api.md).
+#[utoipa::path(get, path = "/api/bookings/showtimes/{id}/seat-states", tag = "bookings",
+    responses((status = 200, description = "seat id → `held` or `booked`", body = HashMap<String, SeatStatus>)))]
+async fn seat_states(api: Api, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+    let states: HashMap<SeatId, SeatStatus> = api.seat_states(ShowtimeId(id.into_inner())).await?;
+    Ok(HttpResponse::Ok().json(states))
+}

@@ -1,0 +1,67 @@
+//! The booking module's tables (see `migrations/src/booking` for the column comments).
+
+pub mod booking {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "bookings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub showtime_id: Uuid,
+        pub status: String,
+        pub amount_cents: i64,
+        pub currency: String,
+        pub starts_at: ChronoDateTimeUtc,
+        pub created_at: ChronoDateTimeUtc,
+        pub expires_at: ChronoDateTimeUtc,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod booking_seat {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "booking_seats")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub booking_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seat_id: Uuid,
+        pub row_label: String,
+        pub number: i32,
+        pub price_cents: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod seat_claim {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "seat_claims")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub showtime_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seat_id: Uuid,
+        pub booking_id: Uuid,
+        pub confirmed: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,56 @@
+//! What booking does with payment events (`booking_queue`): `payment.completed` confirms a
+//! pending booking and publishes `booking.confirmed`; `payment.failed` leaves it pending so
+//! the customer can retry until the hold runs out. Each event is recorded in the inbox in the
+//! transaction of its effect.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use platform::events::{Envelope, EventHandler, HandlerError};
+use sea_orm::TransactionTrait;
+use serde::Deserialize;
+
+use super::BookingService;
+use crate::api::BookingId;
+
+pub const QUEUE: &str = "booking_queue";
+pub const PAYMENT_QUEUE_BINDINGS: &[&str] = &["payment.completed", "payment.failed"];
+
+#[derive(Deserialize)]
+struct PaymentOutcome {
+    booking_id: BookingId,
+}
+
+pub struct PaymentEvents {
+    service: Arc<BookingService>,
+}
+
+impl PaymentEvents {
+    pub fn new(service: Arc<BookingService>) -> Self {
+        Self { service }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError(e.to_string())
+}
+
+#[async_trait]
+impl EventHandler for PaymentEvents {
+    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
+        let outcome: PaymentOutcome = event.decode().map_err(failed)?;
+        let txn = self.service.db.begin().await.map_err(failed)?;
+        if !platform::outbox::first_delivery(&txn, QUEUE, event.event_id).await.map_err(failed)? {
+            return Ok(());
+        }
+        if event.routing_key == "payment.completed"
+            && !self.service.confirm(&txn, outcome.booking_id).await.map_err(failed)?
+        {
+            // Paid after the hold expired or was cancelled: the payment module refunds it.
+            tracing::warn!(booking_id = %outcome.booking_id, "payment completed for a booking that is no longer pending");
+        }
+        txn.commit().await.map_err(failed)?;
+        self.service.relay.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,526 @@
+//! The in-process implementation of [`BookingApi`] on the module's own tables.
+//!
+//! Booking a seat: the seat locks (memory or Redis) settle a race cheaply before any
+//! transaction; then one transaction inserts the booking, its seats, one `seat_claims` row
+//! per seat (whose primary key refuses a seat that is already live, whatever the locks said)
+//! and the `booking.created` event in the outbox. Cancel, expiry and confirmation change the
+//! booking and its claims in one transaction with their event.
+
+mod entity;
+mod events;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{SubsecRound, Utc};
+use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId};
+use platform::events::{Envelope, EventHandler};
+use platform::identity::{AuthUser, UserId};
+use platform::locks::{Acquired, SeatLocks};
+use platform::pagination::{Page, PageRequest};
+use platform::validation::FieldErrors;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::api::{
+    BookRequest, BookedSeat, Booking, BookingApi, BookingCancelled, BookingCreated, BookingError, BookingId,
+    BookingQuery, BookingStatus, CancelReason,
+};
+use entity::{booking, booking_seat, seat_claim};
+
+pub use events::{PAYMENT_QUEUE_BINDINGS, QUEUE};
+
+/// `[booking]` settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BookingSettings {
+    /// How long an unpaid booking holds its seats.
+    pub hold_ttl_seconds: u64,
+    /// How often the sweeper looks for holds that ran out.
+    pub sweep_interval_ms: u64,
+    /// Most seats in one booking.
+    pub max_seats: usize,
+    /// Take seat locks before the database (the fast path); off, the database alone decides.
+    pub seat_locks: bool,
+}
+
+impl BookingSettings {
+    /// Checks that parse but make no sense; each error names its key.
+    pub fn check(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.hold_ttl_seconds == 0 {
+            errors.push("booking.hold_ttl_seconds must be greater than 0".to_owned());
+        }
+        if self.sweep_interval_ms == 0 {
+            errors.push("booking.sweep_interval_ms must be greater than 0".to_owned());
+        }
+        if self.max_seats == 0 {
+            errors.push("booking.max_seats must be greater than 0".to_owned());
+        }
+        errors
+    }
+}
+
+pub struct BookingService {
+    db: DatabaseConnection,
+    settings: BookingSettings,
+    movies: Arc<dyn MovieApi>,
+    locks: Arc<dyn SeatLocks>,
+    /// Wakes the outbox relay after a commit that wrote an event.
+    relay: Arc<Notify>,
+}
+
+fn db_err(e: DbErr) -> BookingError {
+    if platform::db::is_unavailable(&e) {
+        BookingError::Unavailable(format!("booking database: {e}"))
+    } else {
+        BookingError::Internal(format!("booking database: {e}"))
+    }
+}
+
+fn event<T: serde::Serialize>(key: &str, payload: &T) -> Result<Envelope, BookingError> {
+    Envelope::new(key, payload).map_err(|e| BookingError::Internal(format!("event {key}: {e}")))
+}
+
+fn seat_keys(seats: &[SeatId]) -> Vec<String> {
+    seats.iter().map(ToString::to_string).collect()
+}
+
+fn view(b: booking::Model, seats: Vec<booking_seat::Model>) -> Result<Booking, BookingError> {
+    Ok(Booking {
+        id: BookingId(b.id),
+        user_id: UserId(b.user_id),
+        showtime_id: ShowtimeId(b.showtime_id),
+        status: BookingStatus::parse(&b.status).map_err(BookingError::Internal)?,
+        seats: seats
+            .into_iter()
+            .map(|s| BookedSeat {
+                id: SeatId(s.seat_id),
+                row: s.row_label,
+                number: u32::try_from(s.number).unwrap_or(0),
+                price_cents: s.price_cents,
+            })
+            .collect(),
+        amount_cents: b.amount_cents,
+        currency: b.currency,
+        created_at: b.created_at,
+        expires_at: b.expires_at,
+    })
+}
+
+impl BookingService {
+    pub fn new(
+        db: DatabaseConnection,
+        settings: &BookingSettings,
+        movies: Arc<dyn MovieApi>,
+        locks: Arc<dyn SeatLocks>,
+        relay: Arc<Notify>,
+    ) -> Self {
+        Self { db, settings: settings.clone(), movies, locks, relay }
+    }
+
+    /// The handler of `booking_queue` (payment events).
+    pub fn payment_events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
+        Arc::new(events::PaymentEvents::new(Arc::clone(self)))
+    }
+
+    async fn seats_of(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<booking_seat::Model>>, BookingError> {
+        let mut by_booking: HashMap<Uuid, Vec<booking_seat::Model>> = HashMap::new();
+        let rows = booking_seat::Entity::find()
+            .filter(booking_seat::Column::BookingId.is_in(ids.iter().copied()))
+            .order_by_asc(booking_seat::Column::RowLabel)
+            .order_by_asc(booking_seat::Column::Number)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        for row in rows {
+            by_booking.entry(row.booking_id).or_default().push(row);
+        }
+        Ok(by_booking)
+    }
+
+    /// The booking if `caller` may see it (owner or admin); `NotFound` otherwise.
+    async fn visible(&self, caller: &AuthUser, id: BookingId) -> Result<booking::Model, BookingError> {
+        let found = booking::Entity::find_by_id(id.0).one(&self.db).await.map_err(db_err)?;
+        found.filter(|b| b.user_id == caller.id.0 || caller.is_admin()).ok_or(BookingError::NotFound("booking"))
+    }
+
+    async fn full(&self, b: booking::Model) -> Result<Booking, BookingError> {
+        let seats = self.seats_of(&[b.id]).await?.remove(&b.id).unwrap_or_default();
+        view(b, seats)
+    }
+
+    /// Which of `seats` are claimed in `showtime` (after the database refused a booking).
+    async fn claimed(&self, showtime: ShowtimeId, seats: &[SeatId]) -> Result<Vec<SeatId>, BookingError> {
+        let rows = seat_claim::Entity::find()
+            .filter(seat_claim::Column::ShowtimeId.eq(showtime.0))
+            .filter(seat_claim::Column::SeatId.is_in(seats.iter().map(|s| s.0)))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let taken: Vec<Uuid> = rows.iter().map(|r| r.seat_id).collect();
+        Ok(seats.iter().copied().filter(|s| taken.contains(&s.0)).collect())
+    }
+
+    /// Ends a live booking: `status` in its row, its claims gone, `booking.cancelled` in the
+    /// outbox, in one transaction. `false` if it was no longer live (someone else ended it).
+    async fn end(&self, b: &booking::Model, status: BookingStatus, reason: CancelReason) -> Result<bool, BookingError> {
+        let txn = self.db.begin().await.map_err(db_err)?;
+        let was_paid = b.status == BookingStatus::Confirmed.as_str();
+        let ended = booking::Entity::update_many()
+            .col_expr(booking::Column::Status, Expr::value(status.as_str()))
+            .col_expr(booking::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(booking::Column::Id.eq(b.id))
+            .filter(booking::Column::Status.eq(b.status.clone()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if ended.rows_affected != 1 {
+            return Ok(false);
+        }
+        let seats: Vec<SeatId> = seat_claim::Entity::find()
+            .filter(seat_claim::Column::BookingId.eq(b.id))
+            .all(&txn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|c| SeatId(c.seat_id))
+            .collect();
+        seat_claim::Entity::delete_many()
+            .filter(seat_claim::Column::BookingId.eq(b.id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        let cancelled = BookingCancelled {
+            booking_id: BookingId(b.id),
+            user_id: UserId(b.user_id),
+            showtime_id: ShowtimeId(b.showtime_id),
+            seat_ids: seats.clone(),
+            reason,
+            was_paid,
+        };
+        platform::outbox::enqueue(&txn, &event("booking.cancelled", &cancelled)?).await.map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        self.relay.notify_one();
+        if let Err(e) = self.locks.release(&b.showtime_id.to_string(), &seat_keys(&seats), &b.id.to_string()).await {
+            tracing::warn!(error = %e, "seat locks not released; they expire on their own");
+        }
+        Ok(true)
+    }
+
+    /// Expires the pending bookings whose hold ran out; returns how many.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn expire_due(&self) -> Result<u64, BookingError> {
+        let due = booking::Entity::find()
+            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .filter(booking::Column::ExpiresAt.lte(Utc::now()))
+            .order_by_asc(booking::Column::ExpiresAt)
+            .limit(100)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let mut expired = 0;
+        for b in &due {
+            if self.end(b, BookingStatus::Expired, CancelReason::Expired).await? {
+                metrics::counter!("bookings_total", "outcome" => "expired").increment(1);
+                expired += 1;
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Expires due holds every `booking.sweep_interval_ms` until `stop` is cancelled.
+    pub async fn run_sweeper(self: Arc<Self>, stop: CancellationToken) {
+        let interval = Duration::from_millis(self.settings.sweep_interval_ms);
+        loop {
+            if let Err(e) = self.expire_due().await {
+                tracing::warn!(error = %e, "expiring holds failed; retrying");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Confirms a pending booking paid for; `false` if it is no longer pending.
+    async fn confirm(&self, txn: &impl ConnectionTrait, id: BookingId) -> Result<bool, BookingError> {
+        let confirmed = booking::Entity::update_many()
+            .col_expr(booking::Column::Status, Expr::value(BookingStatus::Confirmed.as_str()))
+            .col_expr(booking::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(booking::Column::Id.eq(id.0))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .exec_with_returning(txn)
+            .await
+            .map_err(db_err)?;
+        let Some(b) = confirmed.into_iter().next() else {
+            return Ok(false);
+        };
+        seat_claim::Entity::update_many()
+            .col_expr(seat_claim::Column::Confirmed, Expr::value(true))
+            .filter(seat_claim::Column::BookingId.eq(b.id))
+            .exec(txn)
+            .await
+            .map_err(db_err)?;
+        let seats = booking_seat::Entity::find()
+            .filter(booking_seat::Column::BookingId.eq(b.id))
+            .all(txn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|s| SeatId(s.seat_id))
+            .collect();
+        let payload = crate::api::BookingConfirmed {
+            booking_id: id,
+            user_id: UserId(b.user_id),
+            showtime_id: ShowtimeId(b.showtime_id),
+            seat_ids: seats,
+        };
+        platform::outbox::enqueue(txn, &event("booking.confirmed", &payload)?).await.map_err(db_err)?;
+        Ok(true)
+    }
+}
+
+fn movie_error(e: MovieError) -> BookingError {
+    match e {
+        MovieError::NotFound(_) => BookingError::NotFound("showtime"),
+        MovieError::Unavailable(reason) => BookingError::Unavailable(reason),
+        other => BookingError::Internal(format!("movie: {other}")),
+    }
+}
+
+#[async_trait]
+impl BookingApi for BookingService {
+    #[tracing::instrument(skip_all, fields(showtime_id = %request.showtime_id))]
+    async fn book(&self, caller: &AuthUser, request: BookRequest) -> Result<Booking, BookingError> {
+        let seats = request.seat_ids;
+        let mut errors = FieldErrors::new();
+        if seats.is_empty() {
+            errors.add("seat_ids", "must name at least one seat");
+        } else if seats.len() > self.settings.max_seats {
+            errors.add("seat_ids", format!("at most {} seats per booking", self.settings.max_seats));
+        } else if seats.iter().enumerate().any(|(i, s)| seats[..i].contains(s)) {
+            errors.add("seat_ids", "names a seat twice");
+        }
+        errors.into_result().map_err(BookingError::Validation)?;
+
+        // Prices come from the catalog uncached: what the seat map shows is what is charged.
+        let pricing = self.movies.pricing(request.showtime_id).await.map_err(movie_error)?;
+        // Microseconds: what PostgreSQL keeps, so the answer equals every later read.
+        let now = Utc::now().trunc_subsecs(6);
+        if pricing.showtime.start_time <= now {
+            return Err(BookingError::Validation(FieldErrors::single("showtime_id", "the showtime has started")));
+        }
+        let priced: HashMap<SeatId, &movie::api::PricedSeat> = pricing.seats.iter().map(|s| (s.id, s)).collect();
+        let foreign: Vec<String> = seats.iter().filter(|s| !priced.contains_key(s)).map(ToString::to_string).collect();
+        if !foreign.is_empty() {
+            return Err(BookingError::Validation(FieldErrors::single(
+                "seat_ids",
+                format!("not seats of this showtime's theater: {}", foreign.join(", ")),
+            )));
+        }
+
+        let id = BookingId(Uuid::now_v7());
+        let scope = request.showtime_id.to_string();
+        let keys = seat_keys(&seats);
+        let hold = Duration::from_secs(self.settings.hold_ttl_seconds);
+        if self.settings.seat_locks {
+            match self.locks.acquire(&scope, &keys, &id.to_string(), hold).await {
+                Ok(Acquired::Held) => {}
+                Ok(Acquired::Conflict { taken }) => {
+                    metrics::counter!("bookings_total", "outcome" => "conflict").increment(1);
+                    let taken = seats.iter().copied().filter(|s| taken.contains(&s.to_string())).collect();
+                    return Err(BookingError::SeatsUnavailable(taken));
+                }
+                // The locks only keep load off the database, which decides anyway.
+                Err(e) => tracing::warn!(error = %e, "seat locks unavailable; the database decides alone"),
+            }
+        }
+
+        let expires_at = now + chrono::Duration::seconds(i64::try_from(self.settings.hold_ttl_seconds).unwrap_or(600));
+        let amount_cents: i64 = seats.iter().filter_map(|s| priced.get(s)).map(|s| s.price_cents).sum();
+        let row = booking::Model {
+            id: id.0,
+            user_id: caller.id.0,
+            showtime_id: request.showtime_id.0,
+            status: BookingStatus::Pending.as_str().to_owned(),
+            amount_cents,
+            currency: pricing.showtime.currency.clone(),
+            starts_at: pricing.showtime.start_time,
+            created_at: now,
+            expires_at,
+            updated_at: now,
+        };
+        let mut booked: Vec<booking_seat::Model> = seats
+            .iter()
+            .filter_map(|s| priced.get(s))
+            .map(|s| booking_seat::Model {
+                booking_id: id.0,
+                seat_id: s.id.0,
+                row_label: s.row.clone(),
+                number: i32::try_from(s.number).unwrap_or(0),
+                price_cents: s.price_cents,
+            })
+            .collect();
+        // The order every read gives them in.
+        booked.sort_by(|a, b| (&a.row_label, a.number).cmp(&(&b.row_label, b.number)));
+        let created = BookingCreated {
+            booking_id: id,
+            user_id: caller.id,
+            showtime_id: request.showtime_id,
+            seat_ids: seats.clone(),
+            amount_cents,
+            expires_at,
+        };
+        match self.insert(&row, &booked, &created).await {
+            Ok(()) => {}
+            Err(InsertError::Taken) => {
+                if self.settings.seat_locks {
+                    let _ = self.locks.release(&scope, &keys, &id.to_string()).await;
+                }
+                metrics::counter!("bookings_total", "outcome" => "conflict").increment(1);
+                return Err(BookingError::SeatsUnavailable(self.claimed(request.showtime_id, &seats).await?));
+            }
+            Err(InsertError::Failed(e)) => {
+                if self.settings.seat_locks {
+                    let _ = self.locks.release(&scope, &keys, &id.to_string()).await;
+                }
+                return Err(e);
+            }
+        }
+        self.relay.notify_one();
+        metrics::counter!("bookings_total", "outcome" => "created").increment(1);
+        view(row, booked)
+    }
+
+    async fn list(&self, caller: &AuthUser, query: BookingQuery) -> Result<Page<Booking>, BookingError> {
+        let pagination =
+            PageRequest { page: query.page, per_page: query.per_page }.validate().map_err(BookingError::Validation)?;
+        let mut select = booking::Entity::find().filter(booking::Column::UserId.eq(caller.id.0));
+        if let Some(status) = query.status {
+            select = select.filter(booking::Column::Status.eq(status.as_str()));
+        }
+        let total = select.clone().count(&self.db).await.map_err(db_err)?;
+        let rows = select
+            .order_by_desc(booking::Column::CreatedAt)
+            .order_by_desc(booking::Column::Id)
+            .offset(pagination.offset())
+            .limit(pagination.per_page)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let mut seats = self.seats_of(&rows.iter().map(|b| b.id).collect::<Vec<_>>()).await?;
+        let items = rows
+            .into_iter()
+            .map(|b| {
+                let s = seats.remove(&b.id).unwrap_or_default();
+                view(b, s)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page::new(items, pagination, total))
+    }
+
+    async fn booking(&self, caller: &AuthUser, id: BookingId) -> Result<Booking, BookingError> {
+        let b = self.visible(caller, id).await?;
+        self.full(b).await
+    }
+
+    async fn seat_states(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, BookingError> {
+        taken_seats(&self.db, showtime).await.map_err(db_err)
+    }
+
+    #[tracing::instrument(skip_all, fields(booking_id = %id))]
+    async fn cancel(&self, caller: &AuthUser, id: BookingId) -> Result<Booking, BookingError> {
+        let b = self.visible(caller, id).await?;
+        let status = BookingStatus::parse(&b.status).map_err(BookingError::Internal)?;
+        if !status.is_live() {
+            return Err(BookingError::NotCancellable(format!("it is already {}", status.as_str())));
+        }
+        if b.starts_at <= Utc::now() {
+            return Err(BookingError::NotCancellable("the showtime has started".to_owned()));
+        }
+        let reason = if b.user_id == caller.id.0 { CancelReason::User } else { CancelReason::Admin };
+        if !self.end(&b, BookingStatus::Cancelled, reason).await? {
+            return Err(BookingError::NotCancellable("it changed meanwhile (expired or cancelled)".to_owned()));
+        }
+        metrics::counter!("bookings_total", "outcome" => "cancelled").increment(1);
+        let b = self.visible(caller, id).await?;
+        self.full(b).await
+    }
+}
+
+enum InsertError {
+    /// A seat is claimed by a live booking (the primary key of `seat_claims` said so).
+    Taken,
+    Failed(BookingError),
+}
+
+impl BookingService {
+    async fn insert(
+        &self,
+        row: &booking::Model,
+        seats: &[booking_seat::Model],
+        created: &BookingCreated,
+    ) -> Result<(), InsertError> {
+        let failed = |e: DbErr| InsertError::Failed(db_err(e));
+        let txn = self.db.begin().await.map_err(failed)?;
+        booking::Entity::insert(booking::ActiveModel::from(row.clone())).exec(&txn).await.map_err(failed)?;
+        booking_seat::Entity::insert_many(seats.iter().cloned().map(booking_seat::ActiveModel::from))
+            .exec(&txn)
+            .await
+            .map_err(failed)?;
+        let claims = seats.iter().map(|s| seat_claim::ActiveModel {
+            showtime_id: Set(row.showtime_id),
+            seat_id: Set(s.seat_id),
+            booking_id: Set(row.id),
+            confirmed: Set(false),
+        });
+        if let Err(e) = seat_claim::Entity::insert_many(claims).exec(&txn).await {
+            return Err(match e.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => InsertError::Taken,
+                _ => failed(e),
+            });
+        }
+        let envelope = event("booking.created", created).map_err(InsertError::Failed)?;
+        platform::outbox::enqueue(&txn, &envelope).await.map_err(failed)?;
+        txn.commit().await.map_err(failed)
+    }
+}
+
+/// The seat states the movie module's seat map reads: held (pending) and booked (confirmed)
+/// seats, straight from the claims — exact, one query.
+pub struct BookingSeatStates {
+    db: DatabaseConnection,
+}
+
+impl BookingSeatStates {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl SeatStates for BookingSeatStates {
+    async fn taken_seats(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, MovieError> {
+        taken_seats(&self.db, showtime).await.map_err(|e| MovieError::Unavailable(format!("booking database: {e}")))
+    }
+}
+
+/// Held (pending) and booked (confirmed) seats of a showtime, from its claims.
+async fn taken_seats(db: &DatabaseConnection, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, DbErr> {
+    let claims = seat_claim::Entity::find().filter(seat_claim::Column::ShowtimeId.eq(showtime.0)).all(db).await?;
+    Ok(claims
+        .into_iter()
+        .map(|c| (SeatId(c.seat_id), if c.confirmed { SeatStatus::Booked } else { SeatStatus::Held }))
+        .collect())
+}
