@@ -21,6 +21,10 @@ pub type Migrate = for<'c> fn(&'c DatabaseConnection) -> Pin<Box<dyn Future<Outp
 
 /// Opens the pool of `module` and brings its schema up to date with `migrate`.
 ///
+/// The pool opens all its connections at once, on the runtime that calls this: a connection
+/// opened later inside an HTTP worker would belong to that worker's runtime and die with it
+/// at shutdown, before the background tasks (outbox relays) have made their last pass.
+///
 /// Processes starting together (replicas, or `migrate` beside `serve`) take turns: the
 /// schema is created and migrated under a lock — a PostgreSQL advisory lock keyed by the
 /// schema, or an exclusive lock on `<data_dir>/<module>.db.lock` for SQLite.
@@ -42,6 +46,7 @@ pub async fn connect(
         let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
         options
             .max_connections(settings.max_connections)
+            .min_connections(settings.max_connections)
             .connect_timeout(timeout)
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
@@ -86,6 +91,7 @@ pub async fn connect(
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(settings.max_connections)
+        .min_connections(settings.max_connections)
         .connect_timeout(timeout)
         .sqlx_logging(false)
         .set_schema_search_path(schema);
