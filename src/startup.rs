@@ -148,8 +148,9 @@ pub fn seat_locks(settings: &Settings) -> anyhow::Result<Arc<dyn SeatLocks>> {
     Ok(Arc::new(RedisSeatLocks::new(redis.pool().clone(), &format!("{}seats:", settings.redis.key_prefix))))
 }
 
-/// In-process movie and booking services on `settings`' storage, sharing an in-process bus
-/// (the booking contract tests use it; `Application::build` wires the same parts).
+/// In-process movie and booking services on `settings`' storage, without a bus or background
+/// tasks: booking's events stay in its outbox (the booking contract tests use it;
+/// `Application::build` wires the same parts plus the bus, relay and sweeper).
 #[cfg(all(feature = "movie", feature = "booking"))]
 pub struct BookingStack {
     pub movies: Arc<dyn MovieApi>,

@@ -47,6 +47,8 @@ on_both_backends!(
     overlapping_requests_never_share_a_seat_nor_book_part_of_a_request,
     overlapping_requests_without_seat_locks_never_share_a_seat_either,
     bookings_and_conflicts_are_counted_in_metrics,
+    a_409_names_a_booked_seat_whose_lock_ran_out_too,
+    a_payment_after_the_hold_ran_out_confirms_nothing,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -897,4 +899,50 @@ async fn bookings_and_conflicts_are_counted_in_metrics(backend: Backend) {
             .any(|l| l.starts_with("seat_lock_conflicts_total{") || l.starts_with("seat_lock_conflicts_total ")),
         "{after}"
     );
+}
+
+/// Waits until the clock is past `t` (a hold's end), polling.
+async fn wait_past(t: DateTime<Utc>) {
+    while Utc::now() <= t {
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
+
+async fn a_409_names_a_booked_seat_whose_lock_ran_out_too(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.booking.hold_ttl_seconds = 2).await;
+    let screen = screening(&app).await;
+    let (cora, dan, erin) = (customer(&app, "cora").await, customer(&app, "dan").await, customer(&app, "erin").await);
+    let paid = book(&app, &cora.token, &screen, &["A1"]).await;
+    pay(&app, &paid).await;
+    wait_for_status(&app, &cora.token, id(&paid), "confirmed", StdDuration::from_secs(15)).await;
+    // Confirmed for good, but its seat lock lasted only the hold: now only the database knows.
+    wait_past(time(&paid["expires_at"]) + Duration::milliseconds(100)).await;
+    book(&app, &dan.token, &screen, &["B1"]).await;
+    let taken = assert_unavailable(post_book(&app, &erin.token, &screen.request(&["A1", "B1", "B2"])).await).await;
+    assert_eq!(sorted(taken), sorted([screen.seat_id("A1"), screen.seat_id("B1")]));
+    assert_eq!(seat_map(&app, &screen).await, screen.statuses(&[("A1", "booked"), ("B1", "held")]));
+}
+
+async fn a_payment_after_the_hold_ran_out_confirms_nothing(backend: Backend) {
+    // A sweeper that comes by once a minute: the payment arrives after `expires_at` but
+    // before the sweeper has expired the booking.
+    let app = spawn_app_with(backend, |s| {
+        s.booking.hold_ttl_seconds = 1;
+        s.booking.sweep_interval_ms = 60_000;
+    })
+    .await;
+    let screen = screening(&app).await;
+    let cora = customer(&app, "cora").await;
+    let late = book(&app, &cora.token, &screen, &["A2"]).await;
+    wait_past(time(&late["expires_at"])).await;
+    pay(&app, &late).await;
+    // The payment event is handled (the inbox records it) without confirming anything.
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(15);
+    let consumed = |m: &str| m.lines().any(|l| l.starts_with("events_consumed_total") && l.contains("booking_queue"));
+    while !consumed(&metrics(&app).await) {
+        assert!(std::time::Instant::now() < deadline, "booking_queue never consumed the payment");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    assert_eq!(get_booking(&app, &cora.token, id(&late)).await["status"], "pending");
+    assert_eq!(seat_map(&app, &screen).await, screen.statuses(&[("A2", "held")]));
 }

@@ -46,7 +46,8 @@ impl EventHandler for PaymentEvents {
         if event.routing_key == "payment.completed"
             && !self.service.confirm(&txn, outcome.booking_id).await.map_err(failed)?
         {
-            // Paid after the hold expired or was cancelled: the payment module refunds it.
+            // Paid after the hold ran out or was cancelled: the booking stays unconfirmed, and
+            // the refund is the payment module's (not built yet).
             tracing::warn!(booking_id = %outcome.booking_id, "payment completed for a booking that is no longer pending");
         }
         txn.commit().await.map_err(failed)?;

@@ -253,13 +253,16 @@ impl BookingService {
         }
     }
 
-    /// Confirms a pending booking paid for; `false` if it is no longer pending.
+    /// Confirms a pending booking paid for before its hold ran out; `false` otherwise (the
+    /// sweeper then expires it, whether or not it got there yet).
     async fn confirm(&self, txn: &impl ConnectionTrait, id: BookingId) -> Result<bool, BookingError> {
+        let now = Utc::now();
         let confirmed = booking::Entity::update_many()
             .col_expr(booking::Column::Status, Expr::value(BookingStatus::Confirmed.as_str()))
-            .col_expr(booking::Column::UpdatedAt, Expr::value(Utc::now()))
+            .col_expr(booking::Column::UpdatedAt, Expr::value(now))
             .filter(booking::Column::Id.eq(id.0))
             .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .filter(booking::Column::ExpiresAt.gt(now))
             .exec_with_returning(txn)
             .await
             .map_err(db_err)?;
@@ -339,8 +342,16 @@ impl BookingApi for BookingService {
                 Ok(Acquired::Held) => {}
                 Ok(Acquired::Conflict { taken }) => {
                     metrics::counter!("bookings_total", "outcome" => "conflict").increment(1);
-                    let taken = seats.iter().copied().filter(|s| taken.contains(&s.to_string())).collect();
-                    return Err(BookingError::SeatsUnavailable(taken));
+                    let (mut locked, free): (Vec<SeatId>, Vec<SeatId>) =
+                        seats.iter().partition(|s| taken.contains(&s.to_string()));
+                    // Seats free in the lock layer may still be claimed (a confirmed seat whose
+                    // lock ran out): ask the database about those only, so a rush for one seat
+                    // never reaches it and the answer still names every unavailable seat.
+                    if !free.is_empty() {
+                        locked.extend(self.claimed(request.showtime_id, &free).await?);
+                        locked.sort_by_key(|s| seats.iter().position(|r| r == s));
+                    }
+                    return Err(BookingError::SeatsUnavailable(locked));
                 }
                 // The locks only keep load off the database, which decides anyway.
                 Err(e) => tracing::warn!(error = %e, "seat locks unavailable; the database decides alone"),
