@@ -13,11 +13,10 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 use reqwest::Method;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, assert_problem, spawn_app, spawn_app_with};
-use crate::movie::day_at;
+use crate::movie::{day_at, move_showtime};
 
 const BOOK: &str = "/api/bookings/book";
 const BOOKINGS: &str = "/api/bookings/bookings";
@@ -298,25 +297,6 @@ async fn assert_unavailable(res: reqwest::Response) -> Vec<String> {
 async fn assert_not_cancellable(res: reqwest::Response) {
     let problem = assert_problem(res, 409).await;
     assert_eq!(problem["type"], "/problems/booking-not-cancellable", "{problem}");
-}
-
-/// Moves a showtime in time behind the service's back (showtimes cannot be created in the
-/// past), straight in the movie module's table.
-async fn move_showtime(app: &TestApp, showtime: &Value, start: DateTime<Utc>, duration_minutes: i64) {
-    let db = boxoffice::startup::open_database(&app.settings, boxoffice::settings::Module::Movie).await.unwrap();
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => "UPDATE showtimes SET start_time = $1, end_time = $2 WHERE id = $3",
-        _ => "UPDATE showtimes SET start_time = ?, end_time = ? WHERE id = ?",
-    };
-    let showtime_id = uuid::Uuid::parse_str(id(showtime)).unwrap();
-    let end = start + Duration::minutes(duration_minutes);
-    let result = db
-        .execute_raw(Statement::from_sql_and_values(backend, sql, [start.into(), end.into(), showtime_id.into()]))
-        .await
-        .unwrap();
-    assert_eq!(result.rows_affected(), 1);
-    db.close().await.unwrap();
 }
 
 async fn metrics(app: &TestApp) -> String {

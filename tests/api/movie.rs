@@ -210,7 +210,7 @@ async fn assert_not_found(res: reqwest::Response, resource: &str) {
 
 /// Moves a showtime in time behind the service's back (showtimes cannot be created in the
 /// past), straight in the movie module's table.
-async fn move_showtime(app: &TestApp, showtime: &Value, start: DateTime<Utc>, duration_minutes: i64) {
+pub(crate) async fn move_showtime(app: &TestApp, showtime: &Value, start: DateTime<Utc>, duration_minutes: i64) {
     let db = boxoffice::startup::open_database(&app.settings, boxoffice::settings::Module::Movie).await.unwrap();
     let backend = db.get_database_backend();
     let sql = match backend {

@@ -90,6 +90,18 @@ pub enum BusError {
 #[error("{0}")]
 pub struct HandlerError(pub String);
 
+impl From<sea_orm::DbErr> for HandlerError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self(format!("database: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for HandlerError {
+    fn from(e: serde_json::Error) -> Self {
+        Self(format!("unreadable event: {e}"))
+    }
+}
+
 /// A consumer's handling of one event.
 #[async_trait]
 pub trait EventHandler: Send + Sync {

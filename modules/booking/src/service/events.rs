@@ -31,26 +31,22 @@ impl PaymentEvents {
     }
 }
 
-fn failed(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError(e.to_string())
-}
-
 #[async_trait]
 impl EventHandler for PaymentEvents {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let outcome: PaymentOutcome = event.decode().map_err(failed)?;
-        let txn = self.service.db.begin().await.map_err(failed)?;
-        if !platform::outbox::first_delivery(&txn, QUEUE, event.event_id).await.map_err(failed)? {
+        let outcome: PaymentOutcome = event.decode()?;
+        let txn = self.service.db.begin().await?;
+        if !platform::outbox::first_delivery(&txn, QUEUE, event.event_id).await? {
             return Ok(());
         }
         if event.routing_key == "payment.completed"
-            && !self.service.confirm(&txn, outcome.booking_id).await.map_err(failed)?
+            && !self.service.confirm(&txn, outcome.booking_id).await.map_err(|e| HandlerError(e.to_string()))?
         {
             // Paid after the hold ran out or was cancelled: the booking stays unconfirmed, and
             // the refund is the payment module's (not built yet).
             tracing::warn!(booking_id = %outcome.booking_id, "payment completed for a booking that is no longer pending");
         }
-        txn.commit().await.map_err(failed)?;
+        txn.commit().await?;
         self.service.relay.notify_one();
         Ok(())
     }

@@ -36,22 +36,18 @@ impl SeatsAvailable {
     }
 }
 
-fn failed(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError(e.to_string())
-}
-
 #[async_trait]
 impl EventHandler for SeatsAvailable {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let seats: SeatsOfBooking = event.decode().map_err(failed)?;
-        let count = i32::try_from(seats.seat_ids.len()).map_err(failed)?;
+        let seats: SeatsOfBooking = event.decode()?;
+        let count = i32::try_from(seats.seat_ids.len()).map_err(|e| HandlerError(e.to_string()))?;
         let delta = match event.routing_key.as_str() {
             "booking.created" => -count,
             "booking.cancelled" => count,
             _ => 0,
         };
-        let txn = self.db.begin().await.map_err(failed)?;
-        if !platform::outbox::first_delivery(&txn, QUEUE, event.event_id).await.map_err(failed)? {
+        let txn = self.db.begin().await?;
+        if !platform::outbox::first_delivery(&txn, QUEUE, event.event_id).await? {
             return Ok(());
         }
         if delta != 0 {
@@ -67,10 +63,9 @@ impl EventHandler for SeatsAvailable {
                 .col_expr(showtime::Column::SeatsAvailable, clamped.into())
                 .filter(showtime::Column::Id.eq(seats.showtime_id))
                 .exec(&txn)
-                .await
-                .map_err(failed)?;
+                .await?;
         }
-        txn.commit().await.map_err(failed)?;
+        txn.commit().await?;
         Ok(())
     }
 }
