@@ -22,7 +22,6 @@ use platform::http::{ClientBudget, ForwardedFor, Ops};
 use platform::identity::JwtVerifier;
 use platform::kv::{KeyValue, MemoryKv, RedisKv};
 use platform::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
-use platform::outbox::OutboxRelay;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use tokio_util::sync::CancellationToken;
@@ -224,17 +223,17 @@ impl Application {
         // relays, the sweeper) stop with the server.
         let bus = event_bus(&settings, &mut readiness).await?;
         let stop = CancellationToken::new();
+        #[cfg_attr(not(feature = "booking"), allow(unused_mut))]
         let mut tasks = Vec::new();
 
         // Booking's claims are what the seat map shows: booking's database opens first.
         #[cfg(feature = "booking")]
-        let booking_db = match settings.serves(Module::Booking) {
-            true => {
-                let db = open_database(&settings, Module::Booking).await?;
-                readiness.add(Arc::new(platform::db::DatabaseHealth::new("booking", db.clone())));
-                Some(db)
-            }
-            false => None,
+        let booking_db = if settings.serves(Module::Booking) {
+            let db = open_database(&settings, Module::Booking).await?;
+            readiness.add(Arc::new(platform::db::DatabaseHealth::new("booking", db.clone())));
+            Some(db)
+        } else {
+            None
         };
         let booking_client = Arc::new(BookingClient::new(&settings.services.booking, http.clone()));
         #[cfg(feature = "booking")]
@@ -269,12 +268,11 @@ impl Application {
 
         // Booking: the service with its outbox relay, sweeper and payment-event consumer, or
         // its client.
-        let booking_api: Arc<dyn BookingApi> = match () {
-            #[cfg(feature = "booking")]
-            () if booking_db.is_some() => {
-                let db = booking_db.unwrap_or_else(|| unreachable!());
+        #[cfg(feature = "booking")]
+        let booking_api: Arc<dyn BookingApi> = match booking_db {
+            Some(db) => {
                 let poll = std::time::Duration::from_millis(settings.events.relay_poll_ms);
-                let relay = OutboxRelay::new("booking", db.clone(), bus.clone(), poll);
+                let relay = platform::outbox::OutboxRelay::new("booking", db.clone(), bus.clone(), poll);
                 let service = Arc::new(booking::service::BookingService::new(
                     db,
                     &settings.booking,
@@ -290,8 +288,10 @@ impl Application {
                 tasks.push(tokio::spawn(Arc::clone(&service).run_sweeper(stop.clone())));
                 service
             }
-            () => booking_client,
+            None => booking_client,
         };
+        #[cfg(not(feature = "booking"))]
+        let booking_api: Arc<dyn BookingApi> = booking_client;
 
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;
