@@ -95,7 +95,10 @@ pub struct DatabaseSettings {
     /// Prefix of the module schemas in PostgreSQL (`<prefix><module>`), so several
     /// deployments or test runs can share one database.
     pub schema_prefix: String,
+    /// Pool size per module with PostgreSQL.
     pub max_connections: u32,
+    /// Pool size per module with SQLite, which has one writer at a time.
+    pub sqlite_max_connections: u32,
     pub connect_timeout_seconds: u64,
 }
 
@@ -177,6 +180,9 @@ pub fn check_shared(server: &ServerSettings, database: &DatabaseSettings, redis:
     }
     if database.max_connections == 0 {
         errors.push("database.max_connections must be greater than 0".to_owned());
+    }
+    if database.sqlite_max_connections == 0 {
+        errors.push("database.sqlite_max_connections must be greater than 0".to_owned());
     }
     let r = redis.url.expose();
     if !(r.is_empty() || r.starts_with("redis://") || r.starts_with("rediss://")) {

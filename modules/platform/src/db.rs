@@ -45,8 +45,8 @@ pub async fn connect(
         let path = data_dir.join(format!("{module}.db"));
         let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
         options
-            .max_connections(settings.max_connections)
-            .min_connections(settings.max_connections)
+            .max_connections(settings.sqlite_max_connections)
+            .min_connections(settings.sqlite_max_connections)
             .connect_timeout(timeout)
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {

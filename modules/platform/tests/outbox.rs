@@ -51,6 +51,7 @@ async fn databases() -> Vec<(DatabaseConnection, tempfile::TempDir)> {
         url: Secret::new(""),
         schema_prefix: format!("t_{}_", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         max_connections: 4,
+        sqlite_max_connections: 2,
         connect_timeout_seconds: 5,
     };
     let sqlite_dir = tempfile::TempDir::new().unwrap();
