@@ -889,7 +889,8 @@ async fn wait_past(t: DateTime<Utc>) {
 }
 
 async fn a_409_names_a_booked_seat_whose_lock_ran_out_too(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.booking.hold_ttl_seconds = 2).await;
+    // Long enough for the payment to confirm before the hold ends, even on a loaded machine.
+    let app = spawn_app_with(backend, |s| s.booking.hold_ttl_seconds = 4).await;
     let screen = screening(&app).await;
     let (cora, dan, erin) = (customer(&app, "cora").await, customer(&app, "dan").await, customer(&app, "erin").await);
     let paid = book(&app, &cora.token, &screen, &["A1"]).await;
