@@ -7,31 +7,9 @@
 #
 # The server and wrk share this machine's cores, so figures are for comparing runs on the
 # same box, not absolute capacity. Needs wrk (apt-get install wrk).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice-target}"
-DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 PORT="${PORT:-18181}"
-BASE="http://127.0.0.1:$PORT"
-
-cargo build --release --quiet
-data=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data" "${lua:-}"' EXIT
-BOXOFFICE__DATA_DIR="$data" \
-BOXOFFICE__SERVER__CLIENT_BUDGET_PER_MINUTE=0 \
-BOXOFFICE__AUTH__LOGIN_MAX_FAILURES_PER_ACCOUNT=1000000 \
-BOXOFFICE__LOG__FILTER=warn \
-BOXOFFICE__DEMO__SEED=true \
-  "$CARGO_TARGET_DIR/release/boxoffice" serve --bind "127.0.0.1:$PORT" &
-server=$!
-until curl -fsS "$BASE/health/ready" >/dev/null 2>&1; do sleep 0.1; done
-
-curl -fsS -X POST "$BASE/api/auth/register" -H 'content-type: application/json' \
-  -d '{"email":"bench@example.com","username":"bench","password":"bench password"}' >/dev/null
-token=$(curl -fsS -X POST "$BASE/api/auth/token" -d 'username=bench&password=bench%20password' |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+source "$(dirname "$0")/common.sh"
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 movie=$(curl -fsS "$BASE/api/movies/movies?per_page=1" | json 'd["items"][0]["id"]')
@@ -39,6 +17,7 @@ showtime=$(curl -fsS "$BASE/api/movies/showtimes?per_page=1" | json 'd["items"][
 grand=$(curl -fsS "$BASE/api/movies/showtimes?per_page=100" | json '[s["id"] for s in d["items"] if s["seats_total"] >= 200][0]')
 
 lua=$(mktemp)
+cleanup_files+=("$lua")
 cat > "$lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = "username=bench&password=bench%20password"

@@ -9,38 +9,18 @@
 #     bash bench/booking.sh                                 # PostgreSQL + Redis
 #
 # Server and wrk share this machine's cores: compare runs on the same box. Needs wrk.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice-target}"
-DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 PORT="${PORT:-18182}"
-BASE="http://127.0.0.1:$PORT"
-
-cargo build --release --quiet
-data=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-BOXOFFICE__DATA_DIR="$data" \
-BOXOFFICE__DATABASE__URL="${DATABASE_URL:-}" \
-BOXOFFICE__DATABASE__SCHEMA_PREFIX="bench_$(date +%s)_" \
-BOXOFFICE__DATABASE__MAX_CONNECTIONS=16 \
-BOXOFFICE__REDIS__URL="${REDIS_URL:-}" \
-BOXOFFICE__REDIS__KEY_PREFIX="bench:$(date +%s):" \
-BOXOFFICE__SERVER__CLIENT_BUDGET_PER_MINUTE=0 \
-BOXOFFICE__LOG__FILTER=warn \
-BOXOFFICE__DEMO__SEED=true \
-  "$CARGO_TARGET_DIR/release/boxoffice" serve --bind "127.0.0.1:$PORT" &
-server=$!
-until curl -fsS "$BASE/health/ready" >/dev/null 2>&1; do sleep 0.1; done
-
-curl -fsS -X POST "$BASE/api/auth/register" -H 'content-type: application/json' \
-  -d '{"email":"bench@example.com","username":"bench","password":"bench password"}' >/dev/null
-token=$(curl -fsS -X POST "$BASE/api/auth/token" -d 'username=bench&password=bench%20password' |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+export BOXOFFICE__DATABASE__URL="${DATABASE_URL:-}"
+export BOXOFFICE__DATABASE__SCHEMA_PREFIX="bench_$(date +%s)_"
+export BOXOFFICE__DATABASE__MAX_CONNECTIONS=16
+export BOXOFFICE__REDIS__URL="${REDIS_URL:-}"
+export BOXOFFICE__REDIS__KEY_PREFIX="bench:$(date +%s):"
+source "$(dirname "$0")/common.sh"
 
 # Every (showtime, seat) of the demo catalog, as a Lua table wrk cycles through.
 seats_lua=$(mktemp --suffix .lua)
+cleanup_files+=("$seats_lua")
 python3 - "$BASE" > "$seats_lua" <<'PY'
 import json, sys, urllib.request
 base = sys.argv[1]
@@ -63,6 +43,7 @@ PY
 count=$(grep -c '^  {' "$seats_lua")
 
 book_lua=$(mktemp --suffix .lua)
+cleanup_files+=("$book_lua")
 cat > "$book_lua" <<LUA
 dofile("$seats_lua")
 local threads = {}
@@ -77,6 +58,7 @@ end
 LUA
 
 rush_lua=$(mktemp --suffix .lua)
+cleanup_files+=("$rush_lua")
 first=$(sed -n 's/^  {"\([^"]*\)", "\([^"]*\)"},$/\1 \2/p' "$seats_lua" | tail -n 1)
 cat > "$rush_lua" <<LUA
 wrk.method = "POST"
@@ -104,4 +86,3 @@ created=$(curl -fsS "$BASE/metrics" | awk -F' ' '/^bookings_total\{outcome="crea
 conflicts=$(curl -fsS "$BASE/metrics" | awk -F' ' '/^bookings_total\{outcome="conflict"\}/ {print $2}')
 errors=$(curl -fsS "$BASE/metrics" | grep -E '^http_requests_total\{.*route="/api/bookings/book",status="5' | awk '{s+=$2} END {print s+0}')
 echo "bookings created: $created, conflicts (409): $conflicts, 5xx on /book: $errors"
-rm -f "$seats_lua" "$book_lua" "$rush_lua"

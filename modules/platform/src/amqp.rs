@@ -180,7 +180,7 @@ pub struct RabbitBus {
 
 impl RabbitBus {
     /// Connects, declares the durable topic `exchange` (normally
-    /// [`crate::events::EXCHANGE`]) and its dead-letter exchange, opens the publishing
+    /// `events.exchange`, `booking_events` by default) and its dead-letter exchange, opens the publishing
     /// channel in confirm mode, and starts the supervisor that reconnects after an outage.
     /// Must be called within a tokio runtime.
     ///

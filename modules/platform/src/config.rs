@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
@@ -192,10 +192,4 @@ pub fn check_shared(server: &ServerSettings, database: &DatabaseSettings, redis:
         errors.push("redis.pool_size must be greater than 0".to_owned());
     }
     errors
-}
-
-/// Where a process keeps its files: made if missing.
-pub fn ensure_dir(dir: &Path) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("data_dir {}: {e}", dir.display()))?;
-    Ok(dir.to_path_buf())
 }

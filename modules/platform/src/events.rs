@@ -22,9 +22,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// The topic exchange every module publishes to.
-pub const EXCHANGE: &str = "booking_events";
-
 /// One event: its routing key and the JSON document api.md specifies, which always carries
 /// `event_id`, `occurred_at` and `type` (= the routing key) besides the event's own fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

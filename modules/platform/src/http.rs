@@ -12,7 +12,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{Error, HttpRequest, HttpResponse, ResponseError, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::Instrument;
 
@@ -21,10 +21,6 @@ use crate::kv::MemoryKv;
 use crate::problem::{PROBLEM_JSON, Problem};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The id of the current request (echoed from `X-Request-Id` or made up), in request extensions.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 tokio::task_local! {
     /// The id of the request the current task is serving, for calls it makes to other services.
@@ -55,7 +51,6 @@ pub async fn request_id(
         .get(&REQUEST_ID)
         .and_then(acceptable_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let mut res = CURRENT_REQUEST_ID.scope(id.clone(), next.call(req)).instrument(span.clone()).await?;
     let status = res.status();

@@ -213,7 +213,7 @@ impl MemorySeatLocks {
     }
 
     /// The synchronous form of [`SeatLocks::acquire`].
-    pub fn acquire_now(&self, scope: &str, seats: &[String], owner: &str, ttl: Duration) -> Acquired {
+    fn acquire_now(&self, scope: &str, seats: &[String], owner: &str, ttl: Duration) -> Acquired {
         let seats = distinct(seats);
         let mut locked = self.lock(scope, &seats);
         let now = Instant::now();

@@ -106,12 +106,6 @@ impl Problem {
         self
     }
 
-    #[must_use]
-    pub fn with_retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after_seconds = Some(seconds.max(1));
-        self
-    }
-
     pub fn status(&self) -> StatusCode {
         self.status
     }

@@ -3,6 +3,8 @@
 //! Each RabbitMQ test uses its own exchange and queue names, and deletes them afterwards.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -121,12 +123,7 @@ fn an_envelope_carries_the_event_fields_and_round_trips() {
 
 /// The broker URL, or `None` (test skipped) outside CI when none is configured.
 fn amqp_url() -> Option<String> {
-    let url = std::env::var("BOXOFFICE_TEST_AMQP_URL").ok().filter(|u| !u.is_empty());
-    if url.is_none() {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true requires BOXOFFICE_TEST_AMQP_URL");
-        eprintln!("skipped: set BOXOFFICE_TEST_AMQP_URL to run against RabbitMQ");
-    }
-    url
+    common::service_url("BOXOFFICE_TEST_AMQP_URL")
 }
 
 const RABBIT_RETRY: RetryPolicy = RetryPolicy { max_attempts: 3, first_backoff: Duration::from_millis(20) };

@@ -3,6 +3,8 @@
 //! outage delays it without losing it, and a redelivery is recognised.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,15 +59,10 @@ async fn databases() -> Vec<(DatabaseConnection, tempfile::TempDir)> {
     let sqlite_dir = tempfile::TempDir::new().unwrap();
     let mut dbs =
         vec![(platform::db::connect(&settings, sqlite_dir.path(), "outbox", create_tables).await.unwrap(), sqlite_dir)];
-    match std::env::var("BOXOFFICE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        Some(url) => {
-            settings.url = Secret::new(url);
-            let dir = tempfile::TempDir::new().unwrap();
-            dbs.push((platform::db::connect(&settings, dir.path(), "outbox", create_tables).await.unwrap(), dir));
-        }
-        None => {
-            assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true requires BOXOFFICE_TEST_DATABASE_URL")
-        }
+    if let Some(url) = common::service_url("BOXOFFICE_TEST_DATABASE_URL") {
+        settings.url = Secret::new(url);
+        let dir = tempfile::TempDir::new().unwrap();
+        dbs.push((platform::db::connect(&settings, dir.path(), "outbox", create_tables).await.unwrap(), dir));
     }
     dbs
 }

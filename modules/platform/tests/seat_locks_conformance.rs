@@ -2,11 +2,12 @@
 //! `MemorySeatLocks` always, `RedisSeatLocks` when `BOXOFFICE_TEST_REDIS_URL` is set (required under CI).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::health::HealthCheck;
 use platform::kv::RedisKv;
 use platform::locks::{Acquired, LockError, MemorySeatLocks, RedisSeatLocks, SeatLocks};
 
@@ -183,14 +184,7 @@ async fn memory_seat_locks_keep_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_seat_locks_keep_the_contract() {
-    let Some(url) = std::env::var("BOXOFFICE_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) else {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true requires BOXOFFICE_TEST_REDIS_URL");
-        eprintln!("skipped: set BOXOFFICE_TEST_REDIS_URL to run against Redis");
-        return;
-    };
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let kv = RedisKv::connect(&url, 8, &prefix).unwrap();
-    kv.check().await.expect("redis answers PING");
+    let Some((kv, prefix)) = common::redis().await else { return };
     conformance(Arc::new(RedisSeatLocks::new(kv.pool().clone(), &format!("{prefix}seat:")))).await;
 }
 

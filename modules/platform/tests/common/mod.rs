@@ -1,0 +1,26 @@
+//! What the platform's test binaries share: the services they run against when configured.
+#![allow(dead_code)] // each test binary uses a part
+
+use platform::health::HealthCheck;
+use platform::kv::RedisKv;
+
+/// The URL in the environment variable `var`, or `None` (the caller skips its test). Under
+/// `CI=true` a missing URL fails the test instead.
+pub fn service_url(var: &str) -> Option<String> {
+    let url = std::env::var(var).ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true requires {var}");
+        eprintln!("skipped: set {var} to run this test against the real service");
+    }
+    url
+}
+
+/// A Redis store on `BOXOFFICE_TEST_REDIS_URL` with a key prefix of its own, answering PING;
+/// `None` when no Redis is configured. Returns the prefix too.
+pub async fn redis() -> Option<(RedisKv, String)> {
+    let url = service_url("BOXOFFICE_TEST_REDIS_URL")?;
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let kv = RedisKv::connect(&url, 8, &prefix).expect("a valid Redis URL");
+    kv.check().await.expect("redis answers PING");
+    Some((kv, prefix))
+}
