@@ -28,6 +28,8 @@ pub fn document(settings: &Settings) -> OpenApi {
             Module::Movie => doc.merge(<movie::http::MovieDoc as utoipa::OpenApi>::openapi()),
             #[cfg(feature = "booking")]
             Module::Booking => doc.merge(<booking::http::BookingDoc as utoipa::OpenApi>::openapi()),
+            #[cfg(feature = "payment")]
+            Module::Payment => doc.merge(<payment::http::PaymentDoc as utoipa::OpenApi>::openapi()),
             #[allow(unreachable_patterns)]
             _ => {}
         }

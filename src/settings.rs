@@ -16,6 +16,7 @@ pub enum Module {
     Auth,
     Movie,
     Booking,
+    Payment,
 }
 
 impl Module {
@@ -27,6 +28,8 @@ impl Module {
         Module::Movie,
         #[cfg(feature = "booking")]
         Module::Booking,
+        #[cfg(feature = "payment")]
+        Module::Payment,
     ];
 
     pub fn name(self) -> &'static str {
@@ -34,6 +37,7 @@ impl Module {
             Module::Auth => "auth",
             Module::Movie => "movie",
             Module::Booking => "booking",
+            Module::Payment => "payment",
         }
     }
 }
@@ -44,6 +48,7 @@ pub struct ServiceUrls {
     pub auth: String,
     pub movie: String,
     pub booking: String,
+    pub payment: String,
 }
 
 /// `[demo]`.
@@ -72,6 +77,8 @@ pub struct Settings {
     pub movie: movie::service::MovieSettings,
     #[cfg(feature = "booking")]
     pub booking: booking::service::BookingSettings,
+    #[cfg(feature = "payment")]
+    pub payment: payment::service::PaymentSettings,
 }
 
 impl Settings {
@@ -114,6 +121,7 @@ impl Settings {
             (Module::Auth, &self.services.auth),
             (Module::Movie, &self.services.movie),
             (Module::Booking, &self.services.booking),
+            (Module::Payment, &self.services.payment),
         ] {
             if !self.serves(module) && url::Url::parse(url).is_err() {
                 errors.push(format!("services.{}: {url:?} is not a URL", module.name()));
@@ -132,6 +140,8 @@ impl Settings {
         errors.extend(self.movie.check());
         #[cfg(feature = "booking")]
         errors.extend(self.booking.check());
+        #[cfg(feature = "payment")]
+        errors.extend(self.payment.check());
         if errors.is_empty() { Ok(()) } else { Err(format!("invalid configuration: {}", errors.join("; "))) }
     }
 

@@ -15,6 +15,8 @@ use booking::api::BookingApi;
 use booking::client::BookingClient;
 use movie::api::{MovieApi, SeatStates};
 use movie::client::MovieClient;
+use payment::api::PaymentApi;
+use payment::client::PaymentClient;
 use platform::amqp::RabbitBus;
 use platform::events::{EventBus, InProcessBus};
 use platform::health::Readiness;
@@ -41,6 +43,7 @@ pub async fn open_database(settings: &Settings, module: Module) -> anyhow::Resul
         Module::Auth => |db| Box::pin(migrations::auth::Migrator::up(db, None)),
         Module::Movie => |db| Box::pin(migrations::movie::Migrator::up(db, None)),
         Module::Booking => |db| Box::pin(migrations::booking::Migrator::up(db, None)),
+        Module::Payment => |db| Box::pin(migrations::payment::Migrator::up(db, None)),
     };
     platform::db::connect(&settings.database, &settings.data_dir, module.name(), migrate)
         .await
@@ -109,6 +112,8 @@ fn mount_modules(cfg: &mut web::ServiceConfig, served: &[Module]) {
             Module::Movie => movie::http::configure(cfg),
             #[cfg(feature = "booking")]
             Module::Booking => booking::http::configure(cfg),
+            #[cfg(feature = "payment")]
+            Module::Payment => payment::http::configure(cfg),
             // Settings validation refuses modules that are not compiled in.
             #[allow(unreachable_patterns)]
             _ => {}
@@ -174,6 +179,29 @@ pub async fn booking_stack(settings: &Settings) -> anyhow::Result<BookingStack> 
         Arc::new(tokio::sync::Notify::new()),
     );
     Ok(BookingStack { movies, bookings: Arc::new(bookings) })
+}
+
+/// The in-process payment service on its migrated database, reading bookings through
+/// `bookings`, and the relay of its outbox (not running: events stay in the outbox until
+/// the caller runs it on `bus`).
+///
+/// # Errors
+/// Database or fingerprint-key failures.
+#[cfg(feature = "payment")]
+pub async fn payment_service(
+    settings: &Settings,
+    bookings: Arc<dyn BookingApi>,
+    bus: Arc<dyn EventBus>,
+    readiness: &mut Readiness,
+) -> anyhow::Result<(Arc<payment::service::PaymentService>, platform::outbox::OutboxRelay)> {
+    let db = open_database(settings, Module::Payment).await?;
+    readiness.add(Arc::new(platform::db::DatabaseHealth::new("payment", db.clone())));
+    let poll = std::time::Duration::from_millis(settings.events.relay_poll_ms);
+    let relay = platform::outbox::OutboxRelay::new("payment", db.clone(), bus, poll);
+    let service =
+        payment::service::PaymentService::new(db, &settings.payment, &settings.data_dir, bookings, relay.waker())
+            .map_err(|e| anyhow!("payment.fingerprint_key: {e}"))?;
+    Ok((Arc::new(service), relay))
 }
 
 /// A running (or ready to run) boxoffice HTTP server.
@@ -293,6 +321,27 @@ impl Application {
         #[cfg(not(feature = "booking"))]
         let booking_api: Arc<dyn BookingApi> = booking_client;
 
+        // Payment: the service with its outbox relay, refund worker and booking-event
+        // consumer, or its client.
+        let payment_api: Arc<dyn PaymentApi> = if settings.serves(Module::Payment) {
+            #[cfg(feature = "payment")]
+            {
+                let (service, relay) =
+                    payment_service(&settings, booking_api.clone(), bus.clone(), &mut readiness).await?;
+                let queue = format!("{}{}", settings.events.queue_prefix, payment::service::QUEUE);
+                bus.subscribe(&queue, payment::service::BOOKING_QUEUE_BINDINGS, service.booking_events_handler())
+                    .await
+                    .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
+                tasks.push(tokio::spawn(relay.run(stop.clone())));
+                tasks.push(tokio::spawn(Arc::clone(&service).run_refunds(stop.clone())));
+                service
+            }
+            #[cfg(not(feature = "payment"))]
+            unreachable!("validated: payment is not compiled in")
+        } else {
+            Arc::new(PaymentClient::new(&settings.services.payment, http.clone()))
+        };
+
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
@@ -303,6 +352,7 @@ impl Application {
         let auth_data: web::Data<dyn AuthApi> = web::Data::from(auth_api);
         let movie_data: web::Data<dyn MovieApi> = web::Data::from(movie_api);
         let booking_data: web::Data<dyn BookingApi> = web::Data::from(booking_api);
+        let payment_data: web::Data<dyn PaymentApi> = web::Data::from(payment_api);
         let openapi = crate::openapi::document(&settings);
         let body_limit = settings.server.body_limit_bytes;
         let served = settings.served();
@@ -320,6 +370,7 @@ impl Application {
                 .app_data(auth_data.clone())
                 .app_data(movie_data.clone())
                 .app_data(booking_data.clone())
+                .app_data(payment_data.clone())
                 .configure(|cfg| platform::extract::configure(cfg, body_limit))
                 .configure(|cfg| platform::http::ops_routes(cfg, ops.clone()))
                 .configure(|cfg| mount_modules(cfg, &served))

@@ -5,3 +5,4 @@
 pub mod auth;
 pub mod booking;
 pub mod movie;
+pub mod payment;

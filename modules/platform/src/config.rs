@@ -193,3 +193,33 @@ pub fn check_shared(server: &ServerSettings, database: &DatabaseSettings, redis:
     }
     errors
 }
+
+/// The contents of a private file under the data directory (a generated key): read if it
+/// exists (its permissions narrowed to the owner if they were wider), else written once,
+/// owner-only, from `generate`. Only for keys that configuration may leave empty in a single
+/// process; replicas must be given the same key through configuration instead.
+///
+/// # Errors
+/// The file cannot be read or created; the message names the path.
+pub fn private_file(path: &Path, generate: impl FnOnce() -> Result<Vec<u8>, String>) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+    let named = |e: std::io::Error| format!("{}: {e}", path.display());
+    if path.exists() {
+        let mode = std::fs::metadata(path).map_err(named)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "key file readable by others; restricting to owner");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(named)?;
+        }
+        return std::fs::read(path).map_err(named);
+    }
+    let contents = generate()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(named)?;
+    file.write_all(&contents).map_err(named)?;
+    tracing::info!(path = %path.display(), "generated a new key file");
+    Ok(contents)
+}

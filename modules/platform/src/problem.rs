@@ -87,6 +87,13 @@ impl Problem {
         p
     }
 
+    /// Tells the client when to try again (`Retry-After`).
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_seconds = Some(seconds.max(1));
+        self
+    }
+
     /// A bug or an unexpected infrastructure failure. The cause is logged here, with the
     /// request's span, and never sent to the client.
     pub fn internal(cause: &dyn fmt::Display) -> Self {

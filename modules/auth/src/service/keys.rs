@@ -3,8 +3,6 @@
 //! permissions. Its `kid` is derived from the public key, so every replica configured with
 //! the same key publishes the same JWKS.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use base64::Engine;
@@ -36,28 +34,14 @@ impl SigningKeys {
             return Self::from_key(&key);
         }
         let path = data_dir.join(KEY_FILE);
-        if path.exists() {
-            let pem = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let key = SigningKey::from_pkcs8_pem(&pem)
-                .map_err(|e| format!("{}: not an Ed25519 PKCS#8 PEM key: {e}", path.display()))?;
-            let mode = std::fs::metadata(&path).map_err(|e| e.to_string())?.permissions().mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), "signing key readable by others; restricting to owner");
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
-            }
-            return Self::from_key(&key);
-        }
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        file.write_all(pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
-        tracing::info!(path = %path.display(), "generated a new token-signing key");
+        let pem = platform::config::private_file(&path, || {
+            let key = SigningKey::generate(&mut rand::rngs::OsRng);
+            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?;
+            Ok(pem.as_bytes().to_vec())
+        })?;
+        let pem = String::from_utf8(pem).map_err(|_| format!("{}: not a PEM file", path.display()))?;
+        let key = SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|e| format!("{}: not an Ed25519 PKCS#8 PEM key: {e}", path.display()))?;
         Self::from_key(&key)
     }
 

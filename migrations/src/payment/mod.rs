@@ -1,0 +1,20 @@
+//! The payment module's schema: payments and their transaction log, idempotency keys with
+//! their saved answers, the per-booking charge ledger, and the outbox/inbox of the event
+//! backbone.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_payments;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_payments::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "payment_migrations".into_iden()
+    }
+}

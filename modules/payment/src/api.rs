@@ -1,0 +1,286 @@
+//! The payment module's contract, shared by the in-process service and the REST client,
+//! and the payloads of the events payment publishes.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use booking::api::BookingId;
+use chrono::{DateTime, Utc};
+use platform::identity::{AuthUser, UserId};
+use platform::pagination::Page;
+use platform::problem::Problem;
+use platform::validation::FieldErrors;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+platform::id_type!(
+    /// A payment (also the gateway's reference for its charge and refund).
+    PaymentId
+);
+
+platform::id_type!(
+    /// One movement of money: a charge or a refund.
+    TransactionId
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentStatus {
+    /// Charged; the booking is (or is being) confirmed.
+    Completed,
+    /// The gateway declined; nothing was charged (`failure_reason` says why).
+    Failed,
+    /// Charged, then given back.
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Completed => "completed",
+            PaymentStatus::Failed => "failed",
+            PaymentStatus::Refunded => "refunded",
+        }
+    }
+
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        [Self::Completed, Self::Failed, Self::Refunded]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown payment status {s:?}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionKind {
+    Charge,
+    Refund,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionStatus {
+    Succeeded,
+    Failed,
+}
+
+/// Body of `POST /api/payments/pay`. Its `Debug` shows neither the card number nor the CVC.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct PayRequest {
+    pub booking_id: BookingId,
+    /// 12–19 digits (spaces and dashes are ignored), Luhn-valid.
+    #[schema(example = "4242424242424242")]
+    pub card_number: String,
+    /// `MM/YY`, not in the past.
+    #[schema(example = "12/30")]
+    pub card_expiry: String,
+    /// 3 or 4 digits.
+    #[schema(example = "123")]
+    pub card_cvc: String,
+}
+
+impl fmt::Debug for PayRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PayRequest")
+            .field("booking_id", &self.booking_id)
+            .field("card_number", &"[redacted]")
+            .field("card_expiry", &self.card_expiry)
+            .field("card_cvc", &"[redacted]")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Transaction {
+    pub id: TransactionId,
+    #[serde(rename = "type")]
+    pub kind: TransactionKind,
+    pub amount_cents: i64,
+    pub status: TransactionStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub booking_id: BookingId,
+    pub user_id: UserId,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: PaymentStatus,
+    /// Why the gateway declined (`card_declined`, `insufficient_funds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// `visa`, `mastercard`, `amex`, `discover` or `unknown`.
+    pub card_brand: String,
+    /// The only digits of the card that are kept.
+    pub card_last4: String,
+    pub created_at: DateTime<Utc>,
+    /// Oldest first: the charge, then a refund if there was one.
+    pub transactions: Vec<Transaction>,
+}
+
+/// `GET /api/payments/payments` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PaymentQuery {
+    /// Only the payments of this booking.
+    pub booking_id: Option<BookingId>,
+    pub status: Option<PaymentStatus>,
+    /// 1-based page number (default 1).
+    pub page: Option<u64>,
+    /// Items per page, 1–100 (default 20).
+    pub per_page: Option<u64>,
+}
+
+/// Everything the payment module can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// A missing or malformed `Idempotency-Key`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Malformed card fields, or an `Idempotency-Key` used before with another body.
+    #[error("invalid values: {0}")]
+    Validation(FieldErrors),
+    /// A booking or payment that does not exist or is not the caller's.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The booking is paid, expired or cancelled.
+    #[error("the booking cannot be paid: {0}")]
+    BookingNotPending(String),
+    /// The same key (or another payment of the same booking) is still being charged.
+    #[error("a payment is in progress: {0}")]
+    InProgress(String),
+    #[error("the payment cannot be refunded: {0}")]
+    NotRefundable(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("payment unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<PaymentError> for Problem {
+    fn from(e: PaymentError) -> Self {
+        match e {
+            PaymentError::BadRequest(detail) => Problem::bad_request(detail),
+            PaymentError::Validation(errors) => Problem::validation(&errors),
+            PaymentError::NotFound(what) => Problem::not_found(e.to_string()).with("resource", what),
+            PaymentError::BookingNotPending(_) => {
+                Problem::conflict("booking-not-pending", "Booking cannot be paid", e.to_string())
+            }
+            PaymentError::InProgress(_) => {
+                Problem::conflict("payment-in-progress", "Payment in progress", e.to_string()).with_retry_after(1)
+            }
+            PaymentError::NotRefundable(_) => {
+                Problem::conflict("payment-not-refundable", "Payment cannot be refunded", e.to_string())
+            }
+            PaymentError::Unauthenticated(reason) => Problem::unauthorized(reason),
+            PaymentError::Forbidden(reason) => Problem::forbidden(reason),
+            PaymentError::Unavailable(reason) => Problem::unavailable(reason),
+            PaymentError::Internal(cause) => Problem::internal(&cause),
+        }
+    }
+}
+
+/// Strips the prefix `Display` added, so a problem read back gives the same variant and text.
+fn reason(detail: &str, prefix: &str) -> String {
+    detail.strip_prefix(prefix).unwrap_or(detail).to_owned()
+}
+
+impl From<Problem> for PaymentError {
+    /// The inverse of `From<PaymentError> for Problem`, for answers received over REST and
+    /// for saved answers replayed.
+    fn from(p: Problem) -> Self {
+        match (p.status().as_u16(), p.kind()) {
+            (400, _) => PaymentError::BadRequest(p.detail().to_owned()),
+            (422, _) => PaymentError::Validation(p.field_errors()),
+            (404, _) => PaymentError::NotFound(match p.extra("resource").and_then(|v| v.as_str()) {
+                Some("payment") => "payment",
+                _ => "booking",
+            }),
+            (409, "booking-not-pending") => {
+                PaymentError::BookingNotPending(reason(p.detail(), "the booking cannot be paid: "))
+            }
+            (409, "payment-in-progress") => PaymentError::InProgress(reason(p.detail(), "a payment is in progress: ")),
+            (409, _) => PaymentError::NotRefundable(reason(p.detail(), "the payment cannot be refunded: ")),
+            (401, _) => PaymentError::Unauthenticated(p.detail().to_owned()),
+            (403, _) => PaymentError::Forbidden(p.detail().to_owned()),
+            (503, _) => PaymentError::Unavailable(p.detail().to_owned()),
+            _ => PaymentError::Internal(format!("{p:?}")),
+        }
+    }
+}
+
+/// The payment module, in process or over REST. Every method takes the caller: a payment is
+/// visible to its owner and to admins only.
+///
+/// Implementations MUST return the same [`PaymentError`] variants for the same situations;
+/// the contract suite in `tests/api/payment_contract.rs` runs against both.
+#[async_trait]
+pub trait PaymentApi: Send + Sync {
+    /// Charges the caller's pending booking, once per `idempotency_key`: the same key with the
+    /// same request answers the first answer again (an error included), however often and
+    /// however concurrently it is sent. A declined card is a `Failed` payment, not an error.
+    ///
+    /// # Errors
+    /// `BadRequest` for a key that is empty or longer than 255 characters; `Validation` for
+    /// malformed card fields or a key used before with another request; `NotFound("booking")`
+    /// unless the booking is the caller's; `BookingNotPending` when it is paid, expired or
+    /// cancelled; `InProgress` when the same key still runs after the wait, or another key is
+    /// charging the same booking; `Unavailable` when the gateway or booking cannot be reached
+    /// (nothing was charged; the same key may be sent again).
+    async fn pay(&self, caller: &AuthUser, idempotency_key: &str, request: PayRequest)
+    -> Result<Payment, PaymentError>;
+
+    /// The caller's payments, newest first.
+    ///
+    /// # Errors
+    /// `Validation` for a bad page request.
+    async fn list(&self, caller: &AuthUser, query: PaymentQuery) -> Result<Page<Payment>, PaymentError>;
+
+    /// A payment with its transactions.
+    ///
+    /// # Errors
+    /// `NotFound("payment")` unless the caller owns it or is an admin.
+    async fn payment(&self, caller: &AuthUser, id: PaymentId) -> Result<Payment, PaymentError>;
+
+    /// Refunds a completed payment in full (admins only).
+    ///
+    /// # Errors
+    /// `Forbidden` for a customer; `NotFound("payment")`; `NotRefundable` unless completed.
+    async fn refund(&self, caller: &AuthUser, id: PaymentId) -> Result<Payment, PaymentError>;
+}
+
+/// `payment.completed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PaymentCompleted {
+    pub payment_id: PaymentId,
+    pub booking_id: BookingId,
+    pub user_id: UserId,
+    pub amount_cents: i64,
+}
+
+/// `payment.failed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PaymentFailed {
+    pub payment_id: PaymentId,
+    pub booking_id: BookingId,
+    pub user_id: UserId,
+    pub failure_reason: String,
+}
+
+/// `payment.refunded`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    pub payment_id: PaymentId,
+    pub booking_id: BookingId,
+    pub user_id: UserId,
+    pub amount_cents: i64,
+}

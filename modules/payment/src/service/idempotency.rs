@@ -1,0 +1,176 @@
+//! `Idempotency-Key` records (the pretix semantics): the first request with a key claims its
+//! row and runs; a later one with the same key and body gets the saved answer, waits while
+//! the first still runs, or takes over once the first's lease ran out (its process died).
+//! Every write is conditional on the attempt number, so a request that lost its lease can
+//! never overwrite the answer of the one that took over.
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, SqlErr};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use super::card::Card;
+use super::db_err;
+use super::entity::idempotency_key as key_row;
+use crate::api::{PayRequest, PaymentError};
+
+const RUNNING: &str = "running";
+const DONE: &str = "done";
+
+/// Who runs a request: the id it pays under and its attempt number.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub payment_id: Uuid,
+    pub attempt: i32,
+}
+
+pub enum Claim {
+    /// This request runs (first, or taking over a dead one).
+    Run(Lease),
+    /// The saved answer: HTTP status and JSON body.
+    Replay(u16, String),
+    /// The key was used with another body.
+    Mismatch,
+    /// Another request with this key is running.
+    Busy,
+}
+
+/// HMAC-SHA256 of everything in the request under the module's fingerprint key: equal bodies
+/// give equal fingerprints, and the stored value reveals nothing of the card.
+pub fn fingerprint(secret: &[u8], request: &PayRequest, card: &Card) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { unreachable!("HMAC takes keys of any length") };
+    for part in [request.booking_id.to_string().as_str(), card.number(), request.card_expiry.trim(), &request.card_cvc]
+    {
+        mac.update(part.as_bytes());
+        mac.update(&[0]);
+    }
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Claims `key` for `user`, or says why not.
+///
+/// # Errors
+/// Database failures.
+pub async fn claim(
+    db: &DatabaseConnection,
+    user: Uuid,
+    key: &str,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<Claim, PaymentError> {
+    let fresh = key_row::Model {
+        user_id: user,
+        key: key.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        payment_id: Uuid::now_v7(),
+        state: RUNNING.to_owned(),
+        attempt: 0,
+        lease_until,
+        response_status: None,
+        response_body: None,
+        created_at: now,
+    };
+    match key_row::Entity::insert(key_row::ActiveModel::from(fresh.clone())).exec(db).await {
+        Ok(_) => return Ok(Claim::Run(Lease { payment_id: fresh.payment_id, attempt: 0 })),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+        Err(e) => return Err(db_err(e)),
+    }
+    // Purged between the insert and this read: the caller tries again.
+    let Some(found) = key_row::Entity::find_by_id((user, key.to_owned())).one(db).await.map_err(db_err)? else {
+        return Ok(Claim::Busy);
+    };
+    if found.fingerprint != fingerprint {
+        return Ok(Claim::Mismatch);
+    }
+    if found.state == DONE {
+        let status = found.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500);
+        return Ok(Claim::Replay(status, found.response_body.unwrap_or_default()));
+    }
+    if found.lease_until > now {
+        return Ok(Claim::Busy);
+    }
+    let attempt = found.attempt + 1;
+    let taken = key_row::Entity::update_many()
+        .col_expr(key_row::Column::Attempt, Expr::value(attempt))
+        .col_expr(key_row::Column::LeaseUntil, Expr::value(lease_until))
+        .filter(key_row::Column::UserId.eq(user))
+        .filter(key_row::Column::Key.eq(key))
+        .filter(key_row::Column::State.eq(RUNNING))
+        .filter(key_row::Column::Attempt.eq(found.attempt))
+        .exec(db)
+        .await
+        .map_err(db_err)?;
+    Ok(if taken.rows_affected == 1 {
+        tracing::warn!(payment_id = %found.payment_id, attempt, "taking over a payment whose request died");
+        Claim::Run(Lease { payment_id: found.payment_id, attempt })
+    } else {
+        Claim::Busy
+    })
+}
+
+/// Saves the answer of `lease`'s request; `false` if another request took the key over.
+///
+/// # Errors
+/// Database failures.
+pub async fn save_answer(
+    db: &impl ConnectionTrait,
+    user: Uuid,
+    key: &str,
+    lease: Lease,
+    status: u16,
+    body: String,
+) -> Result<bool, PaymentError> {
+    let saved = key_row::Entity::update_many()
+        .col_expr(key_row::Column::State, Expr::value(DONE))
+        .col_expr(key_row::Column::ResponseStatus, Expr::value(i16::try_from(status).unwrap_or(500)))
+        .col_expr(key_row::Column::ResponseBody, Expr::value(body))
+        .filter(key_row::Column::UserId.eq(user))
+        .filter(key_row::Column::Key.eq(key))
+        .filter(key_row::Column::State.eq(RUNNING))
+        .filter(key_row::Column::Attempt.eq(lease.attempt))
+        .exec(db)
+        .await
+        .map_err(db_err)?;
+    Ok(saved.rows_affected == 1)
+}
+
+/// Ends `lease` without an answer (a transient failure): the next request with the key runs
+/// at once, under the same payment id.
+///
+/// # Errors
+/// Database failures.
+pub async fn release(
+    db: &DatabaseConnection,
+    user: Uuid,
+    key: &str,
+    lease: Lease,
+    now: DateTime<Utc>,
+) -> Result<(), PaymentError> {
+    key_row::Entity::update_many()
+        .col_expr(key_row::Column::LeaseUntil, Expr::value(now))
+        .filter(key_row::Column::UserId.eq(user))
+        .filter(key_row::Column::Key.eq(key))
+        .filter(key_row::Column::State.eq(RUNNING))
+        .filter(key_row::Column::Attempt.eq(lease.attempt))
+        .exec(db)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Forgets the answered keys created before `before`; returns how many.
+///
+/// # Errors
+/// Database failures.
+pub async fn purge(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<u64, PaymentError> {
+    let purged = key_row::Entity::delete_many()
+        .filter(key_row::Column::CreatedAt.lt(before))
+        .filter(Expr::col(key_row::Column::State).eq(DONE))
+        .exec(db)
+        .await
+        .map_err(db_err)?;
+    Ok(purged.rows_affected)
+}

@@ -1,0 +1,650 @@
+//! The in-process implementation of [`PaymentApi`] on the module's own tables.
+//!
+//! Paying: the card is checked, the `Idempotency-Key` claimed (see [`idempotency`]), the
+//! booking read through [`BookingApi`] (the caller's, pending, hold not run out), then the
+//! booking's ledger row is set `charging` for this payment — so no second payment of the same
+//! booking can charge meanwhile — and the gateway is called outside any transaction. One
+//! transaction then records the payment, its charge, the event and the saved answer, and
+//! moves the ledger to `paid` (or back to `free` after a decline).
+//!
+//! The expiry race: booking confirms a paid booking only before its hold runs out; a booking
+//! cancelled or expired is `closed` in the ledger when `booking.cancelled` arrives. Closing
+//! and finishing a charge both write the ledger row, so they take turns: whichever comes
+//! second sees the other, and a completed payment of a closed booking is marked
+//! `refund_due` in that same transaction. The refund worker gives the money back (at once,
+//! and again after a crash or a gateway outage until it succeeds).
+
+mod card;
+mod entity;
+mod events;
+pub mod gateway;
+mod idempotency;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use booking::api::{BookingApi, BookingError, BookingId, BookingStatus};
+use chrono::{DateTime, SubsecRound, Utc};
+use platform::config::Secret;
+use platform::events::{Envelope, EventHandler};
+use platform::identity::{AuthUser, UserId};
+use platform::pagination::{Page, PageRequest};
+use platform::problem::{Problem, ProblemDocument};
+use platform::validation::FieldErrors;
+use sea_orm::sea_query::{Condition, Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::api::{
+    PayRequest, Payment, PaymentApi, PaymentCompleted, PaymentError, PaymentFailed, PaymentId, PaymentQuery,
+    PaymentRefunded, PaymentStatus, Transaction, TransactionId, TransactionKind, TransactionStatus,
+};
+use card::Card;
+use entity::{ledger, payment, transaction};
+use gateway::{Charge, ChargeOutcome, GatewaySettings, PaymentGateway, SimulatedGateway};
+use idempotency::{Claim, Lease};
+
+pub use events::{BOOKING_QUEUE_BINDINGS, QUEUE};
+
+/// The generated fingerprint key of a process whose configuration leaves it empty.
+pub const FINGERPRINT_KEY_FILE: &str = "payment-fingerprint.key";
+
+/// `[payment]` settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentSettings {
+    /// How long a duplicate request waits for the first with its key before a 409.
+    pub duplicate_wait_ms: u64,
+    /// How long a running charge keeps its key and its booking; then it is presumed dead.
+    pub lease_seconds: u64,
+    /// Answered idempotency keys are kept at least this long.
+    pub idempotency_ttl_hours: u64,
+    /// How often the refund worker looks for refunds due (it is also woken when one is).
+    pub refund_interval_ms: u64,
+    /// HMAC key of request fingerprints; empty: generated into the data directory.
+    pub fingerprint_key: Secret,
+    pub gateway: GatewaySettings,
+}
+
+impl PaymentSettings {
+    /// Checks that parse but make no sense; each error names its key.
+    pub fn check(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.lease_seconds == 0 {
+            errors.push("payment.lease_seconds must be greater than 0".to_owned());
+        }
+        if self.idempotency_ttl_hours < 24 {
+            errors.push("payment.idempotency_ttl_hours must be at least 24".to_owned());
+        }
+        if self.refund_interval_ms == 0 {
+            errors.push("payment.refund_interval_ms must be greater than 0".to_owned());
+        }
+        if !(0.0..=1.0).contains(&self.gateway.failure_rate) {
+            errors.push("payment.gateway.failure_rate must be between 0.0 and 1.0".to_owned());
+        }
+        errors
+    }
+
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.lease_seconds).unwrap_or(30))
+    }
+}
+
+// Ledger states of a booking.
+const FREE: &str = "free";
+const CHARGING: &str = "charging";
+const PAID: &str = "paid";
+const CLOSED: &str = "closed";
+
+pub struct PaymentService {
+    db: DatabaseConnection,
+    settings: PaymentSettings,
+    bookings: Arc<dyn BookingApi>,
+    gateway: Arc<dyn PaymentGateway>,
+    fingerprint_key: Vec<u8>,
+    /// Wakes the outbox relay after a commit that wrote an event.
+    relay: Arc<Notify>,
+    /// Wakes the refund worker when a refund became due.
+    refunds: Notify,
+}
+
+fn db_err(e: DbErr) -> PaymentError {
+    if platform::db::is_unavailable(&e) {
+        PaymentError::Unavailable(format!("payment database: {e}"))
+    } else {
+        PaymentError::Internal(format!("payment database: {e}"))
+    }
+}
+
+fn event<T: serde::Serialize>(key: &str, payload: &T) -> Result<Envelope, PaymentError> {
+    Envelope::new(key, payload).map_err(|e| PaymentError::Internal(format!("event {key}: {e}")))
+}
+
+/// Microseconds: what PostgreSQL keeps, so an answer equals every later read.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn booking_error(e: BookingError) -> PaymentError {
+    match e {
+        BookingError::NotFound(_) => PaymentError::NotFound("booking"),
+        BookingError::Unauthenticated(reason) => PaymentError::Unauthenticated(reason),
+        BookingError::Unavailable(reason) => PaymentError::Unavailable(format!("booking: {reason}")),
+        other => PaymentError::Internal(format!("booking: {other}")),
+    }
+}
+
+fn view(p: payment::Model, txs: Vec<transaction::Model>) -> Result<Payment, PaymentError> {
+    let transactions = txs
+        .into_iter()
+        .map(|t| {
+            Ok(Transaction {
+                id: TransactionId(t.id),
+                kind: if t.kind == "refund" { TransactionKind::Refund } else { TransactionKind::Charge },
+                amount_cents: t.amount_cents,
+                status: if t.status == "succeeded" { TransactionStatus::Succeeded } else { TransactionStatus::Failed },
+                created_at: t.created_at,
+            })
+        })
+        .collect::<Result<_, PaymentError>>()?;
+    Ok(Payment {
+        id: PaymentId(p.id),
+        booking_id: BookingId(p.booking_id),
+        user_id: UserId(p.user_id),
+        amount_cents: p.amount_cents,
+        currency: p.currency,
+        status: PaymentStatus::parse(&p.status).map_err(PaymentError::Internal)?,
+        failure_reason: p.failure_reason,
+        card_brand: p.card_brand,
+        card_last4: p.card_last4,
+        created_at: p.created_at,
+        transactions,
+    })
+}
+
+/// The saved answer of a key, as the first request got it.
+fn replay(status: u16, body: &str) -> Result<Payment, PaymentError> {
+    let unreadable = |e: serde_json::Error| PaymentError::Internal(format!("saved answer: {e}"));
+    if status == 201 {
+        return serde_json::from_str(body).map_err(unreadable);
+    }
+    let doc: ProblemDocument = serde_json::from_str(body).map_err(unreadable)?;
+    let status = actix_web::http::StatusCode::from_u16(status).map_err(|e| PaymentError::Internal(e.to_string()))?;
+    Err(PaymentError::from(Problem::from_document(status, doc, None)))
+}
+
+impl PaymentService {
+    /// # Errors
+    /// The generated fingerprint key cannot be read or written.
+    pub fn new(
+        db: DatabaseConnection,
+        settings: &PaymentSettings,
+        data_dir: &Path,
+        bookings: Arc<dyn BookingApi>,
+        relay: Arc<Notify>,
+    ) -> Result<Self, String> {
+        let fingerprint_key = if settings.fingerprint_key.is_empty() {
+            platform::config::private_file(&data_dir.join(FINGERPRINT_KEY_FILE), || {
+                Ok(rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes())
+            })?
+        } else {
+            settings.fingerprint_key.expose().as_bytes().to_vec()
+        };
+        Ok(Self {
+            db,
+            settings: settings.clone(),
+            bookings,
+            gateway: Arc::new(SimulatedGateway::new(&settings.gateway)),
+            fingerprint_key,
+            relay,
+            refunds: Notify::new(),
+        })
+    }
+
+    /// The handler of `payment_queue` (`booking.cancelled`).
+    pub fn booking_events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
+        Arc::new(events::BookingEvents::new(Arc::clone(self)))
+    }
+
+    async fn transactions_of(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<transaction::Model>>, PaymentError> {
+        let mut by_payment: HashMap<Uuid, Vec<transaction::Model>> = HashMap::new();
+        let rows = transaction::Entity::find()
+            .filter(transaction::Column::PaymentId.is_in(ids.iter().copied()))
+            .order_by_asc(transaction::Column::CreatedAt)
+            .order_by_asc(transaction::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        for row in rows {
+            by_payment.entry(row.payment_id).or_default().push(row);
+        }
+        Ok(by_payment)
+    }
+
+    async fn full(&self, p: payment::Model) -> Result<Payment, PaymentError> {
+        let txs = self.transactions_of(&[p.id]).await?.remove(&p.id).unwrap_or_default();
+        view(p, txs)
+    }
+
+    /// Sets the booking's ledger row `charging` for `payment`, or says who has it.
+    async fn begin_charge(&self, booking: BookingId, payment: Uuid) -> Result<(), PaymentError> {
+        let now = now();
+        let lease_until = now + self.settings.lease();
+        let row = ledger::Model {
+            booking_id: booking.0,
+            state: CHARGING.to_owned(),
+            payment_id: Some(payment),
+            lease_until: Some(lease_until),
+            updated_at: now,
+        };
+        match ledger::Entity::insert(ledger::ActiveModel::from(row)).exec(&self.db).await {
+            Ok(_) => return Ok(()),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+            Err(e) => return Err(db_err(e)),
+        }
+        let taken = ledger::Entity::update_many()
+            .col_expr(ledger::Column::State, Expr::value(CHARGING))
+            .col_expr(ledger::Column::PaymentId, Expr::value(payment))
+            .col_expr(ledger::Column::LeaseUntil, Expr::value(lease_until))
+            .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
+            .filter(ledger::Column::BookingId.eq(booking.0))
+            .filter(Condition::any().add(ledger::Column::State.eq(FREE)).add(
+                Condition::all().add(ledger::Column::State.eq(CHARGING)).add(
+                    Condition::any().add(ledger::Column::LeaseUntil.lt(now)).add(ledger::Column::PaymentId.eq(payment)),
+                ),
+            ))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        if taken.rows_affected == 1 {
+            return Ok(());
+        }
+        let state = ledger::Entity::find_by_id(booking.0).one(&self.db).await.map_err(db_err)?.map(|l| l.state);
+        Err(match state.as_deref() {
+            Some(PAID) => PaymentError::BookingNotPending("it is already paid".to_owned()),
+            Some(CLOSED) => PaymentError::BookingNotPending("it was cancelled or has expired".to_owned()),
+            _ => PaymentError::InProgress("another payment of this booking is being charged".to_owned()),
+        })
+    }
+
+    /// Gives the booking's ledger row back after a charge that did not happen.
+    async fn abandon_charge(&self, booking: BookingId, payment: Uuid) {
+        let freed = ledger::Entity::update_many()
+            .col_expr(ledger::Column::State, Expr::value(FREE))
+            .col_expr(ledger::Column::UpdatedAt, Expr::value(now()))
+            .filter(ledger::Column::BookingId.eq(booking.0))
+            .filter(ledger::Column::State.eq(CHARGING))
+            .filter(ledger::Column::PaymentId.eq(payment))
+            .exec(&self.db)
+            .await;
+        if let Err(e) = freed {
+            tracing::warn!(error = %e, "booking ledger not freed; its lease runs out on its own");
+        }
+    }
+
+    /// Reads the booking, charges it and records the outcome with the saved answer.
+    #[tracing::instrument(skip_all, fields(booking_id = %booking_id, payment_id = %lease.payment_id))]
+    async fn charge(
+        &self,
+        caller: &AuthUser,
+        key: &str,
+        lease: Lease,
+        card: &Card,
+        booking_id: BookingId,
+    ) -> Result<Payment, PaymentError> {
+        let booking = self.bookings.booking(caller, booking_id).await.map_err(booking_error)?;
+        if booking.user_id != caller.id {
+            return Err(PaymentError::NotFound("booking"));
+        }
+        if booking.status != BookingStatus::Pending {
+            return Err(PaymentError::BookingNotPending(format!("it is {}", booking.status.as_str())));
+        }
+        if booking.expires_at <= Utc::now() {
+            return Err(PaymentError::BookingNotPending("its hold has expired".to_owned()));
+        }
+        self.begin_charge(booking_id, lease.payment_id).await?;
+        let charge = Charge {
+            reference: PaymentId(lease.payment_id),
+            amount_cents: booking.amount_cents,
+            currency: &booking.currency,
+            card,
+        };
+        let outcome = match self.gateway.charge(&charge).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.abandon_charge(booking_id, lease.payment_id).await;
+                return Err(PaymentError::Unavailable(e.to_string()));
+            }
+        };
+
+        let now = now();
+        let approved = outcome == ChargeOutcome::Approved;
+        let (status, failure_reason) = match outcome {
+            ChargeOutcome::Approved => (PaymentStatus::Completed, None),
+            ChargeOutcome::Declined(reason) => (PaymentStatus::Failed, Some(reason)),
+        };
+        let mut row = payment::Model {
+            id: lease.payment_id,
+            user_id: caller.id.0,
+            booking_id: booking_id.0,
+            amount_cents: booking.amount_cents,
+            currency: booking.currency.clone(),
+            status: status.as_str().to_owned(),
+            failure_reason: failure_reason.clone(),
+            card_brand: card.brand.to_owned(),
+            card_last4: card.last4.clone(),
+            refund_due: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let charge_row = transaction::Model {
+            id: Uuid::now_v7(),
+            payment_id: row.id,
+            kind: "charge".to_owned(),
+            amount_cents: row.amount_cents,
+            status: if approved { "succeeded" } else { "failed" }.to_owned(),
+            created_at: now,
+        };
+        let envelope = match &failure_reason {
+            None => event(
+                "payment.completed",
+                &PaymentCompleted {
+                    payment_id: PaymentId(row.id),
+                    booking_id,
+                    user_id: caller.id,
+                    amount_cents: row.amount_cents,
+                },
+            )?,
+            Some(reason) => event(
+                "payment.failed",
+                &PaymentFailed {
+                    payment_id: PaymentId(row.id),
+                    booking_id,
+                    user_id: caller.id,
+                    failure_reason: reason.clone(),
+                },
+            )?,
+        };
+
+        let txn = self.db.begin().await.map_err(db_err)?;
+        let kept = ledger::Entity::update_many()
+            .col_expr(ledger::Column::State, Expr::value(if approved { PAID } else { FREE }))
+            .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
+            .filter(ledger::Column::BookingId.eq(booking_id.0))
+            .filter(ledger::Column::State.eq(CHARGING))
+            .filter(ledger::Column::PaymentId.eq(lease.payment_id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        // The booking was closed (or our lease taken) while the gateway charged: the money
+        // goes back.
+        row.refund_due = approved && kept.rows_affected == 0;
+        payment::Entity::insert(payment::ActiveModel::from(row.clone())).exec(&txn).await.map_err(db_err)?;
+        transaction::Entity::insert(transaction::ActiveModel::from(charge_row.clone()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        platform::outbox::enqueue(&txn, &envelope).await.map_err(db_err)?;
+        let refund_due = row.refund_due;
+        let answer = view(row, vec![charge_row])?;
+        let body = serde_json::to_string(&answer).map_err(|e| PaymentError::Internal(e.to_string()))?;
+        if !idempotency::save_answer(&txn, caller.id.0, key, lease, 201, body).await? {
+            return Err(PaymentError::InProgress("another request took this Idempotency-Key over".to_owned()));
+        }
+        txn.commit().await.map_err(db_err)?;
+        self.relay.notify_one();
+        metrics::counter!("payments_total", "status" => status.as_str()).increment(1);
+        if refund_due {
+            tracing::warn!("charged a booking that was closed meanwhile; refunding");
+            if let Err(e) = self.refund_payment(lease.payment_id).await {
+                tracing::warn!(error = %e, "refund failed; the refund worker retries");
+                self.refunds.notify_one();
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Refunds a completed payment in full: the gateway first, then the payment, its refund
+    /// transaction and `payment.refunded` in one transaction. `false` if it was not completed
+    /// (anymore).
+    async fn refund_payment(&self, id: Uuid) -> Result<bool, PaymentError> {
+        let Some(p) = payment::Entity::find_by_id(id).one(&self.db).await.map_err(db_err)? else {
+            return Err(PaymentError::NotFound("payment"));
+        };
+        if p.status != PaymentStatus::Completed.as_str() {
+            return Ok(false);
+        }
+        self.gateway
+            .refund(PaymentId(p.id), p.amount_cents, &p.currency)
+            .await
+            .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
+        let now = now();
+        let txn = self.db.begin().await.map_err(db_err)?;
+        let refunded = payment::Entity::update_many()
+            .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Refunded.as_str()))
+            .col_expr(payment::Column::RefundDue, Expr::value(false))
+            .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+            .filter(payment::Column::Id.eq(id))
+            .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if refunded.rows_affected != 1 {
+            return Ok(false);
+        }
+        transaction::Entity::insert(transaction::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            payment_id: Set(id),
+            kind: Set("refund".to_owned()),
+            amount_cents: Set(p.amount_cents),
+            status: Set("succeeded".to_owned()),
+            created_at: Set(now),
+        })
+        .exec(&txn)
+        .await
+        .map_err(db_err)?;
+        let payload = PaymentRefunded {
+            payment_id: PaymentId(id),
+            booking_id: BookingId(p.booking_id),
+            user_id: UserId(p.user_id),
+            amount_cents: p.amount_cents,
+        };
+        platform::outbox::enqueue(&txn, &event("payment.refunded", &payload)?).await.map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        self.relay.notify_one();
+        metrics::counter!("payments_total", "status" => "refunded").increment(1);
+        Ok(true)
+    }
+
+    /// Closes the booking in the ledger (no charge may start or complete for it any more) and
+    /// marks its completed payments `refund_due`, in `txn`.
+    async fn close_booking(&self, txn: &impl ConnectionTrait, booking: BookingId) -> Result<u64, DbErr> {
+        let now = now();
+        let closed = ledger::ActiveModel {
+            booking_id: Set(booking.0),
+            state: Set(CLOSED.to_owned()),
+            payment_id: Set(None),
+            lease_until: Set(None),
+            updated_at: Set(now),
+        };
+        ledger::Entity::insert(closed)
+            .on_conflict(
+                OnConflict::column(ledger::Column::BookingId)
+                    .update_columns([ledger::Column::State, ledger::Column::UpdatedAt])
+                    .to_owned(),
+            )
+            .exec(txn)
+            .await?;
+        let due = payment::Entity::update_many()
+            .col_expr(payment::Column::RefundDue, Expr::value(true))
+            .filter(payment::Column::BookingId.eq(booking.0))
+            .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
+            .exec(txn)
+            .await?;
+        Ok(due.rows_affected)
+    }
+
+    /// Refunds every payment marked `refund_due`; returns how many.
+    ///
+    /// # Errors
+    /// Database failures (a gateway failure leaves the payment due for the next round).
+    pub async fn refund_due(&self) -> Result<u64, PaymentError> {
+        let due = payment::Entity::find()
+            .filter(payment::Column::RefundDue.eq(true))
+            .order_by_asc(payment::Column::UpdatedAt)
+            .limit(100)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let mut refunded = 0;
+        for p in due {
+            match self.refund_payment(p.id).await {
+                Ok(true) => refunded += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(payment_id = %p.id, error = %e, "refund failed; retrying later"),
+            }
+        }
+        Ok(refunded)
+    }
+
+    /// Refunds what is due every `payment.refund_interval_ms` (and when woken), and forgets
+    /// idempotency keys older than `payment.idempotency_ttl_hours`, until `stop`.
+    pub async fn run_refunds(self: Arc<Self>, stop: CancellationToken) {
+        let interval = Duration::from_millis(self.settings.refund_interval_ms);
+        let ttl = chrono::Duration::hours(i64::try_from(self.settings.idempotency_ttl_hours).unwrap_or(24));
+        let mut last_purge: Option<Instant> = None;
+        loop {
+            if let Err(e) = self.refund_due().await {
+                tracing::warn!(error = %e, "refund round failed; retrying");
+            }
+            if last_purge.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
+                match idempotency::purge(&self.db, Utc::now() - ttl).await {
+                    Ok(n) if n > 0 => tracing::info!(purged = n, "forgot old idempotency keys"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
+                }
+                last_purge = Some(Instant::now());
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.refunds.notified() => {}
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PaymentApi for PaymentService {
+    async fn pay(&self, caller: &AuthUser, key: &str, request: PayRequest) -> Result<Payment, PaymentError> {
+        if key.is_empty() || key.chars().count() > 255 {
+            return Err(PaymentError::BadRequest("the Idempotency-Key header must be 1 to 255 characters".to_owned()));
+        }
+        let card = Card::parse(&request, Utc::now().date_naive()).map_err(PaymentError::Validation)?;
+        let fingerprint = idempotency::fingerprint(&self.fingerprint_key, &request, &card);
+        let user = caller.id.0;
+        let deadline = Instant::now() + Duration::from_millis(self.settings.duplicate_wait_ms);
+        let mut pause = Duration::from_millis(5);
+        let lease = loop {
+            let now = now();
+            match idempotency::claim(&self.db, user, key, &fingerprint, now, now + self.settings.lease()).await? {
+                Claim::Run(lease) => break lease,
+                Claim::Replay(status, body) => return replay(status, &body),
+                Claim::Mismatch => {
+                    return Err(PaymentError::Validation(FieldErrors::single(
+                        "Idempotency-Key",
+                        "was used before with a different request body",
+                    )));
+                }
+                Claim::Busy if Instant::now() >= deadline => {
+                    return Err(PaymentError::InProgress(
+                        "a request with this Idempotency-Key is still running".to_owned(),
+                    ));
+                }
+                Claim::Busy => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+            }
+        };
+        match self.charge(caller, key, lease, &card, request.booking_id).await {
+            Ok(payment) => Ok(payment),
+            // Final answers about the booking are saved: the same request answers them again.
+            Err(e @ (PaymentError::NotFound(_) | PaymentError::BookingNotPending(_))) => {
+                let problem = Problem::from(e);
+                let doc = problem.document();
+                let body = serde_json::to_string(&doc).map_err(|e| PaymentError::Internal(e.to_string()))?;
+                idempotency::save_answer(&self.db, user, key, lease, doc.status, body).await?;
+                Err(PaymentError::from(problem))
+            }
+            // Nothing was charged: the key is free for the next try, under the same payment id.
+            Err(e) => {
+                if let Err(release) = idempotency::release(&self.db, user, key, lease, now()).await {
+                    tracing::warn!(error = %release, "idempotency key not released; its lease runs out on its own");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn list(&self, caller: &AuthUser, query: PaymentQuery) -> Result<Page<Payment>, PaymentError> {
+        let pagination =
+            PageRequest { page: query.page, per_page: query.per_page }.validate().map_err(PaymentError::Validation)?;
+        let mut select = payment::Entity::find().filter(payment::Column::UserId.eq(caller.id.0));
+        if let Some(booking) = query.booking_id {
+            select = select.filter(payment::Column::BookingId.eq(booking.0));
+        }
+        if let Some(status) = query.status {
+            select = select.filter(payment::Column::Status.eq(status.as_str()));
+        }
+        let total = select.clone().count(&self.db).await.map_err(db_err)?;
+        let rows = select
+            .order_by_desc(payment::Column::CreatedAt)
+            .order_by_desc(payment::Column::Id)
+            .offset(pagination.offset())
+            .limit(pagination.per_page)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let mut txs = self.transactions_of(&rows.iter().map(|p| p.id).collect::<Vec<_>>()).await?;
+        let items = rows
+            .into_iter()
+            .map(|p| {
+                let t = txs.remove(&p.id).unwrap_or_default();
+                view(p, t)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page::new(items, pagination, total))
+    }
+
+    async fn payment(&self, caller: &AuthUser, id: PaymentId) -> Result<Payment, PaymentError> {
+        let found = payment::Entity::find_by_id(id.0).one(&self.db).await.map_err(db_err)?;
+        let p =
+            found.filter(|p| p.user_id == caller.id.0 || caller.is_admin()).ok_or(PaymentError::NotFound("payment"))?;
+        self.full(p).await
+    }
+
+    #[tracing::instrument(skip_all, fields(payment_id = %id))]
+    async fn refund(&self, caller: &AuthUser, id: PaymentId) -> Result<Payment, PaymentError> {
+        if !caller.is_admin() {
+            return Err(PaymentError::Forbidden("only an admin can refund a payment".to_owned()));
+        }
+        let p = payment::Entity::find_by_id(id.0).one(&self.db).await.map_err(db_err)?;
+        let p = p.ok_or(PaymentError::NotFound("payment"))?;
+        if p.status != PaymentStatus::Completed.as_str() {
+            return Err(PaymentError::NotRefundable(format!("it is {}", p.status)));
+        }
+        if !self.refund_payment(id.0).await? {
+            return Err(PaymentError::NotRefundable("it was refunded meanwhile".to_owned()));
+        }
+        self.payment(caller, id).await
+    }
+}
