@@ -42,8 +42,8 @@ impl EventHandler for PaymentEvents {
         if event.routing_key == "payment.completed"
             && !self.service.confirm(&txn, outcome.booking_id).await.map_err(|e| HandlerError(e.to_string()))?
         {
-            // Paid after the hold ran out or was cancelled: the booking stays unconfirmed, and
-            // the refund is the payment module's (not built yet).
+            // Paid after the hold ran out or was cancelled: the booking stays unconfirmed. Its
+            // `booking.cancelled` (from the sweeper, or the cancel) makes payment refund it.
             tracing::warn!(booking_id = %outcome.booking_id, "payment completed for a booking that is no longer pending");
         }
         txn.commit().await?;

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, SqlErr};
 use sha2::Sha256;
 use uuid::Uuid;
@@ -47,6 +47,15 @@ pub fn fingerprint(secret: &[u8], request: &PayRequest, card: &Card) -> String {
         mac.update(&[0]);
     }
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The row of `key` while attempt `attempt` runs it.
+fn running(user: Uuid, key: &str, attempt: i32) -> Condition {
+    Condition::all()
+        .add(key_row::Column::UserId.eq(user))
+        .add(key_row::Column::Key.eq(key))
+        .add(key_row::Column::State.eq(RUNNING))
+        .add(key_row::Column::Attempt.eq(attempt))
 }
 
 /// Claims `key` for `user`, or says why not.
@@ -96,10 +105,7 @@ pub async fn claim(
     let taken = key_row::Entity::update_many()
         .col_expr(key_row::Column::Attempt, Expr::value(attempt))
         .col_expr(key_row::Column::LeaseUntil, Expr::value(lease_until))
-        .filter(key_row::Column::UserId.eq(user))
-        .filter(key_row::Column::Key.eq(key))
-        .filter(key_row::Column::State.eq(RUNNING))
-        .filter(key_row::Column::Attempt.eq(found.attempt))
+        .filter(running(user, key, found.attempt))
         .exec(db)
         .await
         .map_err(db_err)?;
@@ -127,10 +133,7 @@ pub async fn save_answer(
         .col_expr(key_row::Column::State, Expr::value(DONE))
         .col_expr(key_row::Column::ResponseStatus, Expr::value(i16::try_from(status).unwrap_or(500)))
         .col_expr(key_row::Column::ResponseBody, Expr::value(body))
-        .filter(key_row::Column::UserId.eq(user))
-        .filter(key_row::Column::Key.eq(key))
-        .filter(key_row::Column::State.eq(RUNNING))
-        .filter(key_row::Column::Attempt.eq(lease.attempt))
+        .filter(running(user, key, lease.attempt))
         .exec(db)
         .await
         .map_err(db_err)?;
@@ -151,10 +154,7 @@ pub async fn release(
 ) -> Result<(), PaymentError> {
     key_row::Entity::update_many()
         .col_expr(key_row::Column::LeaseUntil, Expr::value(now))
-        .filter(key_row::Column::UserId.eq(user))
-        .filter(key_row::Column::Key.eq(key))
-        .filter(key_row::Column::State.eq(RUNNING))
-        .filter(key_row::Column::Attempt.eq(lease.attempt))
+        .filter(running(user, key, lease.attempt))
         .exec(db)
         .await
         .map_err(db_err)?;

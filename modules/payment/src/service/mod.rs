@@ -374,7 +374,15 @@ impl PaymentService {
             )?,
         };
 
+        let answer = view(row.clone(), vec![charge_row.clone()])?;
+        let body = serde_json::to_string(&answer).map_err(|e| PaymentError::Internal(e.to_string()))?;
         let txn = self.db.begin().await.map_err(db_err)?;
+        // First the key: a request whose lease was taken over (it ran longer than
+        // `payment.lease_seconds`) records nothing; the one that took over charged under the
+        // same reference and answers.
+        if !idempotency::save_answer(&txn, caller.id.0, key, lease, 201, body).await? {
+            return Err(PaymentError::InProgress("another request took this Idempotency-Key over".to_owned()));
+        }
         let kept = ledger::Entity::update_many()
             .col_expr(ledger::Column::State, Expr::value(if approved { PAID } else { FREE }))
             .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
@@ -387,18 +395,10 @@ impl PaymentService {
         // The booking was closed (or our lease taken) while the gateway charged: the money
         // goes back.
         row.refund_due = approved && kept.rows_affected == 0;
-        payment::Entity::insert(payment::ActiveModel::from(row.clone())).exec(&txn).await.map_err(db_err)?;
-        transaction::Entity::insert(transaction::ActiveModel::from(charge_row.clone()))
-            .exec(&txn)
-            .await
-            .map_err(db_err)?;
-        platform::outbox::enqueue(&txn, &envelope).await.map_err(db_err)?;
         let refund_due = row.refund_due;
-        let answer = view(row, vec![charge_row])?;
-        let body = serde_json::to_string(&answer).map_err(|e| PaymentError::Internal(e.to_string()))?;
-        if !idempotency::save_answer(&txn, caller.id.0, key, lease, 201, body).await? {
-            return Err(PaymentError::InProgress("another request took this Idempotency-Key over".to_owned()));
-        }
+        payment::Entity::insert(payment::ActiveModel::from(row)).exec(&txn).await.map_err(db_err)?;
+        transaction::Entity::insert(transaction::ActiveModel::from(charge_row)).exec(&txn).await.map_err(db_err)?;
+        platform::outbox::enqueue(&txn, &envelope).await.map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
         self.relay.notify_one();
         metrics::counter!("payments_total", "status" => status.as_str()).increment(1);

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Load report for payment: first wrk books one distinct seat per request (pending bookings to
+# pay), then every request pays a different booking under a new Idempotency-Key (key claim,
+# booking read through BookingApi, ledger row, simulated gateway, one transaction with the
+# payment, its charge, the saved answer and payment.completed; then the relay and booking's
+# consumer confirming the booking). Last, 64 connections replay one key (the saved answer).
+#
+#   bash bench/payment.sh                                   # single binary: SQLite, memory
+#   DATABASE_URL=postgres://postgres@127.0.0.1/bench REDIS_URL=redis://127.0.0.1:6379/0 \
+#     bash bench/payment.sh                                 # PostgreSQL + Redis
+#   GATEWAY_LATENCY_MS=50 bash bench/payment.sh             # a gateway round trip per charge
+#
+# Server and wrk share this machine's cores: compare runs on the same box. Needs wrk.
+CONNECTIONS="${CONNECTIONS:-32}"
+PORT="${PORT:-18183}"
+export BOXOFFICE__DATABASE__URL="${DATABASE_URL:-}"
+export BOXOFFICE__DATABASE__SCHEMA_PREFIX="bench_$(date +%s)_"
+export BOXOFFICE__DATABASE__MAX_CONNECTIONS=16
+export BOXOFFICE__REDIS__URL="${REDIS_URL:-}"
+export BOXOFFICE__REDIS__KEY_PREFIX="bench:$(date +%s):"
+export BOXOFFICE__PAYMENT__GATEWAY__LATENCY_MS="${GATEWAY_LATENCY_MS:-0}"
+source "$(dirname "$0")/common.sh"
+
+write_book_lua
+printf '%-44s %10s %10s %10s %10s %10s\n' run req/s p50 p99 requests non-2xx
+report "POST /book (bookings to pay)" "$(wrk -t2 -c"$CONNECTIONS" -d"${BOOK_DURATION:-8s}" --latency -s "$book_lua" "$BASE")"
+
+bookings_lua=$(mktemp --suffix .lua)
+cleanup_files+=("$bookings_lua")
+python3 - "$BASE" "$token" > "$bookings_lua" <<'PY'
+import json, sys, urllib.request
+base, token = sys.argv[1], sys.argv[2]
+def get(p):
+    req = urllib.request.Request(base + p, headers={"Authorization": "Bearer " + token})
+    return json.load(urllib.request.urlopen(req))
+page, ids = 1, []
+while True:
+    listed = get(f"/api/bookings/bookings?status=pending&per_page=100&page={page}")
+    ids += [b["id"] for b in listed["items"]]
+    if page * 100 >= listed["total"]:
+        break
+    page += 1
+print("bookings = {")
+print("\n".join(f'  "{i}",' for i in ids))
+print("}")
+PY
+count=$(grep -c '^  "' "$bookings_lua")
+
+pay_lua=$(mktemp --suffix .lua)
+cleanup_files+=("$pay_lua")
+cat > "$pay_lua" <<LUA
+dofile("$bookings_lua")
+local threads = {}
+function setup(thread) thread:set("id", #threads); table.insert(threads, thread) end
+function init(args) n = id end
+function request()
+  n = n + 2
+  if n > #bookings then wrk.thread:stop() end
+  local body = '{"booking_id":"' .. bookings[n] .. '","card_number":"4242424242424242","card_expiry":"12/30","card_cvc":"123"}'
+  return wrk.format("POST", "/api/payments/pay", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer $token", ["Idempotency-Key"] = "bench-" .. n}, body)
+end
+LUA
+report "POST /pay, a new key and booking each" "$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$pay_lua" "$BASE")"
+
+replay_lua=$(mktemp --suffix .lua)
+cleanup_files+=("$replay_lua")
+first=$(sed -n '2s/^  "\(.*\)",$/\1/p' "$bookings_lua")
+cat > "$replay_lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $token"
+wrk.headers["Idempotency-Key"] = "bench-2"
+wrk.body = '{"booking_id":"$first","card_number":"4242424242424242","card_expiry":"12/30","card_cvc":"123"}'
+LUA
+report "POST /pay, 64 connections replaying one key" "$(wrk -t2 -c64 -d5s --latency -s "$replay_lua" "$BASE")"
+
+metrics=$(curl -fsS "$BASE/metrics")
+completed=$(awk '/^payments_total\{status="completed"\}/ {print $2}' <<<"$metrics")
+errors=$(grep -E '^http_requests_total\{.*route="/api/payments/pay",status="5' <<<"$metrics" | awk '{s+=$2} END {print s+0}')
+sleep 1
+confirmed=$(curl -fsS -H "Authorization: Bearer $token" "$BASE/api/bookings/bookings?status=confirmed&per_page=1" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+echo "pending bookings to pay: $count; payments completed: ${completed:-0}; bookings confirmed: $confirmed; 5xx on /pay: $errors"
