@@ -71,13 +71,28 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
         match inner.classify() {
             serde_json::error::Category::Data => {
                 let field = if field == "." { "body".to_owned() } else { field };
-                Problem::validation(&FieldErrors::single(&field, inner.to_string()))
+                Problem::validation(&FieldErrors::single(&field, without_value(&inner.to_string())))
             }
             _ => Problem::bad_request(format!("malformed JSON: {inner}")),
         }
     })?;
     de.end().map_err(|e| Problem::bad_request(format!("malformed JSON: {e}")))?;
     Ok(value)
+}
+
+/// A serde message without the offending value (`invalid type: integer `4242…`, expected a
+/// string` → `invalid type: integer, expected a string`): a misplaced card number or password
+/// is not echoed back in the answer.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some(at) = rest.find(", expected")
+        {
+            let kind = rest[..at].split(['`', '"']).next().unwrap_or_default().trim_end();
+            return format!("{prefix}{kind}{}", &rest[at..]);
+        }
+    }
+    message.to_owned()
 }
 
 /// Deserializes `T` from `application/x-www-form-urlencoded` (or a query string); a wrong
@@ -90,7 +105,7 @@ pub fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs)).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { "body".to_owned() } else { field };
-        Problem::validation(&FieldErrors::single(&field, e.into_inner().to_string()))
+        Problem::validation(&FieldErrors::single(&field, without_value(&e.into_inner().to_string())))
     })
 }
 
@@ -206,5 +221,34 @@ impl FromRequest for ClientAddr {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(Ok(ClientAddr(client_addr(req))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Card {
+        card_number: String,
+        month: u8,
+    }
+
+    fn message(body: &str) -> String {
+        let problem = parse_json::<Card>(body.as_bytes()).unwrap_err();
+        assert_eq!(problem.status().as_u16(), 422);
+        problem.field_errors().as_slice()[0].message.clone()
+    }
+
+    #[test]
+    fn a_wrongly_typed_value_is_named_but_not_echoed() {
+        let m = message(r#"{"card_number": 4242424242424242, "month": 1}"#);
+        assert!(m.starts_with("invalid type: integer, expected a string"), "{m}");
+        let m = message(r#"{"card_number": "x", "month": 4242424242}"#);
+        assert!(!m.contains("4242424242"), "{m}");
+        let m = message(r#"{"card_number": "x", "month": "secret"}"#);
+        assert!(!m.contains("secret") && m.contains("invalid type: string"), "{m}");
     }
 }
