@@ -218,6 +218,24 @@ impl From<Problem> for PaymentError {
     }
 }
 
+/// Checks an `Idempotency-Key` as HTTP would carry it: 1–255 printable ASCII characters,
+/// without surrounding whitespace (which HTTP strips). Both implementations apply it, so a key
+/// means the same in process and over REST.
+///
+/// # Errors
+/// `BadRequest` saying what is wrong.
+pub fn check_idempotency_key(key: &str) -> Result<(), PaymentError> {
+    if key.is_empty() || key.len() > 255 {
+        return Err(PaymentError::BadRequest("the Idempotency-Key header must be 1 to 255 characters".to_owned()));
+    }
+    if !key.bytes().all(|b| (b' '..=b'~').contains(&b)) || key.trim() != key {
+        return Err(PaymentError::BadRequest(
+            "the Idempotency-Key header must be printable ASCII without surrounding spaces".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// The payment module, in process or over REST. Every method takes the caller: a payment is
 /// visible to its owner and to admins only.
 ///
@@ -230,7 +248,7 @@ pub trait PaymentApi: Send + Sync {
     /// however concurrently it is sent. A declined card is a `Failed` payment, not an error.
     ///
     /// # Errors
-    /// `BadRequest` for a key that is empty or longer than 255 characters; `Validation` for
+    /// `BadRequest` for a key [`check_idempotency_key`] refuses; `Validation` for
     /// malformed card fields or a key used before with another request; `NotFound("booking")`
     /// unless the booking is the caller's; `BookingNotPending` when it is paid, expired or
     /// cancelled; `InProgress` when the same key still runs after the wait, or another key is

@@ -22,6 +22,8 @@ impl PaymentClient {
 #[async_trait]
 impl PaymentApi for PaymentClient {
     async fn pay(&self, caller: &AuthUser, key: &str, request: PayRequest) -> Result<Payment, PaymentError> {
+        // HTTP would strip or refuse what the service refuses: refuse it here alike.
+        crate::api::check_idempotency_key(key)?;
         let rb = self
             .rest
             .request(Method::POST, "/api/payments/pay", Some(&caller.bearer))

@@ -61,7 +61,9 @@ async fn pay(api: Api, caller: AuthUser, req: HttpRequest, body: Json<PayRequest
         .get(IDEMPOTENCY_KEY)
         .ok_or_else(|| Problem::bad_request("the Idempotency-Key header is required"))?
         .to_str()
-        .map_err(|_| Problem::bad_request("the Idempotency-Key header must be visible ASCII"))?;
+        .map_err(|_| {
+            Problem::bad_request("the Idempotency-Key header must be printable ASCII without surrounding spaces")
+        })?;
     let payment = api.pay(&caller, key, body.into_inner()).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/payments/payments/{}", payment.id)))

@@ -545,9 +545,7 @@ impl PaymentService {
 #[async_trait]
 impl PaymentApi for PaymentService {
     async fn pay(&self, caller: &AuthUser, key: &str, request: PayRequest) -> Result<Payment, PaymentError> {
-        if key.is_empty() || key.chars().count() > 255 {
-            return Err(PaymentError::BadRequest("the Idempotency-Key header must be 1 to 255 characters".to_owned()));
-        }
+        crate::api::check_idempotency_key(key)?;
         let card = Card::parse(&request, Utc::now().date_naive()).map_err(PaymentError::Validation)?;
         let fingerprint = idempotency::fingerprint(&self.fingerprint_key, &request, &card);
         let user = caller.id.0;

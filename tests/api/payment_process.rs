@@ -1,0 +1,406 @@
+//! Payment as processes: the real `boxoffice` binary paying with real card numbers (none of
+//! which may reach its logs or its files), and payment split off into a process of its own
+//! that reaches booking over REST and trades events with it over RabbitMQ.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use boxoffice::settings::Module;
+use chrono::{DateTime, Datelike, Utc};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, assert_problem, start, test_settings};
+use crate::movie::day_at;
+
+/// How long anything in the background (start-up, events) may take.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+const GOOD: &str = "4242424242424242";
+const DECLINED: &str = "4000000000000002";
+const LUHN_INVALID: &str = "4242424242424241";
+
+/// An expiry two years ahead, `MM/YY`.
+fn future_expiry() -> String {
+    format!("12/{:02}", (Utc::now().year() + 2) % 100)
+}
+
+fn id(v: &Value) -> &str {
+    v["id"].as_str().unwrap()
+}
+
+/// `POST /api/payments/pay` as `token` with `key` and a raw JSON `body`.
+async fn pay(client: &reqwest::Client, base: &str, token: &str, key: &str, body: &Value) -> reqwest::Response {
+    client
+        .post(format!("{base}/api/payments/pay"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Polls `GET path` as `token` until `done` holds for its JSON body, and returns that body.
+async fn poll_until(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let res = client.get(url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(res.status(), 200, "GET {url}");
+        let body: Value = res.json().await.unwrap();
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what} not within {PATIENCE:?}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real binary: no card number in its logs or files.
+
+/// A `boxoffice serve` process, killed if the test ends before it was stopped.
+struct Server {
+    child: Child,
+    base: String,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            drop(self.child.kill());
+            drop(self.child.wait());
+        }
+    }
+}
+
+impl Server {
+    /// Starts `boxoffice serve` on a free port with the demo catalog, logging everything at
+    /// `trace` (SQL statements included) into files under `logs`.
+    fn start(data_dir: &Path, logs: &Path) -> Self {
+        // A free port: bound by the OS, then let go for the server to take.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let stdout = logs.join("stdout.log");
+        let stderr = logs.join("stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .arg("serve")
+            .env_remove("BOXOFFICE_PROFILE")
+            .env("BOXOFFICE__DATA_DIR", data_dir)
+            .env("BOXOFFICE__SERVER__BIND", format!("127.0.0.1:{port}"))
+            .env("BOXOFFICE__AUTH__ARGON2_MEMORY_KIB", "1024")
+            .env("BOXOFFICE__AUTH__ARGON2_ITERATIONS", "1")
+            .env("BOXOFFICE__DEMO__SEED", "true")
+            .env("BOXOFFICE__LOG__FORMAT", "json")
+            .env("RUST_LOG", "trace")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, base: format!("http://127.0.0.1:{port}"), stdout, stderr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Everything the process wrote.
+    fn output(&self) -> String {
+        let out = std::fs::read(&self.stdout).unwrap();
+        let err = std::fs::read(&self.stderr).unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out), String::from_utf8_lossy(&err))
+    }
+
+    /// Waits until `/health/ready` answers 200.
+    async fn wait_ready(&mut self, client: &reqwest::Client) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                panic!("boxoffice exited with {exit:?} before it was ready:\n{}", self.tail());
+            }
+            if let Ok(res) = client.get(self.url("/health/ready")).send().await
+                && res.status() == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not ready within {PATIENCE:?}:\n{}", self.tail());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The end of the output, for failure messages.
+    fn tail(&self) -> String {
+        let output = self.output();
+        let lines: Vec<&str> = output.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// SIGTERM, then waits for a graceful exit.
+    fn stop(&mut self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -TERM");
+        let deadline = Instant::now() + PATIENCE;
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(Instant::now() < deadline, "still running {PATIENCE:?} after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(exit.success(), "{exit:?}:\n{}", self.tail());
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The ways a card number could be written out: as sent, and in groups of four.
+fn spellings(number: &str) -> Vec<String> {
+    let grouped: Vec<String> =
+        number.as_bytes().chunks(4).map(|group| String::from_utf8(group.to_vec()).unwrap()).collect();
+    vec![number.to_owned(), grouped.join(" "), grouped.join("-")]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_leaves_no_card_number_in_logs_or_storage() {
+    let data = tempfile::TempDir::new().unwrap();
+    let logs = tempfile::TempDir::new().unwrap();
+    let client = reqwest::Client::new();
+    let mut server = Server::start(data.path(), logs.path());
+    server.wait_ready(&client).await;
+
+    // A customer.
+    let register = json!({"email": "carla@example.com", "username": "carla", "password": "correct horse"});
+    let res = client.post(server.url("/api/auth/register")).json(&register).send().await.unwrap();
+    assert_eq!(res.status(), 201, "register");
+    let form = [("username", "carla"), ("password", "correct horse")];
+    let res = client.post(server.url("/api/auth/token")).form(&form).send().await.unwrap();
+    assert_eq!(res.status(), 200, "login");
+    let pair: Value = res.json().await.unwrap();
+    let token = pair["access_token"].as_str().unwrap().to_owned();
+
+    // A demo showtime at least an hour ahead, and a free seat in it.
+    let res = client.get(server.url("/api/movies/showtimes?per_page=100")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let showtimes: Value = res.json().await.unwrap();
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let showtime = showtimes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["start_time"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap() > later)
+        .expect("a demo showtime an hour ahead")
+        .clone();
+    let res = client.get(server.url(&format!("/api/movies/showtimes/{}/seats", id(&showtime)))).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let seats: Value = res.json().await.unwrap();
+    let seat = seats["seats"].as_array().unwrap().iter().find(|s| s["status"] == "available").unwrap().clone();
+
+    // Book it.
+    let book = json!({"showtime_id": showtime["id"], "seat_ids": [seat["id"]]});
+    let res = client.post(server.url("/api/bookings/book")).bearer_auth(&token).json(&book).send().await.unwrap();
+    assert_eq!(res.status(), 201, "book");
+    let booking: Value = res.json().await.unwrap();
+    let booking_id = id(&booking).to_owned();
+    let body = |number: &str| json!({"booking_id": booking_id, "card_number": number, "card_expiry": future_expiry(), "card_cvc": "123"});
+
+    // Declined, Luhn-invalid, and a card number sent as a JSON number: none charges, and no
+    // answer repeats the number.
+    let res = pay(&client, &server.base, &token, "declined", &body(DECLINED)).await;
+    assert_eq!(res.status(), 201, "declined");
+    let declined: Value = res.json().await.unwrap();
+    assert_eq!((&declined["status"], &declined["failure_reason"]), (&json!("failed"), &json!("card_declined")));
+    assert!(!declined.to_string().contains(DECLINED), "{declined}");
+    let res = pay(&client, &server.base, &token, "luhn", &body(LUHN_INVALID)).await;
+    let problem = assert_problem(res, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "card_number", "{problem}");
+    assert!(!problem.to_string().contains(LUHN_INVALID), "{problem}");
+    let mut numeric = body(GOOD);
+    numeric["card_number"] = json!(4_242_424_242_424_242_u64);
+    let res = pay(&client, &server.base, &token, "numeric", &numeric).await;
+    let problem = assert_problem(res, 422).await;
+    assert!(problem.to_string().contains("card_number"), "{problem}");
+    assert!(!problem.to_string().contains(GOOD), "{problem}");
+
+    // The good card, in groups of four.
+    let res = pay(&client, &server.base, &token, "good", &body(&spellings(GOOD)[1])).await;
+    assert_eq!(res.status(), 201, "paid");
+    let paid: Value = res.json().await.unwrap();
+    assert_eq!((&paid["status"], &paid["card_last4"]), (&json!("completed"), &json!("4242")), "{paid}");
+    assert!(!paid.to_string().contains(GOOD), "{paid}");
+    // And once more with the number as it is, under another key: the booking is paid.
+    let res = pay(&client, &server.base, &token, "good-again", &body(GOOD)).await;
+    assert_problem(res, 409).await;
+    let payment_id = id(&paid).to_owned();
+
+    // payment.completed confirms the booking; the payment reads back without the number.
+    let url = server.url(&format!("/api/bookings/bookings/{booking_id}"));
+    poll_until(&client, &url, &token, "booking confirmed", |b| b["status"] == "confirmed").await;
+    let url = server.url(&format!("/api/payments/payments/{payment_id}"));
+    let read = poll_until(&client, &url, &token, "payment read", |_| true).await;
+    assert_eq!(read, paid);
+
+    server.stop();
+
+    // The logs: plenty, with the requests about this booking and payment (their ids are in
+    // the request paths, so the capture is known to hold what the requests carried), and no
+    // card number in any spelling.
+    let output = server.output();
+    assert!(output.lines().count() > 100, "trace logging writes a lot: {} lines", output.lines().count());
+    assert!(output.contains("/api/payments/pay"), "the log has the payment requests (else this test proves nothing)");
+    assert!(output.contains(&booking_id), "the log mentions the booking (else this test proves nothing)");
+    assert!(output.contains(&payment_id), "the log mentions the payment (else this test proves nothing)");
+    for number in [GOOD, DECLINED, LUHN_INVALID] {
+        for spelled in spellings(number) {
+            assert!(!output.contains(&spelled), "the log contains the card number {spelled}");
+        }
+    }
+
+    // The files: nothing holds a card number, while what was stored is there to be read.
+    let files = files_under(data.path());
+    assert!(files.iter().any(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("payment"))));
+    let mut declined_stored = false;
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        declined_stored |= contains(&bytes, b"card_declined");
+        for number in [GOOD, DECLINED, LUHN_INVALID] {
+            for spelled in spellings(number) {
+                assert!(!contains(&bytes, spelled.as_bytes()), "{} contains the card number {spelled}", file.display());
+            }
+        }
+    }
+    assert!(declined_stored, "the declined payment's reason is stored somewhere under {files:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payment as a process of its own.
+
+/// As `admin` at `app`: a movie, a theater (row A, 6 standard seats) and a showtime two days
+/// ahead at 1200 cents. Returns the showtime and the theater.
+async fn screening(app: &TestApp, admin: &str) -> (Value, Value) {
+    let post = |path: &'static str, body: Value| async move {
+        let res = app.send_as(Method::POST, path, admin, &body).await;
+        assert_eq!(res.status(), 201, "POST {path}");
+        res.json::<Value>().await.unwrap()
+    };
+    let movie = post(
+        "/api/movies/movies",
+        json!({"title": "Split Screen", "duration_minutes": 100, "genre": "Drama", "release_date": "2024-05-17"}),
+    )
+    .await;
+    let layout = json!([{"row": "A", "seats": 6, "type": "standard"}]);
+    let theater =
+        post("/api/movies/theaters", json!({"name": "Screen 1", "location": "Level 1", "layout": layout})).await;
+    let body = json!({
+        "movie_id": movie["id"], "theater_id": theater["id"], "start_time": day_at(2, 18, 0), "price_cents": 1200,
+    });
+    let showtime = post("/api/movies/showtimes", body).await;
+    (showtime, theater)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_runs_as_its_own_process_beside_booking() {
+    let Some(backend) = Backend::postgres() else { return };
+
+    // Process A: auth, movie and booking.
+    let data_a = Arc::new(tempfile::TempDir::new().unwrap());
+    let mut settings_a = test_settings(&backend, data_a.path());
+    settings_a.modules = Some(vec![Module::Auth, Module::Movie, Module::Booking]);
+    let a = start(settings_a, data_a, Arc::new(|_| {})).await;
+
+    // Process B: payment alone, on A's database, Redis and bus, reaching A over REST.
+    let data_b = Arc::new(tempfile::TempDir::new().unwrap());
+    let mut settings_b = a.settings.clone();
+    settings_b.data_dir = data_b.path().to_path_buf();
+    settings_b.modules = Some(vec![Module::Payment]);
+    settings_b.server.bind = "127.0.0.1:0".parse().unwrap();
+    settings_b.services.auth.clone_from(&a.address);
+    settings_b.services.booking.clone_from(&a.address);
+    let b = start(settings_b, data_b, Arc::new(|_| {})).await;
+
+    // Each serves only its own routes.
+    let res = a.send_as(Method::GET, "/api/payments/payments", "no token", &json!({})).await;
+    assert_problem(res, 404).await;
+    assert_problem(b.post_json("/api/auth/register", &json!({})).await, 404).await;
+
+    let admin = a.admin_token().await;
+    let (showtime, theater) = screening(&a, &admin).await;
+    let seat = |n: usize| theater["seats"][n]["id"].clone();
+    let token = a.customer("paula").await["access_token"].as_str().unwrap().to_owned();
+    let other = a.customer("oscar").await["access_token"].as_str().unwrap().to_owned();
+    let book = |token: String, n: usize| {
+        let body = json!({"showtime_id": showtime["id"], "seat_ids": [seat(n)]});
+        let a = &a;
+        async move {
+            let res = a.send_as(Method::POST, "/api/bookings/book", &token, &body).await;
+            assert_eq!(res.status(), 201, "book");
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let booking = book(token.clone(), 0).await;
+    let theirs = book(other.clone(), 1).await;
+    let card = |booking: &Value| json!({"booking_id": booking["id"], "card_number": GOOD, "card_expiry": future_expiry(), "card_cvc": "123"});
+
+    // B reads bookings from A with the caller's token: another's booking is not found.
+    let problem = assert_problem(pay(&b.client, &b.address, &token, "theirs", &card(&theirs)).await, 404).await;
+    assert_eq!(problem["resource"], "booking", "{problem}");
+    let unknown = json!({"booking_id": uuid::Uuid::new_v4(), "card_number": GOOD, "card_expiry": future_expiry(), "card_cvc": "123"});
+    assert_problem(pay(&b.client, &b.address, &token, "unknown", &unknown).await, 404).await;
+
+    // Paid at B.
+    let res = pay(&b.client, &b.address, &token, "split", &card(&booking)).await;
+    assert_eq!(res.status(), 201, "pay at B");
+    let paid: Value = res.json().await.unwrap();
+    assert_eq!(paid["status"], "completed", "{paid}");
+    assert_eq!(paid["booking_id"], booking["id"]);
+    assert_eq!(paid["amount_cents"], 1200);
+
+    // payment.completed crosses RabbitMQ: A confirms the booking.
+    let booking_url = a.url(&format!("/api/bookings/bookings/{}", id(&booking)));
+    poll_until(&a.client, &booking_url, &token, "booking confirmed at A", |b| b["status"] == "confirmed").await;
+    // B now refuses to charge the booking again.
+    let problem = assert_problem(pay(&b.client, &b.address, &token, "split-again", &card(&booking)).await, 409).await;
+    assert_eq!(problem["type"], "/problems/booking-not-pending", "{problem}");
+
+    // Cancelled at A: booking.cancelled crosses RabbitMQ and B refunds the payment.
+    let cancel = format!("/api/bookings/bookings/{}/cancel", id(&booking));
+    let res = a.send_as(Method::POST, &cancel, &token, &json!({})).await;
+    assert_eq!(res.status(), 200, "cancel at A");
+    let payment_url = b.url(&format!("/api/payments/payments/{}", id(&paid)));
+    let refunded =
+        poll_until(&b.client, &payment_url, &token, "payment refunded at B", |p| p["status"] == "refunded").await;
+    let kinds: Vec<&Value> = refunded["transactions"].as_array().unwrap().iter().map(|t| &t["type"]).collect();
+    assert_eq!(kinds, [&json!("charge"), &json!("refund")], "{refunded}");
+    assert_eq!(refunded["transactions"][1]["amount_cents"], 1200, "{refunded}");
+    assert_eq!(refunded["transactions"][1]["status"], "succeeded", "{refunded}");
+
+    // The other customer's booking is untouched, and still payable at B.
+    let res = pay(&b.client, &b.address, &other, "theirs", &card(&theirs)).await;
+    assert_eq!(res.status(), 201, "their own booking");
+}
