@@ -21,4 +21,7 @@ mod movie;
 mod movie_contract;
 mod movie_events;
 mod operations;
+mod payment;
+mod payment_contract;
+mod payment_process;
 mod split;

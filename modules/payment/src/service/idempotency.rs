@@ -140,6 +140,22 @@ pub async fn save_answer(
     Ok(saved.rows_affected == 1)
 }
 
+/// Replaces the saved answer of a done key (a charge refunded at once: the answer says so).
+///
+/// # Errors
+/// Database failures.
+pub async fn replace_answer(db: &DatabaseConnection, user: Uuid, key: &str, body: String) -> Result<(), PaymentError> {
+    key_row::Entity::update_many()
+        .col_expr(key_row::Column::ResponseBody, Expr::value(body))
+        .filter(key_row::Column::UserId.eq(user))
+        .filter(key_row::Column::Key.eq(key))
+        .filter(key_row::Column::State.eq(DONE))
+        .exec(db)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
 /// Ends `lease` without an answer (a transient failure): the next request with the key runs
 /// at once, under the same payment id.
 ///

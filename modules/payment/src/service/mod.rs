@@ -317,11 +317,20 @@ impl PaymentService {
             currency: &booking.currency,
             card,
         };
-        let outcome = match self.gateway.charge(&charge).await {
-            Ok(outcome) => outcome,
-            Err(e) => {
+        // Bounded well within the lease, so neither the key nor the booking is taken over
+        // while the gateway still works on this charge. A timeout is an unknown outcome: the
+        // retry charges under the same reference.
+        let timeout = Duration::from_secs(self.settings.lease_seconds) / 2;
+        let charged = tokio::time::timeout(timeout, self.gateway.charge(&charge)).await;
+        let outcome = match charged {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => {
                 self.abandon_charge(booking_id, lease.payment_id).await;
                 return Err(PaymentError::Unavailable(e.to_string()));
+            }
+            Err(_) => {
+                self.abandon_charge(booking_id, lease.payment_id).await;
+                return Err(PaymentError::Unavailable(format!("payment gateway: no answer within {timeout:?}")));
             }
         };
 
@@ -353,7 +362,7 @@ impl PaymentService {
             status: if approved { "succeeded" } else { "failed" }.to_owned(),
             created_at: now,
         };
-        let envelope = match &failure_reason {
+        let outcome_event = match &failure_reason {
             None => event(
                 "payment.completed",
                 &PaymentCompleted {
@@ -392,24 +401,42 @@ impl PaymentService {
             .exec(&txn)
             .await
             .map_err(db_err)?;
-        // The booking was closed (or our lease taken) while the gateway charged: the money
-        // goes back.
+        // The booking was closed (or its ledger taken over) while the gateway charged: the
+        // money goes back, and booking never hears of this charge (a `payment.completed` could
+        // confirm the booking for another payment's sake); `payment.refunded` follows.
         row.refund_due = approved && kept.rows_affected == 0;
         let refund_due = row.refund_due;
         payment::Entity::insert(payment::ActiveModel::from(row)).exec(&txn).await.map_err(db_err)?;
         transaction::Entity::insert(transaction::ActiveModel::from(charge_row)).exec(&txn).await.map_err(db_err)?;
-        platform::outbox::enqueue(&txn, &envelope).await.map_err(db_err)?;
+        if !refund_due {
+            platform::outbox::enqueue(&txn, &outcome_event).await.map_err(db_err)?;
+        }
         txn.commit().await.map_err(db_err)?;
         self.relay.notify_one();
         metrics::counter!("payments_total", "status" => status.as_str()).increment(1);
-        if refund_due {
-            tracing::warn!("charged a booking that was closed meanwhile; refunding");
-            if let Err(e) = self.refund_payment(lease.payment_id).await {
+        if !refund_due {
+            return Ok(answer);
+        }
+        tracing::warn!("charged a booking that was closed meanwhile; refunding");
+        match self.refund_payment(lease.payment_id).await {
+            // The answer, and every replay of the key, says what happened: refunded.
+            Ok(_) => {
+                let refunded = self.full_by_id(lease.payment_id).await?;
+                let body = serde_json::to_string(&refunded).map_err(|e| PaymentError::Internal(e.to_string()))?;
+                idempotency::replace_answer(&self.db, caller.id.0, key, body).await?;
+                Ok(refunded)
+            }
+            Err(e) => {
                 tracing::warn!(error = %e, "refund failed; the refund worker retries");
                 self.refunds.notify_one();
+                Ok(answer)
             }
         }
-        Ok(answer)
+    }
+
+    async fn full_by_id(&self, id: Uuid) -> Result<Payment, PaymentError> {
+        let p = payment::Entity::find_by_id(id).one(&self.db).await.map_err(db_err)?;
+        self.full(p.ok_or(PaymentError::NotFound("payment"))?).await
     }
 
     /// Refunds a completed payment in full: the gateway first, then the payment, its refund
@@ -643,6 +670,6 @@ impl PaymentApi for PaymentService {
         if !self.refund_payment(id.0).await? {
             return Err(PaymentError::NotRefundable("it was refunded meanwhile".to_owned()));
         }
-        self.payment(caller, id).await
+        self.full_by_id(id.0).await
     }
 }
