@@ -25,6 +25,7 @@ cleanup_files+=("$rush_lua")
 first=$(sed -n 's/^  {"\([^"]*\)", "\([^"]*\)"},$/\1 \2/p' "$seats_lua" | tail -n 1)
 cat > "$rush_lua" <<LUA
 wrk.method = "POST"
+wrk.path = "/api/bookings/book"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $token"
 wrk.body = '{"showtime_id":"${first% *}","seat_ids":["${first#* }"]}'
@@ -38,5 +39,5 @@ report "POST /book, one distinct seat each" "$(wrk -t2 -c"$CONNECTIONS" -d"$DURA
 report "POST /book, 64 connections, one seat" "$(wrk -t2 -c64 -d5s --latency -s "$rush_lua" "$BASE")"
 created=$(curl -fsS "$BASE/metrics" | awk -F' ' '/^bookings_total\{outcome="created"\}/ {print $2}')
 conflicts=$(curl -fsS "$BASE/metrics" | awk -F' ' '/^bookings_total\{outcome="conflict"\}/ {print $2}')
-errors=$(curl -fsS "$BASE/metrics" | grep -E '^http_requests_total\{.*route="/api/bookings/book",status="5' | awk '{s+=$2} END {print s+0}')
+errors=$(curl -fsS "$BASE/metrics" | { grep -E '^http_requests_total\{.*route="/api/bookings/book",status="5' || true; } | awk '{s+=$2} END {print s+0}')
 echo "bookings created: $created, conflicts (409): $conflicts, 5xx on /book: $errors"

@@ -70,26 +70,30 @@ pub async fn claim(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
 ) -> Result<Claim, PaymentError> {
-    let fresh = key_row::Model {
-        user_id: user,
-        key: key.to_owned(),
-        fingerprint: fingerprint.to_owned(),
-        payment_id: Uuid::now_v7(),
-        state: RUNNING.to_owned(),
-        attempt: 0,
-        lease_until,
-        response_status: None,
-        response_body: None,
-        created_at: now,
-    };
-    match key_row::Entity::insert(key_row::ActiveModel::from(fresh.clone())).exec(db).await {
-        Ok(_) => return Ok(Claim::Run(Lease { payment_id: fresh.payment_id, attempt: 0 })),
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
-        Err(e) => return Err(db_err(e)),
-    }
-    // Purged between the insert and this read: the caller tries again.
-    let Some(found) = key_row::Entity::find_by_id((user, key.to_owned())).one(db).await.map_err(db_err)? else {
-        return Ok(Claim::Busy);
+    // Read first: a replay or a waiting duplicate is then a primary-key read, never a write.
+    let existing = key_row::Entity::find_by_id((user, key.to_owned())).one(db).await.map_err(db_err)?;
+    let found = match existing {
+        Some(found) => found,
+        None => {
+            let fresh = key_row::Model {
+                user_id: user,
+                key: key.to_owned(),
+                fingerprint: fingerprint.to_owned(),
+                payment_id: Uuid::now_v7(),
+                state: RUNNING.to_owned(),
+                attempt: 0,
+                lease_until,
+                response_status: None,
+                response_body: None,
+                created_at: now,
+            };
+            // The unique key decides between first requests that arrive together.
+            match key_row::Entity::insert(key_row::ActiveModel::from(fresh.clone())).exec(db).await {
+                Ok(_) => return Ok(Claim::Run(Lease { payment_id: fresh.payment_id, attempt: 0 })),
+                Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(Claim::Busy),
+                Err(e) => return Err(db_err(e)),
+            }
+        }
     };
     if found.fingerprint != fingerprint {
         return Ok(Claim::Mismatch);
