@@ -80,7 +80,18 @@ metrics=$(curl -fsS "$BASE/metrics")
 echo "answers of /pay by status:"; { grep -E '^http_requests_total\{.*route="/api/payments/pay"' || true; } <<<"$metrics"
 completed=$(awk '/^payments_total\{status="completed"\}/ {print $2}' <<<"$metrics")
 errors=$({ grep -E '^http_requests_total\{.*route="/api/payments/pay",status="5' || true; } <<<"$metrics" | awk '{s+=$2} END {print s+0}')
-sleep 1
-confirmed=$(curl -fsS -H "Authorization: Bearer $token" "$BASE/api/bookings/bookings?status=confirmed&per_page=1" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
-echo "pending bookings to pay: $count; payments completed: ${completed:-0}; bookings confirmed: $confirmed; 5xx on /pay: $errors"
+# Booking confirms each paid booking from payment.completed (payment's relay → bus → booking's
+# consumer): how long until every completed payment has confirmed its booking.
+confirmed_count() {
+  curl -fsS -H "Authorization: Bearer $token" "$BASE/api/bookings/bookings?status=confirmed&per_page=1" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])'
+}
+SECONDS=0
+confirmed=$(confirmed_count)
+while [ "$confirmed" -lt "${completed%.*}" ] && [ "$SECONDS" -lt 300 ]; do
+  sleep 0.5
+  confirmed=$(confirmed_count)
+done
+drained=$SECONDS
+echo "pending bookings to pay: $count; payments completed: ${completed:-0}; 5xx on /pay: $errors"
+echo "bookings confirmed: $confirmed, the last within ${drained}s after the load ended"
