@@ -852,6 +852,14 @@ async fn charges_racing_the_end_of_their_holds_are_never_kept_for_an_expired_boo
     let mut outcomes = BTreeMap::<String, usize>::new();
     for (booking, (status, body)) in bookings.iter().zip(&answers) {
         match status {
+            // A charge that landed after the booking was closed is refunded before the answer.
+            201 if body["status"] == "refunded" => {
+                let mut charged = body.clone();
+                charged["status"] = json!("completed");
+                charged["transactions"] = json!([body["transactions"][0]]);
+                assert_charge(&charged, booking, GOOD, "completed", None);
+                assert_refund_of(body, &charged);
+            }
             201 => assert_charge(body, booking, GOOD, "completed", None),
             409 => assert_eq!(body["type"], "/problems/booking-not-pending", "{body}"),
             _ => panic!("pay answered {status}: {body}"),
@@ -888,8 +896,9 @@ async fn a_booking_cancelled_while_its_charge_is_in_flight_gets_the_charge_back(
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(status, 201, "the charge started before the cancel: {paid}");
     assert_eq!(paid["transactions"][0]["status"], "succeeded", "{paid}");
-    // Refunded before the answer went out, and the answer (saved with the key) says so.
-    assert_eq!(paid["status"], "refunded", "{paid}");
+    // Normally refunded before the answer went out, and then the answer (saved with the key)
+    // says so; were the cancellation's event slower than the charge, the refund follows it.
+    assert!(paid["status"] == "refunded" || paid["status"] == "completed", "{paid}");
     assert_eq!(answer(pay(&app, &ann.token, &key, &card(&booking, GOOD)).await).await, (201, paid.clone()));
 
     let (ended, payments) = settle(&app, &ann.token, &booking).await;
