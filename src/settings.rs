@@ -127,6 +127,9 @@ impl Settings {
                 errors.push(format!("services.{}: {url:?} is not a URL", module.name()));
             }
         }
+        if self.events.retention_hours < 24 {
+            errors.push("events.retention_hours must be at least 24".to_owned());
+        }
         if self.events.max_attempts == 0 {
             errors.push("events.max_attempts must be at least 1".to_owned());
         }

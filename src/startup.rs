@@ -24,6 +24,7 @@ use platform::http::{ClientBudget, ForwardedFor, Ops};
 use platform::identity::JwtVerifier;
 use platform::kv::{KeyValue, MemoryKv, RedisKv};
 use platform::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
+use platform::outbox::run_retention;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use tokio_util::sync::CancellationToken;
@@ -285,6 +286,8 @@ impl Application {
                 bus.subscribe(&queue, movie::service::events::ROUTING_KEYS, service.booking_events_handler())
                     .await
                     .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
+                let retention = settings.events.retention();
+                tasks.push(tokio::spawn(run_retention("movie", service.database(), retention, false, stop.clone())));
                 service
             }
             #[cfg(not(feature = "movie"))]
@@ -301,6 +304,7 @@ impl Application {
             Some(db) => {
                 let poll = std::time::Duration::from_millis(settings.events.relay_poll_ms);
                 let relay = platform::outbox::OutboxRelay::new("booking", db.clone(), bus.clone(), poll);
+                let retention = run_retention("booking", db.clone(), settings.events.retention(), true, stop.clone());
                 let service = Arc::new(booking::service::BookingService::new(
                     db,
                     &settings.booking,
@@ -313,6 +317,7 @@ impl Application {
                     .await
                     .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
                 tasks.push(tokio::spawn(relay.run(stop.clone())));
+                tasks.push(tokio::spawn(retention));
                 tasks.push(tokio::spawn(Arc::clone(&service).run_sweeper(stop.clone())));
                 service
             }
@@ -334,6 +339,8 @@ impl Application {
                     .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
                 tasks.push(tokio::spawn(relay.run(stop.clone())));
                 tasks.push(tokio::spawn(Arc::clone(&service).run_refunds(stop.clone())));
+                let retention = settings.events.retention();
+                tasks.push(tokio::spawn(run_retention("payment", service.database(), retention, true, stop.clone())));
                 service
             }
             #[cfg(not(feature = "payment"))]

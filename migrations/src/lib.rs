@@ -4,5 +4,6 @@
 
 pub mod auth;
 pub mod booking;
+mod inbox_retention;
 pub mod movie;
 pub mod payment;

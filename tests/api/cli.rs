@@ -29,6 +29,8 @@ fn a_bad_configuration_value_stops_the_process_naming_the_key() {
         ("BOXOFFICE__MODULES", "auth,ticketing", "ticketing"),
         ("BOXOFFICE__LOG__FORMAT", "xml", "format"),
         ("BOXOFFICE__AUTH__ADMIN_EMAIL", "root@example.com", "auth.admin_password"),
+        ("BOXOFFICE__EVENTS__RETENTION_HOURS", "1", "events.retention_hours"),
+        ("BOXOFFICE__PAYMENT__IDEMPOTENCY_TTL_HOURS", "2", "payment.idempotency_ttl_hours"),
     ];
     for (key, value, named) in cases {
         let out = boxoffice(data.path()).arg("migrate").env(key, value).output().unwrap();

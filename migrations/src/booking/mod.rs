@@ -10,7 +10,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_bookings::Migration)]
+        vec![Box::new(m20261124_000001_bookings::Migration), Box::new(crate::inbox_retention::Migration)]
     }
 
     fn migration_table_name() -> DynIden {

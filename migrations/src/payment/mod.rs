@@ -11,7 +11,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_payments::Migration)]
+        vec![Box::new(m20261124_000001_payments::Migration), Box::new(crate::inbox_retention::Migration)]
     }
 
     fn migration_table_name() -> DynIden {

@@ -154,9 +154,16 @@ pub struct EventSettings {
     pub first_backoff_ms: u64,
     /// How often each outbox relay looks for unsent events (it is also woken after commits).
     pub relay_poll_ms: u64,
+    /// Sent outbox rows and inbox records are deleted after this many hours (at least 24).
+    pub retention_hours: u64,
 }
 
 impl EventSettings {
+    /// How long outbox and inbox rows are kept.
+    pub fn retention(&self) -> chrono::Duration {
+        chrono::Duration::hours(i64::try_from(self.retention_hours).unwrap_or(i64::MAX / 3_600_000))
+    }
+
     pub fn retry(&self) -> crate::events::RetryPolicy {
         crate::events::RetryPolicy {
             max_attempts: self.max_attempts.max(1),

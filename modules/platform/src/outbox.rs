@@ -9,11 +9,13 @@
 //!   event id, and says whether this is the first time; a redelivery then changes nothing.
 //!
 //! The table shapes ([`outbox_table`], [`inbox_table`]) are used by each module's migration.
+//! [`run_retention`] forgets sent outbox rows and inbox records after `events.retention_hours`,
+//! so neither table grows forever.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{
     Alias, ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, OnConflict, Order, Query, Table,
     TableCreateStatement,
@@ -65,6 +67,56 @@ pub fn inbox_table() -> TableCreateStatement {
         .col(ColumnDef::new(name("handled_at")).timestamp_with_time_zone().not_null())
         .primary_key(Index::create().col(name("event_id")).col(name("consumer")))
         .to_owned()
+}
+
+/// The index [`purge`] deletes old inbox records by.
+pub fn inbox_index() -> IndexCreateStatement {
+    Index::create().name("inbox_events_handled_idx").table(name(INBOX)).col(name("handled_at")).to_owned()
+}
+
+/// Deletes outbox rows published before `before` (when the module has an outbox) and inbox
+/// records of events handled before it; returns how many rows went. Unsent events are never
+/// deleted.
+///
+/// # Errors
+/// Database failures.
+pub async fn purge(db: &impl ConnectionTrait, before: DateTime<Utc>, outbox: bool) -> Result<u64, DbErr> {
+    let mut purged = 0;
+    if outbox {
+        let sent = Query::delete()
+            .from_table(name(OUTBOX))
+            .and_where(Expr::col(name("published_at")).is_not_null())
+            .and_where(Expr::col(name("published_at")).lt(before))
+            .to_owned();
+        purged += db.execute(&sent).await?.rows_affected();
+    }
+    let handled =
+        Query::delete().from_table(name(INBOX)).and_where(Expr::col(name("handled_at")).lt(before)).to_owned();
+    purged += db.execute(&handled).await?.rows_affected();
+    Ok(purged)
+}
+
+/// Purges `module`'s outbox (if `outbox`) and inbox of what is older than `keep`, at start and
+/// then hourly, until `stop`. The inbox must remember an event longer than any redelivery of
+/// it can take: `events.retention_hours` is at least a day.
+pub async fn run_retention(
+    module: &'static str,
+    db: DatabaseConnection,
+    keep: chrono::Duration,
+    outbox: bool,
+    stop: CancellationToken,
+) {
+    loop {
+        match purge(&db, Utc::now() - keep, outbox).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(module, purged = n, "forgot old outbox and inbox rows"),
+            Err(e) => tracing::warn!(module, error = %e, "purging old outbox and inbox rows failed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
 }
 
 /// Writes `event` to the outbox; call it inside the transaction of the change it announces.

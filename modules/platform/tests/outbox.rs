@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use platform::config::{DatabaseSettings, Secret};
 use platform::events::{BusError, Envelope, EventBus, EventHandler};
-use platform::outbox::{OutboxRelay, enqueue, first_delivery};
+use platform::outbox::{OutboxRelay, enqueue, first_delivery, purge};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use serde_json::json;
 
@@ -44,6 +44,7 @@ fn create_tables(
         db.execute(&platform::outbox::outbox_table()).await?;
         db.execute(&platform::outbox::outbox_index()).await?;
         db.execute(&platform::outbox::inbox_table()).await?;
+        db.execute(&platform::outbox::inbox_index()).await?;
         Ok(())
     })
 }
@@ -141,5 +142,32 @@ async fn the_inbox_recognises_a_redelivery_per_consumer() {
         assert!(first_delivery(&txn, "movie_queue", other).await.unwrap());
         txn.rollback().await.unwrap();
         assert!(first_delivery(&db, "movie_queue", other).await.unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_forgets_sent_events_and_old_inbox_records_but_never_an_unsent_event() {
+    for (db, _dir) in databases().await {
+        let bus = Arc::new(TestBus::default());
+        let relay = OutboxRelay::new("outbox", db.clone(), bus.clone(), Duration::from_secs(60));
+        enqueue(&db, &event(1)).await.unwrap();
+        relay.drain().await.unwrap();
+        *bus.down.lock().unwrap() = true;
+        enqueue(&db, &event(2)).await.unwrap();
+        relay.drain().await.unwrap();
+        let handled = uuid::Uuid::now_v7();
+        assert!(first_delivery(&db, "movie_queue", handled).await.unwrap());
+
+        // Nothing is old enough yet.
+        assert_eq!(purge(&db, chrono::Utc::now() - chrono::Duration::hours(1), true).await.unwrap(), 0);
+        // Later: the sent event and the inbox record go; the unsent event stays and is still sent.
+        assert_eq!(purge(&db, chrono::Utc::now() + chrono::Duration::hours(1), true).await.unwrap(), 2);
+        assert!(first_delivery(&db, "movie_queue", handled).await.unwrap(), "forgotten");
+        *bus.down.lock().unwrap() = false;
+        assert_eq!(relay.drain().await.unwrap(), 1);
+        let published: Vec<_> = bus.published.lock().unwrap().iter().map(|e| e.body["n"].clone()).collect();
+        assert_eq!(published, [json!(1), json!(2)]);
+        // Without an outbox (movie's database has only an inbox), only the inbox is purged.
+        assert_eq!(purge(&db, chrono::Utc::now() + chrono::Duration::hours(1), false).await.unwrap(), 1);
     }
 }
