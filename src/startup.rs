@@ -24,7 +24,6 @@ use platform::http::{ClientBudget, ForwardedFor, Ops};
 use platform::identity::JwtVerifier;
 use platform::kv::{KeyValue, MemoryKv, RedisKv};
 use platform::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
-use platform::outbox::run_retention;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use tokio_util::sync::CancellationToken;
@@ -232,12 +231,21 @@ impl Application {
         let mut readiness = Readiness::default();
         let kv = key_value(&settings, &mut readiness)?;
 
+        // Background tasks (outbox relays, the sweeper, purges) stop with the server.
+        let stop = CancellationToken::new();
+        #[cfg_attr(
+            not(any(feature = "auth", feature = "movie", feature = "booking", feature = "payment")),
+            allow(unused_mut)
+        )]
+        let mut tasks = Vec::new();
+
         // Auth: the service here, or its REST client and its published keys.
         let (auth_api, verifier): (Arc<dyn AuthApi>, JwtVerifier) = if settings.serves(Module::Auth) {
             #[cfg(feature = "auth")]
             {
                 let service = auth_service(&settings, kv.clone(), &mut readiness).await?;
                 let verifier = JwtVerifier::with_keys(&settings.jwt, &service.public_keys());
+                tasks.push(tokio::spawn(Arc::clone(&service).run_session_purge(stop.clone())));
                 (service, verifier)
             }
             #[cfg(not(feature = "auth"))]
@@ -248,12 +256,8 @@ impl Application {
             (Arc::new(AuthClient::new(&settings.services.auth, http.clone())), verifier)
         };
 
-        // Events: RabbitMQ when configured, else the in-process bus. Background tasks (outbox
-        // relays, the sweeper) stop with the server.
+        // Events: RabbitMQ when configured, else the in-process bus.
         let bus = event_bus(&settings, &mut readiness).await?;
-        let stop = CancellationToken::new();
-        #[cfg_attr(not(feature = "booking"), allow(unused_mut))]
-        let mut tasks = Vec::new();
 
         // Booking's claims are what the seat map shows: booking's database opens first.
         #[cfg(feature = "booking")]
@@ -287,7 +291,13 @@ impl Application {
                     .await
                     .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
                 let retention = settings.events.retention();
-                tasks.push(tokio::spawn(run_retention("movie", service.database(), retention, false, stop.clone())));
+                tasks.push(tokio::spawn(platform::outbox::run_retention(
+                    "movie",
+                    service.database(),
+                    retention,
+                    false,
+                    stop.clone(),
+                )));
                 service
             }
             #[cfg(not(feature = "movie"))]
@@ -304,7 +314,13 @@ impl Application {
             Some(db) => {
                 let poll = std::time::Duration::from_millis(settings.events.relay_poll_ms);
                 let relay = platform::outbox::OutboxRelay::new("booking", db.clone(), bus.clone(), poll);
-                let retention = run_retention("booking", db.clone(), settings.events.retention(), true, stop.clone());
+                let retention = platform::outbox::run_retention(
+                    "booking",
+                    db.clone(),
+                    settings.events.retention(),
+                    true,
+                    stop.clone(),
+                );
                 let service = Arc::new(booking::service::BookingService::new(
                     db,
                     &settings.booking,
@@ -340,7 +356,13 @@ impl Application {
                 tasks.push(tokio::spawn(relay.run(stop.clone())));
                 tasks.push(tokio::spawn(Arc::clone(&service).run_refunds(stop.clone())));
                 let retention = settings.events.retention();
-                tasks.push(tokio::spawn(run_retention("payment", service.database(), retention, true, stop.clone())));
+                tasks.push(tokio::spawn(platform::outbox::run_retention(
+                    "payment",
+                    service.database(),
+                    retention,
+                    true,
+                    stop.clone(),
+                )));
                 service
             }
             #[cfg(not(feature = "payment"))]

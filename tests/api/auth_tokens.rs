@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, assert_problem, spawn_app};
 
-on_both_backends!(jwks_publishes_the_key_tokens_are_signed_with, only_genuine_unexpired_tokens_are_accepted);
+on_both_backends!(
+    jwks_publishes_the_key_tokens_are_signed_with,
+    only_genuine_unexpired_tokens_are_accepted,
+    expired_sessions_are_purged_and_live_ones_kept,
+);
 
 fn auth_key(app: &TestApp) -> EncodingKey {
     let pem = std::fs::read_to_string(app.data_dir.join(auth::service::KEY_FILE)).unwrap();
@@ -124,4 +128,35 @@ async fn only_genuine_unexpired_tokens_are_accepted(backend: Backend) {
     let basic =
         app.client.get(app.url("/api/auth/me")).basic_auth("trent", Some("correct horse")).send().await.unwrap();
     assert_problem(basic, 401).await;
+}
+
+async fn expired_sessions_are_purged_and_live_ones_kept(backend: Backend) {
+    use auth::api::{AuthApi, Credentials, Registration};
+
+    let data = tempfile::TempDir::new().unwrap();
+    let mut settings = crate::helpers::test_settings(&backend, data.path());
+    settings.auth.refresh_token_ttl_seconds = 1;
+    let mut readiness = platform::health::Readiness::default();
+    let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
+    let auth = boxoffice::startup::auth_service(&settings, kv, &mut readiness).await.unwrap();
+    let registration = Registration {
+        email: "sam@example.com".to_owned(),
+        username: "sam".to_owned(),
+        password: "correct horse".to_owned(),
+    };
+    auth.register(registration).await.unwrap();
+    let login = || {
+        let credentials = Credentials { username: "sam".to_owned(), password: "correct horse".to_owned() };
+        auth.login(credentials, None)
+    };
+    let old = login().await.unwrap();
+    let used = auth.refresh(&old.refresh_token).await.unwrap();
+    assert_eq!(auth.purge_expired_sessions().await.unwrap(), 0, "nothing has expired yet");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let live = login().await.unwrap();
+    // The used token and the one it was exchanged for have expired; the new session has not.
+    assert_eq!(auth.purge_expired_sessions().await.unwrap(), 2);
+    assert_eq!(auth.purge_expired_sessions().await.unwrap(), 0);
+    assert!(auth.refresh(&used.refresh_token).await.is_err());
+    auth.refresh(&live.refresh_token).await.unwrap();
 }

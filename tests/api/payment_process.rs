@@ -31,8 +31,15 @@ fn id(v: &Value) -> &str {
     v["id"].as_str().unwrap()
 }
 
-/// `POST /api/payments/pay` as `token` with `key` and a raw JSON `body`.
-async fn pay(client: &reqwest::Client, base: &str, token: &str, key: &str, body: &Value) -> reqwest::Response {
+/// `POST /api/payments/pay` as `token` with `key` and a raw JSON `body`, failing if no answer
+/// comes.
+async fn try_pay(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> reqwest::Result<reqwest::Response> {
     client
         .post(format!("{base}/api/payments/pay"))
         .bearer_auth(token)
@@ -40,7 +47,11 @@ async fn pay(client: &reqwest::Client, base: &str, token: &str, key: &str, body:
         .json(body)
         .send()
         .await
-        .unwrap()
+}
+
+/// `POST /api/payments/pay` as `token` with `key` and a raw JSON `body`.
+async fn pay(client: &reqwest::Client, base: &str, token: &str, key: &str, body: &Value) -> reqwest::Response {
+    try_pay(client, base, token, key, body).await.unwrap()
 }
 
 /// Polls `GET path` as `token` until `done` holds for its JSON body, and returns that body.
@@ -88,6 +99,12 @@ impl Server {
     /// Starts `boxoffice serve` on a free port with the demo catalog, logging everything at
     /// `trace` (SQL statements included) into files under `logs`.
     fn start(data_dir: &Path, logs: &Path) -> Self {
+        Self::start_with(data_dir, logs, &[])
+    }
+
+    /// [`Server::start`], with `env` (`BOXOFFICE__…` overrides) set on top.
+    fn start_with(data_dir: &Path, logs: &Path, env: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(logs).unwrap();
         // A free port: bound by the OS, then let go for the server to take.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let stdout = logs.join("stdout.log");
@@ -103,6 +120,7 @@ impl Server {
             .env("BOXOFFICE__LOG__FORMAT", "json")
             .env("RUST_LOG", "trace")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -146,6 +164,15 @@ impl Server {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// SIGKILL, as in a crash: the process dies wherever it is.
+    fn kill(&mut self) {
+        if let Some(exit) = self.child.try_wait().unwrap() {
+            panic!("boxoffice exited with {exit:?} before it was killed:\n{}", self.tail());
+        }
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// SIGTERM, then waits for a graceful exit.
     fn stop(&mut self) {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
@@ -160,6 +187,49 @@ impl Server {
         };
         assert!(exit.success(), "{exit:?}:\n{}", self.tail());
     }
+}
+
+/// Registers the customer `username` (password `correct horse`) at `server`.
+async fn register(client: &reqwest::Client, server: &Server, username: &str) {
+    let register =
+        json!({"email": format!("{username}@example.com"), "username": username, "password": "correct horse"});
+    let res = client.post(server.url("/api/auth/register")).json(&register).send().await.unwrap();
+    assert_eq!(res.status(), 201, "register {username}");
+}
+
+/// Logs `username` in at `server`; returns the access token.
+async fn log_in(client: &reqwest::Client, server: &Server, username: &str) -> String {
+    let form = [("username", username), ("password", "correct horse")];
+    let res = client.post(server.url("/api/auth/token")).form(&form).send().await.unwrap();
+    assert_eq!(res.status(), 200, "login {username}");
+    let pair: Value = res.json().await.unwrap();
+    pair["access_token"].as_str().unwrap().to_owned()
+}
+
+/// As `token` at `server`: books a free seat of a demo showtime at least an hour ahead;
+/// returns the booking's id.
+async fn book_demo_seat(client: &reqwest::Client, server: &Server, token: &str) -> String {
+    let res = client.get(server.url("/api/movies/showtimes?per_page=100")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let showtimes: Value = res.json().await.unwrap();
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let showtime = showtimes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["start_time"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap() > later)
+        .expect("a demo showtime an hour ahead")
+        .clone();
+    let res = client.get(server.url(&format!("/api/movies/showtimes/{}/seats", id(&showtime)))).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let seats: Value = res.json().await.unwrap();
+    let seat = seats["seats"].as_array().unwrap().iter().find(|s| s["status"] == "available").unwrap().clone();
+
+    let book = json!({"showtime_id": showtime["id"], "seat_ids": [seat["id"]]});
+    let res = client.post(server.url("/api/bookings/book")).bearer_auth(token).json(&book).send().await.unwrap();
+    assert_eq!(res.status(), 201, "book");
+    let booking: Value = res.json().await.unwrap();
+    id(&booking).to_owned()
 }
 
 /// Every file under `dir`, recursively.
@@ -195,39 +265,10 @@ async fn a_payment_leaves_no_card_number_in_logs_or_storage() {
     let mut server = Server::start(data.path(), logs.path());
     server.wait_ready(&client).await;
 
-    // A customer.
-    let register = json!({"email": "carla@example.com", "username": "carla", "password": "correct horse"});
-    let res = client.post(server.url("/api/auth/register")).json(&register).send().await.unwrap();
-    assert_eq!(res.status(), 201, "register");
-    let form = [("username", "carla"), ("password", "correct horse")];
-    let res = client.post(server.url("/api/auth/token")).form(&form).send().await.unwrap();
-    assert_eq!(res.status(), 200, "login");
-    let pair: Value = res.json().await.unwrap();
-    let token = pair["access_token"].as_str().unwrap().to_owned();
-
-    // A demo showtime at least an hour ahead, and a free seat in it.
-    let res = client.get(server.url("/api/movies/showtimes?per_page=100")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let showtimes: Value = res.json().await.unwrap();
-    let later = Utc::now() + chrono::Duration::hours(1);
-    let showtime = showtimes["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["start_time"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap() > later)
-        .expect("a demo showtime an hour ahead")
-        .clone();
-    let res = client.get(server.url(&format!("/api/movies/showtimes/{}/seats", id(&showtime)))).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let seats: Value = res.json().await.unwrap();
-    let seat = seats["seats"].as_array().unwrap().iter().find(|s| s["status"] == "available").unwrap().clone();
-
-    // Book it.
-    let book = json!({"showtime_id": showtime["id"], "seat_ids": [seat["id"]]});
-    let res = client.post(server.url("/api/bookings/book")).bearer_auth(&token).json(&book).send().await.unwrap();
-    assert_eq!(res.status(), 201, "book");
-    let booking: Value = res.json().await.unwrap();
-    let booking_id = id(&booking).to_owned();
+    // A customer, with a booking.
+    register(&client, &server, "carla").await;
+    let token = log_in(&client, &server, "carla").await;
+    let booking_id = book_demo_seat(&client, &server, &token).await;
     let body = |number: &str| json!({"booking_id": booking_id, "card_number": number, "card_expiry": future_expiry(), "card_cvc": "123"});
 
     // Declined, Luhn-invalid, and a card number sent as a JSON number: none charges, and no
@@ -296,6 +337,92 @@ async fn a_payment_leaves_no_card_number_in_logs_or_storage() {
         }
     }
     assert!(declined_stored, "the declined payment's reason is stored somewhere under {files:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_whose_process_is_killed_mid_charge_is_finished_once_by_the_retry() {
+    const KEY: &str = "killed-mid-charge";
+    const LEASE_SECONDS: &str = "8";
+    let data = tempfile::TempDir::new().unwrap();
+    let logs = tempfile::TempDir::new().unwrap();
+    let client = reqwest::Client::new();
+
+    // First run: every gateway call takes 3 s, and is given up only after 4 s (half the lease).
+    let slow =
+        [("BOXOFFICE__PAYMENT__GATEWAY__LATENCY_MS", "3000"), ("BOXOFFICE__PAYMENT__LEASE_SECONDS", LEASE_SECONDS)];
+    let mut first = Server::start_with(data.path(), &logs.path().join("first"), &slow);
+    first.wait_ready(&client).await;
+    register(&client, &first, "kira").await;
+    let token = log_in(&client, &first, "kira").await;
+    let booking_id = book_demo_seat(&client, &first, &token).await;
+    let body =
+        json!({"booking_id": booking_id, "card_number": GOOD, "card_expiry": future_expiry(), "card_cvc": "123"});
+
+    // The payment, and its process killed while the gateway charges.
+    let paying = tokio::spawn({
+        let (client, base, token, body) = (client.clone(), first.base.clone(), token.clone(), body.clone());
+        async move { try_pay(&client, &base, &token, KEY, &body).await.map(|res| res.status()) }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!paying.is_finished(), "the payment answered before the gateway's 3 s:\n{}", first.tail());
+    first.kill();
+    let died = paying.await.unwrap();
+    let error = died.expect_err("a request whose process was killed gets no answer");
+    assert!(!error.is_timeout() && !error.is_status(), "not a connection failure: {error:?}");
+
+    // Second run on the same data: the same request waits out the dead one's lease (8 s from
+    // its claim), takes its key over, and charges under the same payment id.
+    let retry = [
+        ("BOXOFFICE__PAYMENT__GATEWAY__LATENCY_MS", "0"),
+        ("BOXOFFICE__PAYMENT__LEASE_SECONDS", LEASE_SECONDS),
+        ("BOXOFFICE__PAYMENT__DUPLICATE_WAIT_MS", "20000"),
+    ];
+    let mut second = Server::start_with(data.path(), &logs.path().join("second"), &retry);
+    second.wait_ready(&client).await;
+    let token = log_in(&client, &second, "kira").await;
+    let started = Instant::now();
+    let res = pay(&client, &second.base, &token, KEY, &body).await;
+    let waited = started.elapsed();
+    assert_eq!(res.status(), 201, "the retry:\n{}", second.tail());
+    let paid: Value = res.json().await.unwrap();
+    assert_eq!(paid["status"], "completed", "{paid}");
+    assert_eq!(paid["booking_id"], json!(booking_id), "{paid}");
+    assert!(waited >= Duration::from_secs(2), "the retry answered after {waited:?}, without waiting for the lease");
+    let payment_id = id(&paid).to_owned();
+
+    // Paid once: one payment with one succeeded charge.
+    let res = client.get(second.url("/api/payments/payments")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let payments: Value = res.json().await.unwrap();
+    assert_eq!(payments["total"], 1, "{payments}");
+    assert_eq!(payments["items"].as_array().unwrap().len(), 1, "{payments}");
+    let listed = &payments["items"][0];
+    assert_eq!(listed, &paid, "{payments}");
+    let transactions = listed["transactions"].as_array().unwrap();
+    assert_eq!(transactions.len(), 1, "{listed}");
+    assert_eq!((&transactions[0]["type"], &transactions[0]["status"]), (&json!("charge"), &json!("succeeded")));
+
+    // The key replays the answer; another key finds the booking paid.
+    let res = pay(&client, &second.base, &token, KEY, &body).await;
+    assert_eq!(res.status(), 201, "replay");
+    assert_eq!(res.json::<Value>().await.unwrap(), paid);
+    let problem = assert_problem(pay(&client, &second.base, &token, "another-key", &body).await, 409).await;
+    assert_eq!(problem["type"], "/problems/booking-not-pending", "{problem}");
+
+    // payment.completed confirms the booking.
+    let url = second.url(&format!("/api/bookings/bookings/{booking_id}"));
+    poll_until(&client, &url, &token, "booking confirmed", |b| b["status"] == "confirmed").await;
+    second.stop();
+
+    std::fs::write("/tmp/first.log", first.output()).unwrap();
+    std::fs::write("/tmp/second.log", second.output()).unwrap();
+    // The killed request had claimed the key for this very payment, and the retry took it over.
+    assert!(first.output().contains(&payment_id), "the killed run never worked on {payment_id}:\n{}", first.tail());
+    assert!(
+        second.output().contains("taking over a payment whose request died"),
+        "no takeover logged:\n{}",
+        second.tail()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod pagination;
 pub mod problem;
 pub mod rest;
+pub mod tasks;
 pub mod telemetry;
 pub mod validation;
 

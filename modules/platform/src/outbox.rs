@@ -106,17 +106,14 @@ pub async fn run_retention(
     outbox: bool,
     stop: CancellationToken,
 ) {
-    loop {
+    crate::tasks::every(Duration::from_secs(3600), stop, || async {
         match purge(&db, Utc::now() - keep, outbox).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(module, purged = n, "forgot old outbox and inbox rows"),
             Err(e) => tracing::warn!(module, error = %e, "purging old outbox and inbox rows failed"),
         }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
-        }
-    }
+    })
+    .await;
 }
 
 /// Writes `event` to the outbox; call it inside the transaction of the change it announces.

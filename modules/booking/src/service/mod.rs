@@ -242,15 +242,12 @@ impl BookingService {
     /// Expires due holds every `booking.sweep_interval_ms` until `stop` is cancelled.
     pub async fn run_sweeper(self: Arc<Self>, stop: CancellationToken) {
         let interval = Duration::from_millis(self.settings.sweep_interval_ms);
-        loop {
+        platform::tasks::every(interval, stop, || async {
             if let Err(e) = self.expire_due().await {
                 tracing::warn!(error = %e, "expiring holds failed; retrying");
             }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
-            }
-        }
+        })
+        .await;
     }
 
     /// Confirms a pending booking paid for before its hold ran out; `false` otherwise (the
