@@ -81,9 +81,21 @@ async fn openapi_documents_the_served_routes_and_docs_render_it() {
         "/api/auth/logout",
         "/api/auth/me",
         "/api/auth/jwks",
+        "/api/movies/showtimes/{id}/seats",
+        "/api/bookings/book",
+        "/api/bookings/bookings/{id}/cancel",
+        "/api/payments/pay",
+        "/api/payments/payments",
+        "/api/payments/payments/{id}",
+        "/api/payments/payments/{id}/refund",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
+    let pay_params = doc["paths"]["/api/payments/pay"]["post"]["parameters"].as_array().unwrap();
+    assert!(
+        pay_params.iter().any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
+        "the pay route documents its Idempotency-Key header: {pay_params:?}"
+    );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     let redirect = app.client.get(app.url("/api/docs")).send().await.unwrap();
     assert_eq!(redirect.status(), 308);
