@@ -2,27 +2,28 @@
 //! cancelling one's bookings, confirmation by `payment.completed`, the expiry of unpaid holds,
 //! the seat map and `seats_available` that follow them, and races for the same seats.
 //!
-//! Every test books in a fresh screening (see `screening`): theater rows A (6 standard seats)
-//! and B (6 premium seats), a showtime two days ahead at 1200 cents, so B seats cost 1800.
-//! Seats are named by label (`"A1"`). Nothing sleeps for a fixed time: what happens in the
+//! Every test books in a fresh screening (see `fixtures::screening`) of `ROWS_A_AND_B`: theater
+//! rows A (6 standard seats) and B (6 premium seats), a showtime two days ahead at 1200 cents,
+//! so B seats cost 1800. Seats are named by label (`"A1"`). Nothing sleeps for a fixed time: what happens in the
 //! background (events, the expiry sweeper) is polled for with a deadline.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, assert_problem, spawn_app, spawn_app_with};
-use crate::movie::{day_at, move_showtime};
-
-const BOOK: &str = "/api/bookings/book";
-const BOOKINGS: &str = "/api/bookings/bookings";
-const MOVIES: &str = "/api/movies/movies";
-const THEATERS: &str = "/api/movies/theaters";
-const SHOWTIMES: &str = "/api/movies/showtimes";
+use crate::fixtures::{
+    BOOK, BOOKINGS, ROWS_A_AND_B, Screening, book, booking_path, cancel, cancel_ok, customer, get_booking, post_admin,
+    post_book, screening, seat_map, wait_for_status,
+};
+use crate::helpers::{
+    Backend, TestApp, assert_invalid, assert_not_found, assert_problem, counter, id, ids, spawn_app, spawn_app_with,
+    time, wait_past,
+};
+use crate::movie::{THEATERS, move_showtime};
 
 /// The hold of an unpaid booking by default: 10 minutes.
 const DEFAULT_HOLD_SECONDS: i64 = 600;
@@ -53,72 +54,6 @@ on_both_backends!(
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A showtime to book in, with the admin who created it.
-struct Screening {
-    admin: String,
-    theater: Value,
-    showtime: Value,
-}
-
-impl Screening {
-    /// The seat labelled `label` (row then number, e.g. `A1`).
-    fn seat(&self, label: &str) -> &Value {
-        self.theater["seats"].as_array().unwrap().iter().find(|s| label_of(s) == label).unwrap()
-    }
-
-    fn seat_id(&self, label: &str) -> String {
-        id(self.seat(label)).to_owned()
-    }
-
-    fn seat_ids(&self, labels: &[&str]) -> Vec<String> {
-        labels.iter().map(|l| self.seat_id(l)).collect()
-    }
-
-    /// A booking request for `labels` of this showtime, in that order.
-    fn request(&self, labels: &[&str]) -> Value {
-        json!({"showtime_id": self.showtime["id"], "seat_ids": self.seat_ids(labels)})
-    }
-
-    /// The seat as a booking lists it: A seats cost the base 1200, premium B seats 1800.
-    fn booked_seat(&self, label: &str) -> Value {
-        let seat = self.seat(label);
-        let price = if seat["row"] == "B" { 1800 } else { 1200 };
-        json!({"id": seat["id"], "row": seat["row"], "number": seat["number"], "price_cents": price})
-    }
-
-    fn showtime_path(&self) -> String {
-        format!("{SHOWTIMES}/{}", id(&self.showtime))
-    }
-
-    /// The statuses a seat map must show: those of `taken`, every other seat `available`.
-    fn statuses(&self, taken: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut map: BTreeMap<String, String> =
-            self.theater["seats"].as_array().unwrap().iter().map(|s| (label_of(s), "available".to_owned())).collect();
-        for (label, status) in taken {
-            let previous = map.insert((*label).to_owned(), (*status).to_owned());
-            assert!(previous.is_some(), "no seat {label}");
-        }
-        map
-    }
-
-    /// The label of the seat with id `seat_id`.
-    fn label(&self, seat_id: &str) -> String {
-        label_of(self.theater["seats"].as_array().unwrap().iter().find(|s| id(s) == seat_id).unwrap())
-    }
-}
-
-fn label_of(seat: &Value) -> String {
-    format!("{}{}", seat["row"].as_str().unwrap(), seat["number"].as_u64().unwrap())
-}
-
-fn id(v: &Value) -> &str {
-    v["id"].as_str().unwrap()
-}
-
-fn time(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().to_utc()
-}
-
 /// The ids of a list of seats (of a booking or of a problem), sorted.
 fn sorted(ids: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut ids: Vec<String> = ids.into_iter().collect();
@@ -134,110 +69,15 @@ fn unavailable_of(problem: &Value) -> Vec<String> {
     sorted(problem["unavailable_seat_ids"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()))
 }
 
-async fn post_admin(app: &TestApp, admin: &str, path: &str, body: &Value) -> Value {
-    let res = app.send_as(Method::POST, path, admin, body).await;
-    assert_eq!(res.status(), 201, "POST {path}");
-    res.json().await.unwrap()
-}
-
-/// As the app's admin: a movie, a theater (A: 6 standard, B: 6 premium) and a showtime two
-/// days ahead at 18:00, base price 1200 cents.
-async fn screening(app: &TestApp) -> Screening {
-    let admin = app.admin_token().await;
-    let movie = post_admin(
-        app,
-        &admin,
-        MOVIES,
-        &json!({"title": "Booked Solid", "duration_minutes": 100, "genre": "Drama", "release_date": "2024-05-17"}),
-    )
-    .await;
-    let layout = json!([{"row": "A", "seats": 6, "type": "standard"}, {"row": "B", "seats": 6, "type": "premium"}]);
-    let theater =
-        post_admin(app, &admin, THEATERS, &json!({"name": "Screen 1", "location": "Level 1", "layout": layout})).await;
-    let body = json!({
-        "movie_id": movie["id"], "theater_id": theater["id"], "start_time": day_at(2, 18, 0), "price_cents": 1200,
-    });
-    let showtime = post_admin(app, &admin, SHOWTIMES, &body).await;
-    Screening { admin, theater, showtime }
-}
-
-/// A registered customer: its access token and its user id.
-struct Customer {
-    token: String,
-    id: String,
-}
-
-async fn customer(app: &TestApp, username: &str) -> Customer {
-    let pair = app.customer(username).await;
-    let token = pair["access_token"].as_str().unwrap().to_owned();
-    let me: Value = app.get_as("/api/auth/me", &token).await.json().await.unwrap();
-    Customer { token, id: id(&me).to_owned() }
-}
-
 /// Registers `n` customers at once and returns their access tokens.
 async fn customer_tokens(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
-    join_all((0..n).map(|i| async move {
-        let pair = app.customer(&format!("{prefix}{i:02}")).await;
-        pair["access_token"].as_str().unwrap().to_owned()
-    }))
-    .await
-}
-
-async fn post_book(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
-    app.send_as(Method::POST, BOOK, token, body).await
-}
-
-/// Books `labels` of the screening as `token`, which must answer 201.
-async fn book(app: &TestApp, token: &str, screen: &Screening, labels: &[&str]) -> Value {
-    let res = post_book(app, token, &screen.request(labels)).await;
-    assert_eq!(res.status(), 201, "book {labels:?}");
-    res.json().await.unwrap()
-}
-
-fn booking_path(booking_id: &str) -> String {
-    format!("{BOOKINGS}/{booking_id}")
-}
-
-async fn get_booking(app: &TestApp, token: &str, booking_id: &str) -> Value {
-    let res = app.get_as(&booking_path(booking_id), token).await;
-    assert_eq!(res.status(), 200, "GET booking {booking_id}");
-    res.json().await.unwrap()
-}
-
-async fn cancel(app: &TestApp, token: &str, booking_id: &str) -> reqwest::Response {
-    app.client.post(app.url(&format!("{BOOKINGS}/{booking_id}/cancel"))).bearer_auth(token).send().await.unwrap()
+    join_all((0..n).map(|i| async move { app.customer_token(&format!("{prefix}{i:02}")).await })).await
 }
 
 async fn list(app: &TestApp, token: &str, query: &str) -> Value {
     let res = app.get_as(&format!("{BOOKINGS}{query}"), token).await;
     assert_eq!(res.status(), 200, "GET {BOOKINGS}{query}");
     res.json().await.unwrap()
-}
-
-fn ids(page: &Value) -> Vec<&str> {
-    page["items"].as_array().unwrap().iter().map(id).collect()
-}
-
-/// Polls the booking until its status is `status`, for at most `within`.
-async fn wait_for_status(app: &TestApp, token: &str, booking_id: &str, status: &str, within: StdDuration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let booking = get_booking(app, token, booking_id).await;
-        if booking["status"] == status {
-            return booking;
-        }
-        assert!(Instant::now() < deadline, "still {} after {within:?}, not {status}: {booking}", booking["status"]);
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
-}
-
-/// The seat map of the screening, label → status.
-async fn seat_map(app: &TestApp, screen: &Screening) -> BTreeMap<String, String> {
-    let res = app.client.get(app.url(&format!("{}/seats", screen.showtime_path()))).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let map: Value = res.json().await.unwrap();
-    assert_eq!(map["showtime_id"], screen.showtime["id"]);
-    map["seats"].as_array().unwrap().iter().map(|s| (label_of(s), s["status"].as_str().unwrap().to_owned())).collect()
 }
 
 /// Polls the showtime until its `seats_available` is `expected`.
@@ -266,27 +106,6 @@ async fn pay(app: &TestApp, booking: &Value) {
     app.bus.publish(&platform::events::Envelope::new("payment.completed", &payload).unwrap()).await.unwrap();
 }
 
-/// The `field` of every error of a 422, sorted, after checking each has a message.
-async fn assert_invalid(res: reqwest::Response, expected: &[&str], context: &str) {
-    let problem = assert_problem(res, 422).await;
-    assert_eq!(problem["type"], "/problems/validation", "{context}: {problem}");
-    let errors = problem["errors"].as_array().unwrap();
-    let mut named: Vec<&str> = errors.iter().map(|e| e["field"].as_str().unwrap()).collect();
-    named.sort_unstable();
-    let mut expected = expected.to_vec();
-    expected.sort_unstable();
-    assert_eq!(named, expected, "{context}: {problem}");
-    for error in errors {
-        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{context}: {problem}");
-    }
-}
-
-async fn assert_not_found(res: reqwest::Response, resource: &str) {
-    let problem = assert_problem(res, 404).await;
-    assert_eq!(problem["type"], "/problems/not-found", "{problem}");
-    assert_eq!(problem["resource"], resource, "{problem}");
-}
-
 /// Asserts a 409 `seats-unavailable` and returns the unavailable seat ids, sorted.
 async fn assert_unavailable(res: reqwest::Response) -> Vec<String> {
     let problem = assert_problem(res, 409).await;
@@ -299,26 +118,12 @@ async fn assert_not_cancellable(res: reqwest::Response) {
     assert_eq!(problem["type"], "/problems/booking-not-cancellable", "{problem}");
 }
 
-async fn metrics(app: &TestApp) -> String {
-    app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap()
-}
-
-/// The sum of the samples of counter `name` whose labels contain `label` (any with "").
-fn counter(metrics: &str, name: &str, label: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
-        .filter(|l| l.contains(label))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Booking, reading, listing
 
 async fn a_booking_holds_every_requested_seat_for_the_caller_at_its_price(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     assert_eq!(seat_map(&app, &screen).await, screen.statuses(&[]));
 
@@ -374,7 +179,7 @@ async fn a_booking_holds_every_requested_seat_for_the_caller_at_its_price(backen
 
 async fn a_customer_lists_their_own_bookings_newest_first_filtered_and_paginated(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     let dan = customer(&app, "dan").await;
     let first = book(&app, &cora.token, &screen, &["A1"]).await;
@@ -440,7 +245,7 @@ async fn bad_list_queries_are_422_naming_the_parameter(backend: Backend) {
 
 async fn a_booking_is_visible_to_its_owner_and_admins_and_404_to_anyone_else(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     let mallory = customer(&app, "mallory").await;
     let booking = book(&app, &cora.token, &screen, &["A1", "B1"]).await;
@@ -465,29 +270,16 @@ async fn a_booking_is_visible_to_its_owner_and_admins_and_404_to_anyone_else(bac
 
 async fn every_booking_route_needs_a_valid_token(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     let booking = book(&app, &cora.token, &screen, &["B1"]).await;
-    let routes = [
+    let routes = vec![
         (Method::POST, BOOK.to_owned(), Some(screen.request(&["A1"]))),
         (Method::GET, BOOKINGS.to_owned(), None),
         (Method::GET, booking_path(id(&booking)), None),
         (Method::POST, format!("{}/cancel", booking_path(id(&booking))), None),
     ];
-    for (method, path, body) in routes {
-        for token in [None, Some("not.a.token")] {
-            let mut request = app.client.request(method.clone(), app.url(&path));
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
-            if let Some(body) = &body {
-                request = request.json(body);
-            }
-            let res = request.send().await.unwrap();
-            assert_eq!(res.status(), 401, "{method} {path} with token {token:?}");
-            assert_problem(res, 401).await;
-        }
-    }
+    app.assert_routes_need_a_token(routes, |request| request).await;
     assert_eq!(get_booking(&app, &cora.token, id(&booking)).await, booking);
     assert_eq!(seat_map(&app, &screen).await, screen.statuses(&[("B1", "held")]));
 }
@@ -497,7 +289,7 @@ async fn every_booking_route_needs_a_valid_token(backend: Backend) {
 
 async fn invalid_booking_requests_are_422_naming_the_field_and_hold_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let elsewhere = post_admin(
         &app,
         &screen.admin,
@@ -542,7 +334,7 @@ async fn invalid_booking_requests_are_422_naming_the_field_and_hold_nothing(back
 async fn a_showtime_that_has_started_cannot_be_booked(backend: Backend) {
     // No catalog cache, so that the move below is seen at once however booking reads the showtime.
     let app = spawn_app_with(backend, |s| s.movie.cache_ttl_seconds = 0).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     let booking = book(&app, &cora.token, &screen, &["A1"]).await;
     move_showtime(&app, &screen.showtime, Utc::now() - Duration::minutes(10), 100).await;
@@ -555,7 +347,7 @@ async fn a_showtime_that_has_started_cannot_be_booked(backend: Backend) {
 
 async fn an_unknown_showtime_is_404_and_malformed_json_is_400(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     let body = json!({"showtime_id": uuid::Uuid::new_v4(), "seat_ids": [screen.seat_id("A1")]});
     assert_not_found(post_book(&app, &cora.token, &body).await, "showtime").await;
@@ -582,7 +374,7 @@ async fn an_unknown_showtime_is_404_and_malformed_json_is_400(backend: Backend) 
 
 async fn a_held_or_booked_seat_is_409_listing_every_unavailable_seat_and_nothing_is_taken(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     let dan = customer(&app, "dan").await;
     let eve = customer(&app, "eve").await;
@@ -625,7 +417,7 @@ async fn a_held_or_booked_seat_is_409_listing_every_unavailable_seat_and_nothing
 
 async fn a_payment_completed_event_confirms_the_booking_and_books_its_seats(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     let booking = book(&app, &cora.token, &screen, &["A3", "B3"]).await;
     let other = book(&app, &cora.token, &screen, &["A4"]).await;
@@ -648,10 +440,7 @@ async fn a_payment_completed_event_confirms_the_booking_and_books_its_seats(back
         assert_unavailable(post_book(&app, &dan.token, &screen.request(&["B3"])).await).await,
         [screen.seat_id("B3")]
     );
-    let res = cancel(&app, &cora.token, id(&booking)).await;
-    assert_eq!(res.status(), 200);
-    let cancelled: Value = res.json().await.unwrap();
-    assert_eq!(cancelled["status"], "cancelled");
+    cancel_ok(&app, &cora.token, id(&booking)).await;
     assert_eq!(seat_map(&app, &screen).await, screen.statuses(&[("A4", "held")]));
     book(&app, &dan.token, &screen, &["B3"]).await;
 }
@@ -662,7 +451,7 @@ async fn an_unpaid_hold_expires_and_its_seats_can_be_booked_again(backend: Backe
         s.booking.sweep_interval_ms = 100;
     })
     .await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     let dan = customer(&app, "dan").await;
     let booking = book(&app, &cora.token, &screen, &["A1", "B1"]).await;
@@ -689,15 +478,13 @@ async fn an_unpaid_hold_expires_and_its_seats_can_be_booked_again(backend: Backe
 
 async fn a_cancelled_booking_frees_its_seats_at_once_and_cannot_be_cancelled_again(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     let dan = customer(&app, "dan").await;
     let booking = book(&app, &cora.token, &screen, &["A1", "A2"]).await;
     let kept = book(&app, &cora.token, &screen, &["B1"]).await;
 
-    let res = cancel(&app, &cora.token, id(&booking)).await;
-    assert_eq!(res.status(), 200);
-    let cancelled: Value = res.json().await.unwrap();
+    let cancelled = cancel_ok(&app, &cora.token, id(&booking)).await;
     let mut expected = booking.clone();
     expected["status"] = json!("cancelled");
     for key in ["id", "user_id", "showtime_id", "status", "seats", "amount_cents", "currency", "created_at"] {
@@ -720,7 +507,7 @@ async fn a_cancelled_booking_frees_its_seats_at_once_and_cannot_be_cancelled_aga
 
 async fn seats_available_goes_down_with_a_booking_and_back_up_with_its_cancellation(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.movie.cache_ttl_seconds = 0).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     wait_for_seats_available(&app, &screen, 12).await;
     let booking = book(&app, &cora.token, &screen, &["A1", "A2", "B1"]).await;
@@ -756,7 +543,7 @@ async fn race(app: &TestApp, tokens: &[String], bodies: &[Value]) -> Vec<(u16, V
 
 /// 50 customers ask for the same seat at once: one gets it, 49 are told it is unavailable.
 async fn one_of_fifty_wins(app: &TestApp) {
-    let screen = screening(app).await;
+    let screen = screening(app, ROWS_A_AND_B).await;
     let tokens = customer_tokens(app, "racer", 50).await;
     let bodies = vec![screen.request(&["B3"]); tokens.len()];
     let answers = race(app, &tokens, &bodies).await;
@@ -796,7 +583,7 @@ async fn without_seat_locks_the_database_alone_lets_exactly_one_of_fifty_win(bac
 /// all at once: the winners never share a seat, every booking has all its requested seats,
 /// and only the winners' seats are held.
 async fn overlapping_race(app: &TestApp) {
-    let screen = screening(app).await;
+    let screen = screening(app, ROWS_A_AND_B).await;
     let tokens = customer_tokens(app, "overlap", 20).await;
     let pairs = [["A1", "A2"], ["A1", "A3"], ["A1", "A4"], ["A2", "A3"], ["A2", "A4"], ["A3", "A4"]];
     let row_b = ["B1", "B2", "B3", "B4", "B5", "B6"];
@@ -854,9 +641,9 @@ async fn overlapping_requests_without_seat_locks_never_share_a_seat_either(backe
 
 async fn bookings_and_conflicts_are_counted_in_metrics(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
-    let before = metrics(&app).await;
+    let before = app.metrics().await;
     let created = counter(&before, "bookings_total", r#"outcome="created""#);
     let conflicts = counter(&before, "bookings_total", r#"outcome="conflict""#);
 
@@ -869,7 +656,7 @@ async fn bookings_and_conflicts_are_counted_in_metrics(backend: Backend) {
     assert_eq!(answers.iter().filter(|(status, _)| *status == 201).count(), 1, "{answers:?}");
     assert_eq!(answers.iter().filter(|(status, _)| *status == 409).count(), 9, "{answers:?}");
 
-    let after = metrics(&app).await;
+    let after = app.metrics().await;
     assert!(after.contains("bookings_total{"), "{after}");
     assert!(counter(&after, "bookings_total", r#"outcome="created""#) >= created + 3.0, "{after}");
     assert!(counter(&after, "bookings_total", r#"outcome="conflict""#) >= conflicts + 10.0, "{after}");
@@ -881,17 +668,10 @@ async fn bookings_and_conflicts_are_counted_in_metrics(backend: Backend) {
     );
 }
 
-/// Waits until the clock is past `t` (a hold's end), polling.
-async fn wait_past(t: DateTime<Utc>) {
-    while Utc::now() <= t {
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
-}
-
 async fn a_409_names_a_booked_seat_whose_lock_ran_out_too(backend: Backend) {
     // Long enough for the payment to confirm before the hold ends, even on a loaded machine.
     let app = spawn_app_with(backend, |s| s.booking.hold_ttl_seconds = 4).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let (cora, dan, erin) = (customer(&app, "cora").await, customer(&app, "dan").await, customer(&app, "erin").await);
     let paid = book(&app, &cora.token, &screen, &["A1"]).await;
     pay(&app, &paid).await;
@@ -912,7 +692,7 @@ async fn a_payment_after_the_hold_ran_out_confirms_nothing(backend: Backend) {
         s.booking.sweep_interval_ms = 60_000;
     })
     .await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     let late = book(&app, &cora.token, &screen, &["A2"]).await;
     wait_past(time(&late["expires_at"])).await;
@@ -920,7 +700,7 @@ async fn a_payment_after_the_hold_ran_out_confirms_nothing(backend: Backend) {
     // The payment event is handled (the inbox records it) without confirming anything.
     let deadline = std::time::Instant::now() + StdDuration::from_secs(15);
     let consumed = |m: &str| m.lines().any(|l| l.starts_with("events_consumed_total") && l.contains("booking_queue"));
-    while !consumed(&metrics(&app).await) {
+    while !consumed(&app.metrics().await) {
         assert!(std::time::Instant::now() < deadline, "booking_queue never consumed the payment");
         tokio::time::sleep(StdDuration::from_millis(20)).await;
     }

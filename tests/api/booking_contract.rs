@@ -7,56 +7,27 @@ use booking::api::{
     BookRequest, BookedSeat, Booking, BookingApi, BookingError, BookingId, BookingQuery, BookingStatus,
 };
 use booking::client::BookingClient;
-use chrono::{Duration, NaiveDate, Utc};
-use movie::api::{MovieApi, MovieInput, RowLayout, SeatId, ShowtimeId, ShowtimeInput, Theater, TheaterInput};
+use chrono::{Duration, Utc};
+use movie::api::{MovieApi, SeatId, ShowtimeId, TheaterInput};
 use movie::client::MovieClient;
-use platform::identity::{AuthUser, Role, UserId};
-use serde_json::Value;
 
-use crate::helpers::{Backend, TestApp, spawn_app, test_settings};
-use crate::movie::day_at;
+use crate::fixtures::{row, typed_screening};
+use crate::helpers::{Backend, Callers, spawn_app, test_settings};
 
 on_both_backends!(the_service_keeps_the_contract, the_rest_client_keeps_the_contract);
-
-/// Who calls: an admin and two customers.
-struct Callers {
-    admin: AuthUser,
-    customer: AuthUser,
-    other: AuthUser,
-}
 
 async fn the_service_keeps_the_contract(backend: Backend) {
     let data = tempfile::TempDir::new().unwrap();
     let settings = test_settings(&backend, data.path());
     let stack = boxoffice::startup::booking_stack(&settings).await.unwrap();
-    let caller = |role| AuthUser { id: UserId(uuid::Uuid::new_v4()), role, bearer: String::new() };
-    let callers =
-        Callers { admin: caller(Role::Admin), customer: caller(Role::Customer), other: caller(Role::Customer) };
-    contract(stack.movies, stack.bookings, &callers).await;
+    contract(stack.movies, stack.bookings, &Callers::made_up()).await;
 }
 
 async fn the_rest_client_keeps_the_contract(backend: Backend) {
     let app = spawn_app(backend).await;
     let movies = Arc::new(MovieClient::new(&app.address, reqwest::Client::new()));
     let bookings = Arc::new(BookingClient::new(&app.address, reqwest::Client::new()));
-    let admin = caller(&app, app.admin_token().await, Role::Admin).await;
-    let customer = token_of(&app, "cora").await;
-    let customer = caller(&app, customer, Role::Customer).await;
-    let other = token_of(&app, "otto").await;
-    let other = caller(&app, other, Role::Customer).await;
-    contract(movies, bookings, &Callers { admin, customer, other }).await;
-}
-
-async fn token_of(app: &TestApp, username: &str) -> String {
-    app.customer(username).await["access_token"].as_str().unwrap().to_owned()
-}
-
-/// The caller behind `token`, as the app's auth knows it.
-async fn caller(app: &TestApp, token: String, role: Role) -> AuthUser {
-    let me: Value = app.get_as("/api/auth/me", &token).await.json().await.unwrap();
-    assert_eq!(me["role"], role.as_str());
-    let id = uuid::Uuid::parse_str(me["id"].as_str().unwrap()).unwrap();
-    AuthUser { id: UserId(id), role, bearer: token }
+    contract(movies, bookings, &app.callers("cora", "otto").await).await;
 }
 
 /// The fields a `Validation` names, sorted.
@@ -93,10 +64,6 @@ fn query(status: Option<BookingStatus>, page: Option<u64>, per_page: Option<u64>
     BookingQuery { status, page, per_page }
 }
 
-fn seat(theater: &Theater, label: &str) -> SeatId {
-    theater.seats.iter().find(|s| format!("{}{}", s.row, s.number) == label).unwrap().id
-}
-
 /// `seats` sorted.
 fn sorted(mut seats: Vec<SeatId>) -> Vec<SeatId> {
     seats.sort();
@@ -112,38 +79,16 @@ async fn contract(movies: Arc<dyn MovieApi>, api: Arc<dyn BookingApi>, callers: 
 
     // A showtime two days ahead at 1200 cents in a theater of rows A (6 standard) and B
     // (6 premium, 1800 cents), and another theater.
-    let film = MovieInput {
-        title: "Contract".to_owned(),
-        description: String::new(),
-        duration_minutes: 100,
-        genre: "Drama".to_owned(),
-        release_date: NaiveDate::from_ymd_opt(2024, 5, 17).unwrap(),
-        rating: None,
-        poster_url: None,
-    };
-    let film = movies.create_movie(admin, film).await.unwrap();
-    let row =
-        |label: &str, seats: i64, kind: &str| RowLayout { row: label.to_owned(), seats, seat_type: kind.to_owned() };
-    let layout = vec![row("A", 6, "standard"), row("B", 6, "premium")];
-    let hall = TheaterInput { name: "Screen 1".to_owned(), location: "Level 1".to_owned(), layout };
-    let hall = movies.create_theater(admin, hall).await.unwrap();
+    let screen = typed_screening(movies.as_ref(), admin).await;
+    let (hall, show) = (&screen.theater, &screen.showtime);
     let small = TheaterInput {
         name: "Screen 2".to_owned(),
         location: "Level 2".to_owned(),
         layout: vec![row("A", 2, "standard")],
     };
     let elsewhere = movies.create_theater(admin, small).await.unwrap();
-    let show = ShowtimeInput {
-        movie_id: film.id,
-        theater_id: hall.id,
-        start_time: day_at(2, 18, 0),
-        price_cents: 1200,
-        currency: None,
-    };
-    let show = movies.create_showtime(admin, show).await.unwrap();
-    let s = |label: &str| seat(&hall, label);
-    let request =
-        |labels: &[&str]| BookRequest { showtime_id: show.id, seat_ids: labels.iter().map(|l| s(l)).collect() };
+    let s = |label: &str| screen.seat(label);
+    let request = |labels: &[&str]| screen.request(labels);
     let booked = |label: &str, price_cents: i64| {
         let seat = hall.seats.iter().find(|seat| seat.id == s(label)).unwrap();
         BookedSeat { id: seat.id, row: seat.row.clone(), number: seat.number, price_cents }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use boxoffice::settings::Settings;
 use boxoffice::startup::{Application, ExtraRoutes};
+use chrono::{DateTime, Utc};
+use platform::identity::{AuthUser, Role, UserId};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -202,6 +204,114 @@ impl TestApp {
         assert_eq!(res.status(), 200);
         res.json().await.expect("json")
     }
+
+    /// Registers `username` (password `correct horse`) and returns its access token.
+    pub async fn customer_token(&self, username: &str) -> String {
+        self.customer(username).await["access_token"].as_str().expect("access token").to_owned()
+    }
+
+    /// The caller behind `token`, as the app's auth knows it; it must have `role`.
+    pub async fn caller(&self, token: String, role: Role) -> AuthUser {
+        let me: Value = self.get_as("/api/auth/me", &token).await.json().await.expect("json");
+        assert_eq!(me["role"], role.as_str());
+        let id = uuid::Uuid::parse_str(id(&me)).expect("user id");
+        AuthUser { id: UserId(id), role, bearer: token }
+    }
+
+    /// The app's admin and the customers `customer` and `other`, registered here, as the
+    /// app's auth knows them.
+    pub async fn callers(&self, customer: &str, other: &str) -> Callers {
+        let admin = self.caller(self.admin_token().await, Role::Admin).await;
+        let customer = self.caller(self.customer_token(customer).await, Role::Customer).await;
+        let other = self.caller(self.customer_token(other).await, Role::Customer).await;
+        Callers { admin, customer, other }
+    }
+
+    /// Asserts that each route (method, path, JSON body) answers a 401 problem both without a
+    /// token and with a malformed one. `prepare` adds what every request carries besides.
+    pub async fn assert_routes_need_a_token(
+        &self,
+        routes: Vec<(reqwest::Method, String, Option<Value>)>,
+        prepare: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) {
+        for (method, path, body) in routes {
+            for token in [None, Some("not.a.token")] {
+                let mut request = prepare(self.client.request(method.clone(), self.url(&path)));
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                if let Some(body) = &body {
+                    request = request.json(body);
+                }
+                let res = request.send().await.expect("request");
+                assert_eq!(res.status(), 401, "{method} {path} with token {token:?}");
+                assert_problem(res, 401).await;
+            }
+        }
+    }
+
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client.get(self.url("/metrics")).send().await.expect("request").text().await.expect("metrics text")
+    }
+}
+
+/// Who calls a module's API in a contract test: an admin and two customers.
+pub struct Callers {
+    pub admin: AuthUser,
+    pub customer: AuthUser,
+    pub other: AuthUser,
+}
+
+impl Callers {
+    /// Callers that in-process services take at their word: fresh ids, no token.
+    pub fn made_up() -> Self {
+        Callers {
+            admin: made_up_caller(Role::Admin),
+            customer: made_up_caller(Role::Customer),
+            other: made_up_caller(Role::Customer),
+        }
+    }
+}
+
+/// A caller with a fresh id and no token, as an in-process service takes it.
+pub fn made_up_caller(role: Role) -> AuthUser {
+    AuthUser { id: UserId(uuid::Uuid::new_v4()), role, bearer: String::new() }
+}
+
+/// The sum of the samples of counter `name` whose labels contain `label` (any with "").
+///
+/// The recorder is global to the process; nextest runs every test in a process of its own, so
+/// a difference of two readings counts this test's events only.
+pub fn counter(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter(|l| l.contains(label))
+        .map(|l| l.rsplit(' ').next().expect("a sample").parse::<f64>().expect("a number"))
+        .sum()
+}
+
+/// The `id` of a JSON object.
+pub fn id(v: &Value) -> &str {
+    v["id"].as_str().expect("an id")
+}
+
+/// The ids of a page's items, in order.
+pub fn ids(page: &Value) -> Vec<&str> {
+    page["items"].as_array().expect("items").iter().map(id).collect()
+}
+
+/// An RFC 3339 timestamp of a JSON answer.
+pub fn time(v: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().expect("a timestamp")).expect("RFC 3339").to_utc()
+}
+
+/// Waits until the clock is past `t` (e.g. a hold's end), polling.
+pub async fn wait_past(t: DateTime<Utc>) {
+    while Utc::now() <= t {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Asserts a problem+json answer with `status` and returns its body.
@@ -214,4 +324,29 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
     assert!(body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{body}");
     assert!(body["title"].is_string(), "{body}");
     body
+}
+
+/// Asserts a 422 validation problem naming exactly the fields `expected` (in any order), each
+/// with a message, and returns it.
+pub async fn assert_invalid(res: reqwest::Response, expected: &[&str], context: &str) -> Value {
+    let problem = assert_problem(res, 422).await;
+    assert_eq!(problem["type"], "/problems/validation", "{context}: {problem}");
+    let errors = problem["errors"].as_array().expect("errors");
+    let mut named: Vec<&str> = errors.iter().map(|e| e["field"].as_str().expect("field")).collect();
+    named.sort_unstable();
+    let mut expected = expected.to_vec();
+    expected.sort_unstable();
+    assert_eq!(named, expected, "{context}: {problem}");
+    for error in errors {
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{context}: {problem}");
+    }
+    problem
+}
+
+/// Asserts a 404 `not-found` problem naming `resource`, and returns it.
+pub async fn assert_not_found(res: reqwest::Response, resource: &str) -> Value {
+    let problem = assert_problem(res, 404).await;
+    assert_eq!(problem["type"], "/problems/not-found", "{problem}");
+    assert_eq!(problem["resource"], resource, "{problem}");
+    problem
 }

@@ -17,6 +17,7 @@ mod auth_tokens;
 mod booking;
 mod booking_contract;
 mod cli;
+mod fixtures;
 mod movie;
 mod movie_contract;
 mod movie_events;

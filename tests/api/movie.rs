@@ -13,11 +13,14 @@ use reqwest::Method;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, assert_problem, spawn_app, spawn_app_with, start, test_settings};
+use crate::helpers::{
+    Backend, TestApp, assert_invalid, assert_not_found, assert_problem, counter, id, ids, spawn_app, spawn_app_with,
+    start, test_settings,
+};
 
-const MOVIES: &str = "/api/movies/movies";
-const THEATERS: &str = "/api/movies/theaters";
-const SHOWTIMES: &str = "/api/movies/showtimes";
+pub(crate) const MOVIES: &str = "/api/movies/movies";
+pub(crate) const THEATERS: &str = "/api/movies/theaters";
+pub(crate) const SHOWTIMES: &str = "/api/movies/showtimes";
 
 on_both_backends!(
     creating_a_movie_returns_it_and_get_finds_it,
@@ -167,45 +170,12 @@ async fn get_all(app: &TestApp, path: &str) -> Vec<Value> {
     items
 }
 
-fn id(v: &Value) -> &str {
-    v["id"].as_str().unwrap()
-}
-
-fn ids(page: &Value) -> Vec<&str> {
-    page["items"].as_array().unwrap().iter().map(id).collect()
-}
-
 fn titles(page: &Value) -> Vec<&str> {
     page["items"].as_array().unwrap().iter().map(|m| m["title"].as_str().unwrap()).collect()
 }
 
 fn start_of(showtime: &Value) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(showtime["start_time"].as_str().unwrap()).unwrap().to_utc()
-}
-
-/// The `field` of every error of a 422, in order.
-fn fields(problem: &Value) -> Vec<&str> {
-    problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect()
-}
-
-/// Asserts a validation problem naming exactly `expected`, each with a message.
-async fn assert_invalid(res: reqwest::Response, expected: &[&str], context: &str) {
-    let problem = assert_problem(res, 422).await;
-    assert_eq!(problem["type"], "/problems/validation", "{context}: {problem}");
-    let mut named = fields(&problem);
-    named.sort_unstable();
-    let mut expected = expected.to_vec();
-    expected.sort_unstable();
-    assert_eq!(named, expected, "{context}: {problem}");
-    for error in problem["errors"].as_array().unwrap() {
-        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{context}: {problem}");
-    }
-}
-
-async fn assert_not_found(res: reqwest::Response, resource: &str) {
-    let problem = assert_problem(res, 404).await;
-    assert_eq!(problem["type"], "/problems/not-found", "{problem}");
-    assert_eq!(problem["resource"], resource, "{problem}");
 }
 
 /// Moves a showtime in time behind the service's back (showtimes cannot be created in the
@@ -1041,30 +1011,21 @@ async fn a_new_theater_or_showtime_is_visible_at_once_despite_the_cache(backend:
     assert_eq!(get(&app, &format!("{SHOWTIMES}/{}", id(&showtime))).await, showtime);
 }
 
-async fn metrics(app: &TestApp) -> String {
-    app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap()
-}
-
 /// The sum of `movie_cache_requests_total` samples with `result="<result>"`.
 fn cache_requests(metrics: &str, result: &str) -> f64 {
-    let label = format!("result=\"{result}\"");
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("movie_cache_requests_total{") && l.contains(&label))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
+    counter(metrics, "movie_cache_requests_total", &format!("result=\"{result}\""))
 }
 
 async fn cache_hits_and_misses_are_counted_in_metrics(backend: Backend) {
     let (app, admin) = admin_app(backend).await;
     let movie = create_movie(&app, &admin, "Counted", "Drama", 90).await;
-    let before = metrics(&app).await;
+    let before = app.metrics().await;
     let path = format!("{MOVIES}/{}", id(&movie));
     for _ in 0..3 {
         get(&app, &path).await;
         get(&app, MOVIES).await;
     }
-    let after = metrics(&app).await;
+    let after = app.metrics().await;
     assert!(after.contains("movie_cache_requests_total{"), "{after}");
     // First reads miss, repeated reads hit.
     assert!(cache_requests(&after, "miss") >= cache_requests(&before, "miss") + 2.0, "{after}");

@@ -10,11 +10,11 @@ use movie::api::{
 };
 use movie::client::MovieClient;
 use platform::health::Readiness;
-use platform::identity::{AuthUser, Role, UserId};
+use platform::identity::{AuthUser, Role};
 use platform::pagination::PageRequest;
-use serde_json::Value;
 
-use crate::helpers::{Backend, spawn_app, test_settings};
+use crate::fixtures::row;
+use crate::helpers::{Backend, made_up_caller, spawn_app, test_settings};
 use crate::movie::day_at;
 
 on_both_backends!(the_service_keeps_the_contract, the_rest_client_keeps_the_contract);
@@ -27,26 +27,15 @@ async fn the_service_keeps_the_contract(backend: Backend) {
     let bookings = boxoffice::startup::open_database(&settings, boxoffice::settings::Module::Booking).await.unwrap();
     let seat_states = Arc::new(booking::service::BookingSeatStates::new(bookings));
     let service = boxoffice::startup::movie_service(&settings, kv, seat_states, &mut readiness).await.unwrap();
-    let admin = AuthUser { id: UserId(uuid::Uuid::new_v4()), role: Role::Admin, bearer: String::new() };
-    let customer = AuthUser { id: UserId(uuid::Uuid::new_v4()), role: Role::Customer, bearer: String::new() };
-    contract(service, &admin, &customer).await;
+    contract(service, &made_up_caller(Role::Admin), &made_up_caller(Role::Customer)).await;
 }
 
 async fn the_rest_client_keeps_the_contract(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = MovieClient::new(&app.address, reqwest::Client::new());
-    let admin = caller(&app, app.admin_token().await, Role::Admin).await;
-    let pair = app.customer("cora").await;
-    let customer = caller(&app, pair["access_token"].as_str().unwrap().to_owned(), Role::Customer).await;
+    let admin = app.caller(app.admin_token().await, Role::Admin).await;
+    let customer = app.caller(app.customer_token("cora").await, Role::Customer).await;
     contract(Arc::new(client), &admin, &customer).await;
-}
-
-/// The caller behind `token`, as the app's auth knows it.
-async fn caller(app: &crate::helpers::TestApp, token: String, role: Role) -> AuthUser {
-    let me: Value = app.get_as("/api/auth/me", &token).await.json().await.unwrap();
-    assert_eq!(me["role"], role.as_str());
-    let id = uuid::Uuid::parse_str(me["id"].as_str().unwrap()).unwrap();
-    AuthUser { id: UserId(id), role, bearer: token }
 }
 
 fn movie_input(title: &str, genre: &str, duration_minutes: i64) -> MovieInput {
@@ -59,10 +48,6 @@ fn movie_input(title: &str, genre: &str, duration_minutes: i64) -> MovieInput {
         rating: Some("PG-13".to_owned()),
         poster_url: Some("https://example.com/poster.jpg".to_owned()),
     }
-}
-
-fn row(label: &str, seats: i64, kind: &str) -> RowLayout {
-    RowLayout { row: label.to_owned(), seats, seat_type: kind.to_owned() }
 }
 
 fn theater_input(name: &str, layout: Vec<RowLayout>) -> TheaterInput {

@@ -43,7 +43,7 @@ async fn metrics_count_requests_by_route_template(backend: Backend) {
     let app = spawn_app(backend).await;
     let pair = app.customer("victor").await;
     app.get_as("/api/auth/me", pair["access_token"].as_str().unwrap()).await;
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app.metrics().await;
     assert!(text.contains(r#"http_requests_total{method="POST",route="/api/auth/register",status="201"}"#), "{text}");
     assert!(
         text.contains(

@@ -5,25 +5,26 @@
 //! racing for one booking, card validation, who may see and refund a payment, the list of
 //! one's payments, and the race between a slow charge and the end of the booking's hold.
 //!
-//! Every test pays in a fresh screening (see `screening`): one row A of 6 standard seats at
-//! 1200 cents, two days ahead. Nothing sleeps for a fixed time: what happens in the
-//! background (events, the expiry sweeper, refunds) is polled for with a deadline.
+//! Every test pays in a fresh screening (see `fixtures::screening`) of `ROW_A`: one row A of
+//! 6 standard seats at 1200 cents, two days ahead. Nothing sleeps for a fixed time: what
+//! happens in the background (events, the expiry sweeper, refunds) is polled for with a deadline.
 
 use std::collections::BTreeMap;
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, assert_problem, spawn_app, spawn_app_with};
-use crate::movie::day_at;
+use crate::fixtures::{PRICE, ROW_A, book, cancel_ok, customer, get_booking, screening, seat_map, wait_for_status};
+use crate::helpers::{
+    Backend, TestApp, assert_invalid, assert_not_found, assert_problem, counter, id, ids, spawn_app, spawn_app_with,
+    time, wait_past,
+};
 
 const PAY: &str = "/api/payments/pay";
 const PAYMENTS: &str = "/api/payments/payments";
-const BOOK: &str = "/api/bookings/book";
-const BOOKINGS: &str = "/api/bookings/bookings";
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// Approved by the simulated gateway.
@@ -34,9 +35,6 @@ const DECLINED: &str = "4000000000000002";
 const NO_FUNDS: &str = "4000000000009995";
 /// Any other Luhn-valid number is approved too.
 const MASTERCARD: &str = "5555555555554444";
-
-/// The price of every seat of a screening.
-const PRICE: i64 = 1200;
 
 /// Where things that happen in the background must have happened by.
 const SETTLE: StdDuration = StdDuration::from_secs(15);
@@ -65,133 +63,6 @@ on_both_backends!(
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// A showtime to book in, with the admin who created it.
-struct Screening {
-    admin: String,
-    theater: Value,
-    showtime: Value,
-}
-
-impl Screening {
-    fn seat_id(&self, label: &str) -> &Value {
-        let seats = self.theater["seats"].as_array().unwrap();
-        &seats.iter().find(|s| label_of(s) == label).unwrap()["id"]
-    }
-}
-
-fn label_of(seat: &Value) -> String {
-    format!("{}{}", seat["row"].as_str().unwrap(), seat["number"].as_u64().unwrap())
-}
-
-fn id(v: &Value) -> &str {
-    v["id"].as_str().unwrap()
-}
-
-fn time(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().to_utc()
-}
-
-async fn post_admin(app: &TestApp, admin: &str, path: &str, body: &Value) -> Value {
-    let res = app.send_as(Method::POST, path, admin, body).await;
-    assert_eq!(res.status(), 201, "POST {path}");
-    res.json().await.unwrap()
-}
-
-/// As the app's admin: a movie, a theater of one row A of 6 standard seats and a showtime two
-/// days ahead at 18:00 whose seats cost `PRICE`.
-async fn screening(app: &TestApp) -> Screening {
-    let admin = app.admin_token().await;
-    let movie = post_admin(
-        app,
-        &admin,
-        "/api/movies/movies",
-        &json!({"title": "Paid in Full", "duration_minutes": 100, "genre": "Drama", "release_date": "2024-05-17"}),
-    )
-    .await;
-    let layout = json!([{"row": "A", "seats": 6, "type": "standard"}]);
-    let theater = post_admin(
-        app,
-        &admin,
-        "/api/movies/theaters",
-        &json!({"name": "Screen 1", "location": "Level 1", "layout": layout}),
-    )
-    .await;
-    let body = json!({
-        "movie_id": movie["id"], "theater_id": theater["id"], "start_time": day_at(2, 18, 0), "price_cents": PRICE,
-    });
-    let showtime = post_admin(app, &admin, "/api/movies/showtimes", &body).await;
-    Screening { admin, theater, showtime }
-}
-
-/// A registered customer: its access token and its user id.
-struct Customer {
-    token: String,
-    id: String,
-}
-
-async fn customer(app: &TestApp, username: &str) -> Customer {
-    let pair = app.customer(username).await;
-    let token = pair["access_token"].as_str().unwrap().to_owned();
-    let me: Value = app.get_as("/api/auth/me", &token).await.json().await.unwrap();
-    Customer { token, id: id(&me).to_owned() }
-}
-
-/// Books `labels` of the screening as `who`, which must answer 201 pending.
-async fn book(app: &TestApp, who: &Customer, screen: &Screening, labels: &[&str]) -> Value {
-    let seat_ids: Vec<&Value> = labels.iter().map(|l| screen.seat_id(l)).collect();
-    let body = json!({"showtime_id": screen.showtime["id"], "seat_ids": seat_ids});
-    let res = app.send_as(Method::POST, BOOK, &who.token, &body).await;
-    assert_eq!(res.status(), 201, "book {labels:?}");
-    let booking: Value = res.json().await.unwrap();
-    assert_eq!(booking["status"], "pending");
-    assert_eq!(booking["amount_cents"], PRICE * i64::try_from(labels.len()).unwrap());
-    booking
-}
-
-async fn get_booking(app: &TestApp, token: &str, booking: &Value) -> Value {
-    let res = app.get_as(&format!("{BOOKINGS}/{}", id(booking)), token).await;
-    assert_eq!(res.status(), 200, "GET booking {}", id(booking));
-    res.json().await.unwrap()
-}
-
-async fn cancel(app: &TestApp, token: &str, booking: &Value) -> Value {
-    let path = format!("{BOOKINGS}/{}/cancel", id(booking));
-    let res = app.client.post(app.url(&path)).bearer_auth(token).send().await.unwrap();
-    assert_eq!(res.status(), 200, "cancel {}", id(booking));
-    let cancelled: Value = res.json().await.unwrap();
-    assert_eq!(cancelled["status"], "cancelled");
-    cancelled
-}
-
-/// Polls the booking until its status is `status`.
-async fn wait_for_booking(app: &TestApp, token: &str, booking: &Value, status: &str) -> Value {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let now = get_booking(app, token, booking).await;
-        if now["status"] == status {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "booking still {} after {SETTLE:?}, not {status}: {now}", now["status"]);
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
-}
-
-/// Waits until the clock is past `t`, polling.
-async fn wait_past(t: DateTime<Utc>) {
-    while Utc::now() <= t {
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
-}
-
-/// The seat map of the screening, label → status.
-async fn seat_map(app: &TestApp, screen: &Screening) -> BTreeMap<String, String> {
-    let path = format!("/api/movies/showtimes/{}/seats", id(&screen.showtime));
-    let res = app.client.get(app.url(&path)).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let map: Value = res.json().await.unwrap();
-    map["seats"].as_array().unwrap().iter().map(|s| (label_of(s), s["status"].as_str().unwrap().to_owned())).collect()
-}
 
 /// A fresh `Idempotency-Key`.
 fn new_key() -> String {
@@ -297,10 +168,6 @@ async fn payments_of(app: &TestApp, token: &str, booking: &Value) -> Vec<Value> 
     page["items"].as_array().unwrap().clone()
 }
 
-fn ids(page: &Value) -> Vec<&str> {
-    page["items"].as_array().unwrap().iter().map(id).collect()
-}
-
 async fn refund(app: &TestApp, token: &str, payment_id: &str) -> reqwest::Response {
     let path = format!("{PAYMENTS}/{payment_id}/refund");
     app.client.post(app.url(&path)).bearer_auth(token).send().await.unwrap()
@@ -313,53 +180,13 @@ async fn assert_conflict(res: reqwest::Response, kind: &str) -> Value {
     problem
 }
 
-async fn assert_not_found(res: reqwest::Response, resource: &str) -> Value {
-    let problem = assert_problem(res, 404).await;
-    assert_eq!(problem["type"], "/problems/not-found", "{problem}");
-    assert_eq!(problem["resource"], resource, "{problem}");
-    problem
-}
-
-/// Asserts a 422 naming exactly the fields `expected`, each with a message.
-async fn assert_invalid(res: reqwest::Response, expected: &[&str], context: &str) -> Value {
-    let problem = assert_problem(res, 422).await;
-    assert_eq!(problem["type"], "/problems/validation", "{context}: {problem}");
-    let errors = problem["errors"].as_array().unwrap();
-    let mut named: Vec<&str> = errors.iter().map(|e| e["field"].as_str().unwrap()).collect();
-    named.sort_unstable();
-    let mut expected = expected.to_vec();
-    expected.sort_unstable();
-    assert_eq!(named, expected, "{context}: {problem}");
-    for error in errors {
-        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{context}: {problem}");
-    }
-    problem
-}
-
-async fn metrics(app: &TestApp) -> String {
-    app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap()
-}
-
-/// The sum of the samples of counter `name` whose labels contain `label` (any with "").
-///
-/// The recorder is global to the process; nextest runs every test in a process of its own, so
-/// a difference of two readings counts this test's events only.
-fn counter(metrics: &str, name: &str, label: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
-        .filter(|l| l.contains(label))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
-
 async fn payments_counted(app: &TestApp, status: &str) -> f64 {
-    counter(&metrics(app).await, "payments_total", &format!(r#"status="{status}""#))
+    counter(&app.metrics().await, "payments_total", &format!(r#"status="{status}""#))
 }
 
 /// The events booking has handled so far (`payment.completed` and `payment.failed`).
 async fn booking_queue_consumed(app: &TestApp) -> f64 {
-    counter(&metrics(app).await, "events_consumed_total", "booking_queue")
+    counter(&app.metrics().await, "events_consumed_total", "booking_queue")
 }
 
 /// Polls until booking has handled more than `before` payment events.
@@ -376,9 +203,9 @@ async fn wait_for_booking_queue(app: &TestApp, before: f64) {
 
 async fn a_declined_card_then_a_good_one_confirms_the_booking_and_cancelling_refunds_it(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
 
     // A declined card is an answer, not an error: the payment failed and the booking waits.
     let consumed = booking_queue_consumed(&app).await;
@@ -387,7 +214,7 @@ async fn a_declined_card_then_a_good_one_confirms_the_booking_and_cancelling_ref
     assert_eq!(declined["user_id"], ann.id.as_str());
     assert_eq!(get_payment(&app, &ann.token, id(&declined)).await, declined);
     wait_for_booking_queue(&app, consumed).await;
-    assert_eq!(get_booking(&app, &ann.token, &booking).await, booking, "payment.failed leaves it pending");
+    assert_eq!(get_booking(&app, &ann.token, id(&booking)).await, booking, "payment.failed leaves it pending");
     assert_eq!(seat_map(&app, &screen).await["A1"], "held");
 
     // Another card, under a new key, pays it.
@@ -395,12 +222,12 @@ async fn a_declined_card_then_a_good_one_confirms_the_booking_and_cancelling_ref
     assert_charge(&paid, &booking, GOOD, "completed", None);
     assert_ne!(paid["id"], declined["id"]);
     assert_eq!(get_payment(&app, &ann.token, id(&paid)).await, paid);
-    let confirmed = wait_for_booking(&app, &ann.token, &booking, "confirmed").await;
+    let confirmed = wait_for_status(&app, &ann.token, id(&booking), "confirmed", SETTLE).await;
     assert_eq!(confirmed["amount_cents"], paid["amount_cents"]);
     assert_eq!(seat_map(&app, &screen).await["A1"], "booked");
 
     // Cancelling the paid booking gives the money back.
-    cancel(&app, &ann.token, &booking).await;
+    cancel_ok(&app, &ann.token, id(&booking)).await;
     let refunded = wait_for_payment(&app, &ann.token, id(&paid), "refunded").await;
     assert_refund_of(&refunded, &paid);
     assert_eq!(get_payment(&app, &ann.token, id(&declined)).await, declined, "the declined payment is untouched");
@@ -413,21 +240,21 @@ async fn a_declined_card_then_a_good_one_confirms_the_booking_and_cancelling_ref
 
 async fn a_card_without_funds_fails_with_insufficient_funds_and_leaves_the_booking_pending(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1", "A2"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1", "A2"]).await;
     let consumed = booking_queue_consumed(&app).await;
     let failed = pay_ok(&app, &ann.token, &card(&booking, NO_FUNDS)).await;
     assert_charge(&failed, &booking, NO_FUNDS, "failed", Some("insufficient_funds"));
     assert_eq!(failed["amount_cents"], 2 * PRICE);
     wait_for_booking_queue(&app, consumed).await;
-    assert_eq!(get_booking(&app, &ann.token, &booking).await["status"], "pending");
+    assert_eq!(get_booking(&app, &ann.token, id(&booking)).await["status"], "pending");
     assert_eq!(list(&app, &ann.token, "?status=failed").await["items"], json!([failed]));
 
     // Any other Luhn-valid number is approved.
     let paid = pay_ok(&app, &ann.token, &card(&booking, MASTERCARD)).await;
     assert_charge(&paid, &booking, MASTERCARD, "completed", None);
-    wait_for_booking(&app, &ann.token, &booking, "confirmed").await;
+    wait_for_status(&app, &ann.token, id(&booking), "confirmed", SETTLE).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -435,10 +262,10 @@ async fn a_card_without_funds_fails_with_insufficient_funds_and_leaves_the_booki
 
 async fn the_same_key_and_body_answer_the_first_answer_again_and_charge_once(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
     let bob = customer(&app, "bob").await;
-    let booking = book(&app, &ann, &screen, &["A1"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
     let body = card(&booking, GOOD);
     let key = new_key();
 
@@ -448,7 +275,7 @@ async fn the_same_key_and_body_answer_the_first_answer_again_and_charge_once(bac
     let (status, again) = answer(pay(&app, &ann.token, &key, &body).await).await;
     assert_eq!((status, &again), (201, &first));
     // Still the first answer once the booking is confirmed, when a new key would be a 409.
-    wait_for_booking(&app, &ann.token, &booking, "confirmed").await;
+    wait_for_status(&app, &ann.token, id(&booking), "confirmed", SETTLE).await;
     let res = pay(&app, &ann.token, &key, &body).await;
     assert_eq!(res.headers().get("location").unwrap().to_str().unwrap(), format!("{PAYMENTS}/{}", id(&first)));
     assert_eq!(answer(res).await, (201, first.clone()));
@@ -456,7 +283,7 @@ async fn the_same_key_and_body_answer_the_first_answer_again_and_charge_once(bac
     assert_eq!(payments_of(&app, &ann.token, &booking).await, [first], "charged once");
 
     // A failed payment is answered again too.
-    let other = book(&app, &ann, &screen, &["A2"]).await;
+    let other = book(&app, &ann.token, &screen, &["A2"]).await;
     let declined_body = card(&other, DECLINED);
     let key = new_key();
     let (status, declined) = answer(pay(&app, &ann.token, &key, &declined_body).await).await;
@@ -466,14 +293,14 @@ async fn the_same_key_and_body_answer_the_first_answer_again_and_charge_once(bac
     assert_eq!(payments_of(&app, &ann.token, &other).await, [declined]);
 
     // So are a 409 and a 404.
-    let cancelled = book(&app, &ann, &screen, &["A3"]).await;
-    cancel(&app, &ann.token, &cancelled).await;
+    let cancelled = book(&app, &ann.token, &screen, &["A3"]).await;
+    cancel_ok(&app, &ann.token, id(&cancelled)).await;
     let key = new_key();
     let body = card(&cancelled, GOOD);
     let conflict = assert_conflict(pay(&app, &ann.token, &key, &body).await, "booking-not-pending").await;
     assert_eq!(assert_conflict(pay(&app, &ann.token, &key, &body).await, "booking-not-pending").await, conflict);
 
-    let bobs = book(&app, &bob, &screen, &["A4"]).await;
+    let bobs = book(&app, &bob.token, &screen, &["A4"]).await;
     for booking_id in [bobs["id"].clone(), json!(uuid::Uuid::new_v4())] {
         let body = card(&json!({"id": booking_id}), GOOD);
         let key = new_key();
@@ -481,15 +308,15 @@ async fn the_same_key_and_body_answer_the_first_answer_again_and_charge_once(bac
         assert_eq!(assert_not_found(pay(&app, &ann.token, &key, &body).await, "booking").await, not_found);
     }
     assert!(payments_of(&app, &bob.token, &bobs).await.is_empty());
-    assert_eq!(get_booking(&app, &bob.token, &bobs).await["status"], "pending");
+    assert_eq!(get_booking(&app, &bob.token, id(&bobs)).await["status"], "pending");
 }
 
 async fn sixteen_concurrent_requests_with_one_key_charge_once_and_answer_alike(backend: Backend) {
     // A slow gateway, so every request arrives while the first is still charging.
     let app = spawn_app_with(backend, |s| s.payment.gateway.latency_ms = 200).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1", "A2", "A3"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1", "A2", "A3"]).await;
     let completed = payments_counted(&app, "completed").await;
     let body = card(&booking, GOOD);
     let key = new_key();
@@ -507,16 +334,16 @@ async fn sixteen_concurrent_requests_with_one_key_charge_once_and_answer_alike(b
     let payments = payments_of(&app, &ann.token, &booking).await;
     assert_eq!(payments, std::slice::from_ref(first), "one payment with one charge");
     assert_eq!(payments_counted(&app, "completed").await, completed + 1.0, "counted once");
-    wait_for_booking(&app, &ann.token, &booking, "confirmed").await;
+    wait_for_status(&app, &ann.token, id(&booking), "confirmed", SETTLE).await;
 }
 
 async fn a_key_reused_with_another_body_is_422_and_charges_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
     let bob = customer(&app, "bob").await;
-    let first = book(&app, &ann, &screen, &["A1"]).await;
-    let second = book(&app, &ann, &screen, &["A2"]).await;
+    let first = book(&app, &ann.token, &screen, &["A1"]).await;
+    let second = book(&app, &ann.token, &screen, &["A2"]).await;
     let key = new_key();
 
     // The usual mistake: retrying a declined card with another card but the same key.
@@ -539,11 +366,11 @@ async fn a_key_reused_with_another_body_is_422_and_charges_nothing(backend: Back
     assert_eq!(payments_of(&app, &ann.token, &first).await, [declined]);
     assert!(payments_of(&app, &ann.token, &second).await.is_empty());
     assert_eq!(payments_counted(&app, "completed").await, completed);
-    assert_eq!(get_booking(&app, &ann.token, &first).await["status"], "pending");
-    assert_eq!(get_booking(&app, &ann.token, &second).await["status"], "pending");
+    assert_eq!(get_booking(&app, &ann.token, id(&first)).await["status"], "pending");
+    assert_eq!(get_booking(&app, &ann.token, id(&second)).await["status"], "pending");
 
     // Keys are the user's own: another customer may use the same one.
-    let bobs = book(&app, &bob, &screen, &["A3"]).await;
+    let bobs = book(&app, &bob.token, &screen, &["A3"]).await;
     let (status, paid) = answer(pay(&app, &bob.token, &key, &card(&bobs, GOOD)).await).await;
     assert_eq!(status, 201, "{paid}");
     assert_charge(&paid, &bobs, GOOD, "completed", None);
@@ -551,9 +378,9 @@ async fn a_key_reused_with_another_body_is_422_and_charges_nothing(backend: Back
 
 async fn two_keys_paying_one_booking_at_once_charge_it_once(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.payment.gateway.latency_ms = 200).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
     let (visa, mastercard) = (card(&booking, GOOD), card(&booking, MASTERCARD));
     let (first_key, second_key) = (new_key(), new_key());
 
@@ -571,7 +398,7 @@ async fn two_keys_paying_one_booking_at_once_charge_it_once(backend: Backend) {
         "{loser}"
     );
     assert_eq!(payments_of(&app, &ann.token, &booking).await, [winners[0].clone()]);
-    wait_for_booking(&app, &ann.token, &booking, "confirmed").await;
+    wait_for_status(&app, &ann.token, id(&booking), "confirmed", SETTLE).await;
     // The loser's key was not spent on a charge: sent again, it is told the booking is paid.
     for (key, body) in [(&first_key, &visa), (&second_key, &mastercard)] {
         let (status, again) = answer(pay(&app, &ann.token, key, body).await).await;
@@ -583,9 +410,9 @@ async fn two_keys_paying_one_booking_at_once_charge_it_once(backend: Backend) {
 
 async fn bad_keys_are_400_and_bad_cards_422_naming_the_field_and_nothing_is_stored(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
     let good = card(&booking, GOOD);
 
     let res = app.send_as(Method::POST, PAY, &ann.token, &good).await;
@@ -621,7 +448,7 @@ async fn bad_keys_are_400_and_bad_cards_422_naming_the_field_and_nothing_is_stor
 
     // Nothing was stored, charged or confirmed.
     assert_eq!(list(&app, &ann.token, "").await["total"], 0);
-    assert_eq!(get_booking(&app, &ann.token, &booking).await, booking);
+    assert_eq!(get_booking(&app, &ann.token, id(&booking)).await, booking);
 
     // A refused card does not spend its key (nothing ran); the longest key is fine, and
     // spaces in the number are ignored.
@@ -629,7 +456,7 @@ async fn bad_keys_are_400_and_bad_cards_422_naming_the_field_and_nothing_is_stor
     let (status, paid) = answer(pay(&app, &ann.token, &key, &spaced).await).await;
     assert_eq!(status, 201, "{paid}");
     assert_charge(&paid, &booking, GOOD, "completed", None);
-    let other = book(&app, &ann, &screen, &["A2"]).await;
+    let other = book(&app, &ann.token, &screen, &["A2"]).await;
     let (status, paid) = answer(pay(&app, &ann.token, &"k".repeat(255), &card(&other, GOOD)).await).await;
     assert_eq!(status, 201, "{paid}");
     assert_charge(&paid, &other, GOOD, "completed", None);
@@ -640,10 +467,10 @@ async fn bad_keys_are_400_and_bad_cards_422_naming_the_field_and_nothing_is_stor
 
 async fn a_payment_is_visible_to_its_owner_and_admins_and_every_route_needs_a_token(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
     let bob = customer(&app, "bob").await;
-    let booking = book(&app, &ann, &screen, &["A1"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
 
     // Bob cannot pay Ann's booking, nor learn that it exists.
     let problem = assert_not_found(pay(&app, &bob.token, &new_key(), &card(&booking, GOOD)).await, "booking").await;
@@ -661,26 +488,13 @@ async fn a_payment_is_visible_to_its_owner_and_admins_and_every_route_needs_a_to
     assert_eq!(get_payment(&app, &screen.admin, id(&paid)).await, paid, "an admin sees any payment");
     assert_eq!(list(&app, &screen.admin, "").await["total"], 0, "the list is the caller's own, admins' too");
 
-    let routes = [
+    let routes = vec![
         (Method::POST, PAY.to_owned(), Some(card(&booking, GOOD))),
         (Method::GET, PAYMENTS.to_owned(), None),
         (Method::GET, path.clone(), None),
         (Method::POST, format!("{path}/refund"), None),
     ];
-    for (method, path, body) in routes {
-        for token in [None, Some("not.a.token")] {
-            let mut request = app.client.request(method.clone(), app.url(&path)).header(IDEMPOTENCY_KEY, new_key());
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
-            if let Some(body) = &body {
-                request = request.json(body);
-            }
-            let res = request.send().await.unwrap();
-            assert_eq!(res.status(), 401, "{method} {path} with token {token:?}");
-            assert_problem(res, 401).await;
-        }
-    }
+    app.assert_routes_need_a_token(routes, |request| request.header(IDEMPOTENCY_KEY, new_key())).await;
     assert_eq!(get_payment(&app, &ann.token, id(&paid)).await["status"], "completed");
     assert_eq!(list(&app, &ann.token, "").await["items"], json!([paid]));
 }
@@ -694,17 +508,17 @@ async fn an_expired_or_cancelled_booking_cannot_be_paid(backend: Backend) {
         s.booking.sweep_interval_ms = 100;
     })
     .await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
 
-    let expired = book(&app, &ann, &screen, &["A1"]).await;
-    wait_for_booking(&app, &ann.token, &expired, "expired").await;
+    let expired = book(&app, &ann.token, &screen, &["A1"]).await;
+    wait_for_status(&app, &ann.token, id(&expired), "expired", SETTLE).await;
     let problem =
         assert_conflict(pay(&app, &ann.token, &new_key(), &card(&expired, GOOD)).await, "booking-not-pending");
     assert!(problem.await["title"].is_string());
 
-    let cancelled = book(&app, &ann, &screen, &["A1"]).await;
-    cancel(&app, &ann.token, &cancelled).await;
+    let cancelled = book(&app, &ann.token, &screen, &["A1"]).await;
+    cancel_ok(&app, &ann.token, id(&cancelled)).await;
     assert_conflict(pay(&app, &ann.token, &new_key(), &card(&cancelled, GOOD)).await, "booking-not-pending").await;
 
     assert_eq!(list(&app, &ann.token, "").await["total"], 0, "nothing charged");
@@ -717,12 +531,12 @@ async fn a_booking_whose_hold_ran_out_cannot_be_paid_before_the_sweeper_expires_
         s.booking.sweep_interval_ms = 60_000;
     })
     .await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
     // The sweeper came by at start-up and comes again in a minute: this booking stays pending.
-    let late = book(&app, &ann, &screen, &["A1"]).await;
+    let late = book(&app, &ann.token, &screen, &["A1"]).await;
     wait_past(time(&late["expires_at"])).await;
-    assert_eq!(get_booking(&app, &ann.token, &late).await["status"], "pending");
+    assert_eq!(get_booking(&app, &ann.token, id(&late)).await["status"], "pending");
     assert_conflict(pay(&app, &ann.token, &new_key(), &card(&late, GOOD)).await, "booking-not-pending").await;
     assert_eq!(list(&app, &ann.token, "").await["total"], 0, "nothing charged");
 }
@@ -734,7 +548,7 @@ async fn a_booking_whose_hold_ran_out_cannot_be_paid_before_the_sweeper_expires_
 async fn settle(app: &TestApp, token: &str, booking: &Value) -> (Value, Vec<Value>) {
     let deadline = Instant::now() + SETTLE;
     loop {
-        let now = get_booking(app, token, booking).await;
+        let now = get_booking(app, token, id(booking)).await;
         let payments = payments_of(app, token, booking).await;
         let kept_unconfirmed = now["status"] != "confirmed" && payments.iter().any(|p| p["status"] == "completed");
         if now["status"] != "pending" && !kept_unconfirmed {
@@ -778,9 +592,9 @@ async fn a_charge_that_outlasts_the_hold_is_refunded_and_the_booking_expires(bac
         s.payment.gateway.latency_ms = 1500;
     })
     .await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
 
     let (status, paid) = answer(pay(&app, &ann.token, &new_key(), &card(&booking, GOOD)).await).await;
     assert_eq!(status, 201, "the charge started within the hold: {paid}");
@@ -805,9 +619,9 @@ async fn a_charge_that_beats_the_hold_confirms_the_booking_for_good(backend: Bac
         s.payment.gateway.latency_ms = 50;
     })
     .await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
 
     let paid = pay_ok(&app, &ann.token, &card(&booking, GOOD)).await;
     assert_charge(&paid, &booking, GOOD, "completed", None);
@@ -818,7 +632,7 @@ async fn a_charge_that_beats_the_hold_confirms_the_booking_for_good(backend: Bac
 
     // Once the hold's time has passed, the sweeper has left it alone.
     wait_past(time(&booking["expires_at"]) + Duration::milliseconds(300)).await;
-    assert_eq!(get_booking(&app, &ann.token, &booking).await["status"], "confirmed");
+    assert_eq!(get_booking(&app, &ann.token, id(&booking)).await["status"], "confirmed");
     assert_eq!(get_payment(&app, &ann.token, id(&paid)).await, paid);
     assert_eq!(seat_map(&app, &screen).await["A1"], "booked");
 }
@@ -833,12 +647,12 @@ async fn charges_racing_the_end_of_their_holds_are_never_kept_for_an_expired_boo
         s.payment.gateway.latency_ms = 700;
     })
     .await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
     let labels = ["A1", "A2", "A3", "A4", "A5", "A6"];
     let mut bookings = Vec::new();
     for label in labels {
-        bookings.push(book(&app, &ann, &screen, &[label]).await);
+        bookings.push(book(&app, &ann.token, &screen, &[label]).await);
     }
     let answers = join_all(bookings.iter().zip(2..).map(|(booking, i)| {
         let (app, token) = (&app, &ann.token);
@@ -873,7 +687,7 @@ async fn charges_racing_the_end_of_their_holds_are_never_kept_for_an_expired_boo
     eprintln!("outcomes of the race: {outcomes:?}");
     let map = seat_map(&app, &screen).await;
     for (booking, label) in bookings.iter().zip(labels) {
-        let status = get_booking(&app, &ann.token, booking).await["status"].clone();
+        let status = get_booking(&app, &ann.token, id(booking)).await["status"].clone();
         let seat = if status == "confirmed" { "booked" } else { "available" };
         assert_eq!(map[label], seat, "{label} of a booking {status}");
     }
@@ -881,16 +695,16 @@ async fn charges_racing_the_end_of_their_holds_are_never_kept_for_an_expired_boo
 
 async fn a_booking_cancelled_while_its_charge_is_in_flight_gets_the_charge_back(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.payment.gateway.latency_ms = 1000).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
 
     let key = new_key();
     let paying = async { answer(pay(&app, &ann.token, &key, &card(&booking, GOOD)).await).await };
     let cancelling = async {
         // Cancelled once the charge has started (the gateway takes a second).
         tokio::time::sleep(StdDuration::from_millis(300)).await;
-        cancel(&app, &ann.token, &booking).await
+        cancel_ok(&app, &ann.token, id(&booking)).await
     };
     let ((status, paid), cancelled) = tokio::join!(paying, cancelling);
     assert_eq!(cancelled["status"], "cancelled");
@@ -910,9 +724,9 @@ async fn a_booking_cancelled_while_its_charge_is_in_flight_gets_the_charge_back(
 
 async fn a_gateway_outage_is_503_charges_nothing_and_leaves_the_booking_payable(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.payment.gateway.failure_rate = 1.0).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
     let key = new_key();
     for key in [key.as_str(), key.as_str(), &new_key()] {
         // The same key again runs again (no answer was saved), and another key is not told
@@ -923,7 +737,7 @@ async fn a_gateway_outage_is_503_charges_nothing_and_leaves_the_booking_payable(
         assert_eq!(problem["type"], "/problems/dependency-unavailable", "{problem}");
     }
     assert_eq!(list(&app, &ann.token, "").await["total"], 0, "nothing charged");
-    assert_eq!(get_booking(&app, &ann.token, &booking).await, booking);
+    assert_eq!(get_booking(&app, &ann.token, id(&booking)).await, booking);
 }
 
 async fn a_gateway_slower_than_half_the_lease_is_503_and_the_booking_stays_payable(backend: Backend) {
@@ -934,13 +748,13 @@ async fn a_gateway_slower_than_half_the_lease_is_503_and_the_booking_stays_payab
         s.payment.gateway.latency_ms = 1500;
     })
     .await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
     let problem = assert_problem(pay(&app, &ann.token, &new_key(), &card(&booking, GOOD)).await, 503).await;
     assert_eq!(problem["type"], "/problems/dependency-unavailable", "{problem}");
     assert_eq!(list(&app, &ann.token, "").await["total"], 0, "nothing recorded");
-    assert_eq!(get_booking(&app, &ann.token, &booking).await, booking, "still pending");
+    assert_eq!(get_booking(&app, &ann.token, id(&booking)).await, booking, "still pending");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -948,9 +762,9 @@ async fn a_gateway_slower_than_half_the_lease_is_503_and_the_booking_stays_payab
 
 async fn only_an_admin_refunds_and_only_a_completed_payment(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1", "A2"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1", "A2"]).await;
     let declined = pay_ok(&app, &ann.token, &card(&booking, DECLINED)).await;
     let paid = pay_ok(&app, &ann.token, &card(&booking, GOOD)).await;
     assert_charge(&paid, &booking, GOOD, "completed", None);
@@ -978,9 +792,9 @@ async fn only_an_admin_refunds_and_only_a_completed_payment(backend: Backend) {
 
 async fn concurrent_refunds_of_one_payment_give_the_money_back_once(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.payment.gateway.latency_ms = 200).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
-    let booking = book(&app, &ann, &screen, &["A1"]).await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
     let paid = pay_ok(&app, &ann.token, &card(&booking, GOOD)).await;
     let refunds = payments_counted(&app, "refunded").await;
 
@@ -998,12 +812,12 @@ async fn concurrent_refunds_of_one_payment_give_the_money_back_once(backend: Bac
 
 async fn a_customer_lists_their_own_payments_newest_first_filtered_and_paginated(backend: Backend) {
     let app = spawn_app(backend).await;
-    let screen = screening(&app).await;
+    let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
     let bob = customer(&app, "bob").await;
-    let first = book(&app, &ann, &screen, &["A1"]).await;
-    let second = book(&app, &ann, &screen, &["A2", "A3"]).await;
-    let bobs = book(&app, &bob, &screen, &["A4"]).await;
+    let first = book(&app, &ann.token, &screen, &["A1"]).await;
+    let second = book(&app, &ann.token, &screen, &["A2", "A3"]).await;
+    let bobs = book(&app, &bob.token, &screen, &["A4"]).await;
 
     let declined = pay_ok(&app, &ann.token, &card(&first, DECLINED)).await;
     let paid_first = pay_ok(&app, &ann.token, &card(&first, GOOD)).await;
@@ -1032,7 +846,8 @@ async fn a_customer_lists_their_own_payments_newest_first_filtered_and_paginated
     assert_eq!(list(&app, &ann.token, &format!("?booking_id={}", id(&bobs))).await["total"], 0, "only mine");
 
     // A refunded payment is listed as such.
-    cancel(&app, &ann.token, &wait_for_booking(&app, &ann.token, &second, "confirmed").await).await;
+    wait_for_status(&app, &ann.token, id(&second), "confirmed", SETTLE).await;
+    cancel_ok(&app, &ann.token, id(&second)).await;
     let refunded = wait_for_payment(&app, &ann.token, id(&paid_second), "refunded").await;
     assert_eq!(list(&app, &ann.token, "?status=refunded").await["items"], json!([refunded]));
     assert_eq!(ids(&list(&app, &ann.token, "?status=completed").await), [id(&paid_first)]);

@@ -8,30 +8,22 @@
 
 use std::sync::Arc;
 
-use booking::api::{BookRequest, Booking, BookingApi, BookingId};
+use booking::api::{Booking, BookingApi, BookingId};
 use booking::client::BookingClient;
 use chrono::{Datelike, Utc};
-use movie::api::{MovieApi, MovieInput, RowLayout, SeatId, ShowtimeInput, Theater, TheaterInput};
+use movie::api::MovieApi;
 use movie::client::MovieClient;
 use payment::api::{
     PayRequest, Payment, PaymentApi, PaymentError, PaymentId, PaymentQuery, PaymentStatus, TransactionKind,
     TransactionStatus,
 };
 use payment::client::PaymentClient;
-use platform::identity::{AuthUser, Role, UserId};
-use serde_json::Value;
+use platform::identity::AuthUser;
 
-use crate::helpers::{Backend, TestApp, spawn_app, test_settings};
-use crate::movie::day_at;
+use crate::fixtures::typed_screening;
+use crate::helpers::{Backend, Callers, spawn_app, test_settings};
 
 on_both_backends!(the_service_keeps_the_contract, the_rest_client_keeps_the_contract);
-
-/// Who calls: an admin and two customers.
-struct Callers {
-    admin: AuthUser,
-    customer: AuthUser,
-    other: AuthUser,
-}
 
 /// The implementations under test: movie and booking to set the scene, payment to test.
 struct Apis {
@@ -49,11 +41,8 @@ async fn the_service_keeps_the_contract(backend: Backend) {
     let mut readiness = platform::health::Readiness::default();
     let (payments, _relay) =
         boxoffice::startup::payment_service(&settings, stack.bookings.clone(), bus, &mut readiness).await.unwrap();
-    let caller = |role| AuthUser { id: UserId(uuid::Uuid::new_v4()), role, bearer: String::new() };
-    let callers =
-        Callers { admin: caller(Role::Admin), customer: caller(Role::Customer), other: caller(Role::Customer) };
     let apis = Apis { movies: stack.movies, bookings: stack.bookings, payments };
-    contract(&apis, &callers).await;
+    contract(&apis, &Callers::made_up()).await;
 }
 
 async fn the_rest_client_keeps_the_contract(backend: Backend) {
@@ -63,24 +52,7 @@ async fn the_rest_client_keeps_the_contract(backend: Backend) {
         bookings: Arc::new(BookingClient::new(&app.address, reqwest::Client::new())),
         payments: Arc::new(PaymentClient::new(&app.address, reqwest::Client::new())),
     };
-    let admin = caller(&app, app.admin_token().await, Role::Admin).await;
-    let customer = token_of(&app, "pia").await;
-    let customer = caller(&app, customer, Role::Customer).await;
-    let other = token_of(&app, "olaf").await;
-    let other = caller(&app, other, Role::Customer).await;
-    contract(&apis, &Callers { admin, customer, other }).await;
-}
-
-async fn token_of(app: &TestApp, username: &str) -> String {
-    app.customer(username).await["access_token"].as_str().unwrap().to_owned()
-}
-
-/// The caller behind `token`, as the app's auth knows it.
-async fn caller(app: &TestApp, token: String, role: Role) -> AuthUser {
-    let me: Value = app.get_as("/api/auth/me", &token).await.json().await.unwrap();
-    assert_eq!(me["role"], role.as_str());
-    let id = uuid::Uuid::parse_str(me["id"].as_str().unwrap()).unwrap();
-    AuthUser { id: UserId(id), role, bearer: token }
+    contract(&apis, &app.callers("pia", "olaf").await).await;
 }
 
 /// The fields a `Validation` names, sorted.
@@ -149,10 +121,6 @@ fn ids(payments: &[Payment]) -> Vec<PaymentId> {
     payments.iter().map(|p| p.id).collect()
 }
 
-fn seat(theater: &Theater, label: &str) -> SeatId {
-    theater.seats.iter().find(|s| format!("{}{}", s.row, s.number) == label).unwrap().id
-}
-
 /// Asserts the fields every payment of `booking` by `caller` shares.
 fn assert_payment_of(payment: &Payment, booking: &Booking, caller: &AuthUser, status: PaymentStatus) {
     assert_eq!(payment.booking_id, booking.id, "{payment:?}");
@@ -168,33 +136,8 @@ async fn contract(apis: &Apis, callers: &Callers) {
 
     // A showtime two days ahead at 1200 cents in a theater of rows A (6 standard) and B
     // (6 premium, 1800 cents).
-    let film = MovieInput {
-        title: "Paid in Full".to_owned(),
-        description: String::new(),
-        duration_minutes: 100,
-        genre: "Drama".to_owned(),
-        release_date: chrono::NaiveDate::from_ymd_opt(2024, 5, 17).unwrap(),
-        rating: None,
-        poster_url: None,
-    };
-    let film = movies.create_movie(admin, film).await.unwrap();
-    let row =
-        |label: &str, seats: i64, kind: &str| RowLayout { row: label.to_owned(), seats, seat_type: kind.to_owned() };
-    let layout = vec![row("A", 6, "standard"), row("B", 6, "premium")];
-    let hall = TheaterInput { name: "Screen 1".to_owned(), location: "Level 1".to_owned(), layout };
-    let hall = movies.create_theater(admin, hall).await.unwrap();
-    let show = ShowtimeInput {
-        movie_id: film.id,
-        theater_id: hall.id,
-        start_time: day_at(2, 18, 0),
-        price_cents: 1200,
-        currency: None,
-    };
-    let show = movies.create_showtime(admin, show).await.unwrap();
-    let request = |labels: &[&str]| BookRequest {
-        showtime_id: show.id,
-        seat_ids: labels.iter().map(|label| seat(&hall, label)).collect(),
-    };
+    let screen = typed_screening(movies.as_ref(), admin).await;
+    let request = |labels: &[&str]| screen.request(labels);
     let first = bookings.book(customer, request(&["A1", "B1"])).await.unwrap();
     assert_eq!(first.amount_cents, 3000);
     let second = bookings.book(customer, request(&["A2"])).await.unwrap();

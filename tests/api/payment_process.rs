@@ -12,8 +12,8 @@ use chrono::{DateTime, Datelike, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, assert_problem, start, test_settings};
-use crate::movie::day_at;
+use crate::fixtures::{ROW_A, book, screening};
+use crate::helpers::{Backend, assert_problem, id, start, test_settings};
 
 /// How long anything in the background (start-up, events) may take.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -25,10 +25,6 @@ const LUHN_INVALID: &str = "4242424242424241";
 /// An expiry two years ahead, `MM/YY`.
 fn future_expiry() -> String {
     format!("12/{:02}", (Utc::now().year() + 2) % 100)
-}
-
-fn id(v: &Value) -> &str {
-    v["id"].as_str().unwrap()
 }
 
 /// `POST /api/payments/pay` as `token` with `key` and a raw JSON `body`, failing if no answer
@@ -430,29 +426,6 @@ async fn a_payment_whose_process_is_killed_mid_charge_is_finished_once_by_the_re
 // ---------------------------------------------------------------------------------------------
 // Payment as a process of its own.
 
-/// As `admin` at `app`: a movie, a theater (row A, 6 standard seats) and a showtime two days
-/// ahead at 1200 cents. Returns the showtime and the theater.
-async fn screening(app: &TestApp, admin: &str) -> (Value, Value) {
-    let post = |path: &'static str, body: Value| async move {
-        let res = app.send_as(Method::POST, path, admin, &body).await;
-        assert_eq!(res.status(), 201, "POST {path}");
-        res.json::<Value>().await.unwrap()
-    };
-    let movie = post(
-        "/api/movies/movies",
-        json!({"title": "Split Screen", "duration_minutes": 100, "genre": "Drama", "release_date": "2024-05-17"}),
-    )
-    .await;
-    let layout = json!([{"row": "A", "seats": 6, "type": "standard"}]);
-    let theater =
-        post("/api/movies/theaters", json!({"name": "Screen 1", "location": "Level 1", "layout": layout})).await;
-    let body = json!({
-        "movie_id": movie["id"], "theater_id": theater["id"], "start_time": day_at(2, 18, 0), "price_cents": 1200,
-    });
-    let showtime = post("/api/movies/showtimes", body).await;
-    (showtime, theater)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_runs_as_its_own_process_beside_booking() {
     let Some(backend) = Backend::postgres() else { return };
@@ -478,22 +451,11 @@ async fn payment_runs_as_its_own_process_beside_booking() {
     assert_problem(res, 404).await;
     assert_problem(b.post_json("/api/auth/register", &json!({})).await, 404).await;
 
-    let admin = a.admin_token().await;
-    let (showtime, theater) = screening(&a, &admin).await;
-    let seat = |n: usize| theater["seats"][n]["id"].clone();
-    let token = a.customer("paula").await["access_token"].as_str().unwrap().to_owned();
-    let other = a.customer("oscar").await["access_token"].as_str().unwrap().to_owned();
-    let book = |token: String, n: usize| {
-        let body = json!({"showtime_id": showtime["id"], "seat_ids": [seat(n)]});
-        let a = &a;
-        async move {
-            let res = a.send_as(Method::POST, "/api/bookings/book", &token, &body).await;
-            assert_eq!(res.status(), 201, "book");
-            res.json::<Value>().await.unwrap()
-        }
-    };
-    let booking = book(token.clone(), 0).await;
-    let theirs = book(other.clone(), 1).await;
+    let screen = screening(&a, ROW_A).await;
+    let token = a.customer_token("paula").await;
+    let other = a.customer_token("oscar").await;
+    let booking = book(&a, &token, &screen, &["A1"]).await;
+    let theirs = book(&a, &other, &screen, &["A2"]).await;
     let card = |booking: &Value| json!({"booking_id": booking["id"], "card_number": GOOD, "card_expiry": future_expiry(), "card_cvc": "123"});
 
     // B reads bookings from A with the caller's token: another's booking is not found.
