@@ -40,6 +40,8 @@ while True:
     if page * 100 >= listed["total"]:
         break
     page += 1
+# The last one is paid apart, under the key the replay run sends.
+print(f'replay_booking = "{ids.pop()}"')
 print("bookings = {")
 print("\n".join(f'  "{i}",' for i in ids))
 print("}")
@@ -64,15 +66,17 @@ report "POST /pay, a new key and booking each" "$(wrk -t2 -c"$CONNECTIONS" -d"$D
 
 replay_lua=$(mktemp --suffix .lua)
 cleanup_files+=("$replay_lua")
-# bookings[2] (Lua counts from 1; line 1 is the table's opening): what key bench-2 paid.
-first=$(sed -n '3s/^  "\(.*\)",$/\1/p' "$bookings_lua")
+first=$(sed -n 's/^replay_booking = "\(.*\)"$/\1/p' "$bookings_lua")
+replay_body='{"booking_id":"'"$first"'","card_number":"4242424242424242","card_expiry":"12/30","card_cvc":"123"}'
+curl -fsS -o /dev/null -X POST "$BASE/api/payments/pay" -H "Authorization: Bearer $token" \
+  -H 'Idempotency-Key: bench-replay' -H 'Content-Type: application/json' -d "$replay_body"
 cat > "$replay_lua" <<LUA
 wrk.method = "POST"
 wrk.path = "/api/payments/pay"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $token"
-wrk.headers["Idempotency-Key"] = "bench-2"
-wrk.body = '{"booking_id":"$first","card_number":"4242424242424242","card_expiry":"12/30","card_cvc":"123"}'
+wrk.headers["Idempotency-Key"] = "bench-replay"
+wrk.body = '$replay_body'
 LUA
 report "POST /pay, 64 connections replaying one key" "$(wrk -t2 -c64 -d5s --latency -s "$replay_lua" "$BASE")"
 
