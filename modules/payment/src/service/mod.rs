@@ -145,16 +145,14 @@ fn booking_error(e: BookingError) -> PaymentError {
 fn view(p: payment::Model, txs: Vec<transaction::Model>) -> Result<Payment, PaymentError> {
     let transactions = txs
         .into_iter()
-        .map(|t| {
-            Ok(Transaction {
-                id: TransactionId(t.id),
-                kind: if t.kind == "refund" { TransactionKind::Refund } else { TransactionKind::Charge },
-                amount_cents: t.amount_cents,
-                status: if t.status == "succeeded" { TransactionStatus::Succeeded } else { TransactionStatus::Failed },
-                created_at: t.created_at,
-            })
+        .map(|t| Transaction {
+            id: TransactionId(t.id),
+            kind: if t.kind == "refund" { TransactionKind::Refund } else { TransactionKind::Charge },
+            amount_cents: t.amount_cents,
+            status: if t.status == "succeeded" { TransactionStatus::Succeeded } else { TransactionStatus::Failed },
+            created_at: t.created_at,
         })
-        .collect::<Result<_, PaymentError>>()?;
+        .collect();
     Ok(Payment {
         id: PaymentId(p.id),
         booking_id: BookingId(p.booking_id),
