@@ -182,7 +182,7 @@ pub async fn booking_stack(settings: &Settings) -> anyhow::Result<BookingStack> 
 }
 
 /// The in-process payment service on its migrated database, reading bookings through
-/// `bookings`, and the relay of its outbox (not running: events stay in the outbox until
+/// `bookings` (and copying saved answers to `kv` when it is Redis), and the relay of its outbox (not running: events stay in the outbox until
 /// the caller runs it on `bus`).
 ///
 /// # Errors
@@ -190,6 +190,7 @@ pub async fn booking_stack(settings: &Settings) -> anyhow::Result<BookingStack> 
 #[cfg(feature = "payment")]
 pub async fn payment_service(
     settings: &Settings,
+    kv: Arc<dyn KeyValue>,
     bookings: Arc<dyn BookingApi>,
     bus: Arc<dyn EventBus>,
     readiness: &mut Readiness,
@@ -198,9 +199,18 @@ pub async fn payment_service(
     readiness.add(Arc::new(platform::db::DatabaseHealth::new("payment", db.clone())));
     let poll = std::time::Duration::from_millis(settings.events.relay_poll_ms);
     let relay = platform::outbox::OutboxRelay::new("payment", db.clone(), bus, poll);
-    let service =
-        payment::service::PaymentService::new(db, &settings.payment, &settings.data_dir, bookings, relay.waker())
-            .map_err(|e| anyhow!("payment.fingerprint_key: {e}"))?;
+    // Saved answers are copied to Redis when there is one (a fast path for replays); in one
+    // process the database is as near as memory would be.
+    let answer_cache = if settings.redis.url.is_empty() { None } else { Some(kv) };
+    let service = payment::service::PaymentService::new(
+        db,
+        &settings.payment,
+        &settings.data_dir,
+        bookings,
+        relay.waker(),
+        answer_cache,
+    )
+    .map_err(|e| anyhow!("payment.fingerprint_key: {e}"))?;
     Ok((Arc::new(service), relay))
 }
 
@@ -348,7 +358,7 @@ impl Application {
             #[cfg(feature = "payment")]
             {
                 let (service, relay) =
-                    payment_service(&settings, booking_api.clone(), bus.clone(), &mut readiness).await?;
+                    payment_service(&settings, kv.clone(), booking_api.clone(), bus.clone(), &mut readiness).await?;
                 let queue = format!("{}{}", settings.events.queue_prefix, payment::service::QUEUE);
                 bus.subscribe(&queue, payment::service::BOOKING_QUEUE_BINDINGS, service.booking_events_handler())
                     .await

@@ -59,6 +59,7 @@ on_both_backends!(
     only_an_admin_refunds_and_only_a_completed_payment,
     concurrent_refunds_of_one_payment_give_the_money_back_once,
     a_customer_lists_their_own_payments_newest_first_filtered_and_paginated,
+    replays_are_answered_from_redis_where_there_is_one,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -861,4 +862,40 @@ async fn a_customer_lists_their_own_payments_newest_first_filtered_and_paginated
     ] {
         assert_invalid(app.get_as(&format!("{PAYMENTS}{query}"), &ann.token).await, &[field], query).await;
     }
+}
+
+async fn replays_are_answered_from_redis_where_there_is_one(backend: Backend) {
+    // The split deployment copies saved answers to Redis; one process answers from its database.
+    let split = matches!(backend, Backend::Postgres { .. });
+    let app = spawn_app(backend).await;
+    let screen = screening(&app, ROW_A).await;
+    let ann = customer(&app, "ann").await;
+    let booking = book(&app, &ann.token, &screen, &["A1"]).await;
+    let other_booking = book(&app, &ann.token, &screen, &["A2"]).await;
+    let replays = |source: &'static str| {
+        let app = &app;
+        async move { counter(&app.metrics().await, "payment_replays_total", &format!("source=\"{source}\"")) }
+    };
+    let key = new_key();
+    let first = answer(pay(&app, &ann.token, &key, &card(&booking, GOOD)).await).await;
+    assert_eq!(first.0, 201, "{}", first.1);
+    for _ in 0..3 {
+        assert_eq!(answer(pay(&app, &ann.token, &key, &card(&booking, GOOD)).await).await, first);
+    }
+    // The first replay reads the database and leaves a copy in Redis for the next ones.
+    let (cached, from_database) = (replays("cache").await, replays("database").await);
+    if split {
+        assert_eq!((cached, from_database), (2.0, 1.0));
+    } else {
+        assert_eq!((cached, from_database), (0.0, 3.0));
+    }
+    // The copy knows the body too: another body under the key is still refused.
+    let problem = assert_invalid(
+        pay(&app, &ann.token, &key, &card(&other_booking, GOOD)).await,
+        &["Idempotency-Key"],
+        "reused key",
+    )
+    .await;
+    assert_eq!(problem["status"], 422);
+    assert_eq!(list(&app, &ann.token, "").await["total"], 1, "one charge");
 }

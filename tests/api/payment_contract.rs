@@ -39,8 +39,9 @@ async fn the_service_keeps_the_contract(backend: Backend) {
     // No relay runs: payment's events stay in its outbox.
     let bus = Arc::new(platform::events::InProcessBus::new(settings.events.retry()));
     let mut readiness = platform::health::Readiness::default();
+    let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
     let (payments, _relay) =
-        boxoffice::startup::payment_service(&settings, stack.bookings.clone(), bus, &mut readiness).await.unwrap();
+        boxoffice::startup::payment_service(&settings, kv, stack.bookings.clone(), bus, &mut readiness).await.unwrap();
     let apis = Apis { movies: stack.movies, bookings: stack.bookings, payments };
     contract(&apis, &Callers::made_up()).await;
 }

@@ -4,10 +4,15 @@
 //! Every write is conditional on the attempt number, so a request that lost its lease can
 //! never overwrite the answer of the one that took over.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use platform::kv::KeyValue;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, SqlErr};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
 
@@ -47,6 +52,64 @@ pub fn fingerprint(secret: &[u8], request: &PayRequest, card: &Card) -> String {
         mac.update(&[0]);
     }
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The saved answers again, in the split deployment's Redis: a key sent more than twice is then
+/// answered without the database. Only a copy, made at the first replay: every answer is saved
+/// in the database first, and a miss or an unreachable Redis falls back to it.
+pub struct AnswerCache {
+    kv: Arc<dyn KeyValue>,
+    ttl: Duration,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    fingerprint: String,
+    status: u16,
+    body: String,
+}
+
+impl AnswerCache {
+    pub fn new(kv: Arc<dyn KeyValue>, ttl: Duration) -> Self {
+        Self { kv, ttl }
+    }
+
+    fn key(user: Uuid, key: &str) -> String {
+        format!("payment:answer:{user}:{key}")
+    }
+
+    /// The cached answer of `key` as a claim would give it: a replay or a mismatch.
+    pub async fn claim(&self, user: Uuid, key: &str, fingerprint: &str) -> Option<Claim> {
+        let bytes = match self.kv.get(&Self::key(user, key)).await {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::debug!(error = %e, "answer cache unavailable; asking the database");
+                return None;
+            }
+        };
+        let cached: Cached = serde_json::from_slice(&bytes).ok()?;
+        Some(if cached.fingerprint == fingerprint {
+            Claim::Replay(cached.status, cached.body)
+        } else {
+            Claim::Mismatch
+        })
+    }
+
+    /// Drops the copy of an answer the database has replaced.
+    pub async fn forget(&self, user: Uuid, key: &str) {
+        if let Err(e) = self.kv.delete(&Self::key(user, key)).await {
+            tracing::warn!(error = %e, "a replaced answer stays cached until its TTL");
+        }
+    }
+
+    /// Keeps a copy of an answer the database has saved.
+    pub async fn put(&self, user: Uuid, key: &str, fingerprint: &str, status: u16, body: &str) {
+        let cached = Cached { fingerprint: fingerprint.to_owned(), status, body: body.to_owned() };
+        let Ok(bytes) = serde_json::to_vec(&cached) else { return };
+        if let Err(e) = self.kv.set(&Self::key(user, key), &bytes, self.ttl).await {
+            tracing::debug!(error = %e, "answer not cached");
+        }
+    }
 }
 
 /// The row of `key` while attempt `attempt` runs it.

@@ -31,6 +31,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use platform::config::Secret;
 use platform::events::{Envelope, EventHandler};
 use platform::identity::{AuthUser, UserId};
+use platform::kv::KeyValue;
 use platform::pagination::{Page, PageRequest};
 use platform::problem::{Problem, ProblemDocument};
 use platform::validation::FieldErrors;
@@ -114,6 +115,8 @@ pub struct PaymentService {
     relay: Arc<Notify>,
     /// Wakes the refund worker when a refund became due.
     refunds: Notify,
+    /// Copies of saved answers in Redis (split deployment), so replays skip the database.
+    answers: Option<idempotency::AnswerCache>,
 }
 
 fn db_err(e: DbErr) -> PaymentError {
@@ -168,6 +171,10 @@ fn view(p: payment::Model, txs: Vec<transaction::Model>) -> Result<Payment, Paym
     })
 }
 
+fn key_reused() -> PaymentError {
+    PaymentError::Validation(FieldErrors::single("Idempotency-Key", "was used before with a different request body"))
+}
+
 /// The saved answer of a key, as the first request got it.
 fn replay(status: u16, body: &str) -> Result<Payment, PaymentError> {
     let unreadable = |e: serde_json::Error| PaymentError::Internal(format!("saved answer: {e}"));
@@ -193,6 +200,7 @@ impl PaymentService {
         data_dir: &Path,
         bookings: Arc<dyn BookingApi>,
         relay: Arc<Notify>,
+        answer_cache: Option<Arc<dyn KeyValue>>,
     ) -> Result<Self, String> {
         let fingerprint_key = if settings.fingerprint_key.is_empty() {
             platform::config::private_file(&data_dir.join(FINGERPRINT_KEY_FILE), || {
@@ -209,6 +217,10 @@ impl PaymentService {
             fingerprint_key,
             relay,
             refunds: Notify::new(),
+            answers: answer_cache.map(|kv| {
+                let hours = settings.idempotency_ttl_hours;
+                idempotency::AnswerCache::new(kv, Duration::from_secs(hours.saturating_mul(3600)))
+            }),
         })
     }
 
@@ -427,6 +439,9 @@ impl PaymentService {
                 let refunded = self.full_by_id(lease.payment_id).await?;
                 let body = serde_json::to_string(&refunded).map_err(|e| PaymentError::Internal(e.to_string()))?;
                 idempotency::replace_answer(&self.db, caller.id.0, key, body).await?;
+                if let Some(cache) = &self.answers {
+                    cache.forget(caller.id.0, key).await;
+                }
                 Ok(refunded)
             }
             Err(e) => {
@@ -581,17 +596,30 @@ impl PaymentApi for PaymentService {
         let user = caller.id.0;
         let deadline = Instant::now() + Duration::from_millis(self.settings.duplicate_wait_ms);
         let mut pause = Duration::from_millis(5);
+        if let Some(cache) = &self.answers {
+            match cache.claim(user, key, &fingerprint).await {
+                Some(Claim::Replay(status, body)) => {
+                    metrics::counter!("payment_replays_total", "source" => "cache").increment(1);
+                    return replay(status, &body);
+                }
+                Some(_) => return Err(key_reused()),
+                None => {}
+            }
+        }
         let lease = loop {
             let now = now();
             match idempotency::claim(&self.db, user, key, &fingerprint, now, now + self.settings.lease()).await? {
                 Claim::Run(lease) => break lease,
-                Claim::Replay(status, body) => return replay(status, &body),
-                Claim::Mismatch => {
-                    return Err(PaymentError::Validation(FieldErrors::single(
-                        "Idempotency-Key",
-                        "was used before with a different request body",
-                    )));
+                Claim::Replay(status, body) => {
+                    // Copied on the first replay, not with every payment: most keys are never
+                    // sent twice, and a payment should not wait for Redis.
+                    metrics::counter!("payment_replays_total", "source" => "database").increment(1);
+                    if let Some(cache) = &self.answers {
+                        cache.put(user, key, &fingerprint, status, &body).await;
+                    }
+                    return replay(status, &body);
                 }
+                Claim::Mismatch => return Err(key_reused()),
                 Claim::Busy if Instant::now() >= deadline => {
                     return Err(PaymentError::InProgress(
                         "a request with this Idempotency-Key is still running".to_owned(),
