@@ -49,7 +49,7 @@ pub enum Acquired {
 ///   or none changes hands, and the answer lists every seat another owner holds;
 /// - seats the caller already holds count as free for it, so retrying an acquire succeeds
 ///   and restarts the TTL of every seat of the request;
-/// - only the owner can release or extend a hold;
+/// - only the owner can release a hold;
 /// - a hold is gone once its TTL has passed;
 /// - duplicate seat ids in a request count once; an empty request succeeds and does nothing;
 /// - every call is one step for the store (one Redis round trip), whatever the number of seats,
@@ -70,14 +70,8 @@ pub trait SeatLocks: Send + Sync {
     /// [`LockError::Unavailable`] when the store cannot be reached.
     async fn release(&self, scope: &str, seats: &[String], owner: &str) -> Result<u64, LockError>;
 
-    /// Restarts the TTL of `seats` at `ttl` if `owner` still holds every one of them and
-    /// returns `true`; otherwise changes nothing and returns `false`.
-    ///
-    /// # Errors
-    /// [`LockError::Unavailable`] when the store cannot be reached.
-    async fn extend(&self, scope: &str, seats: &[String], owner: &str, ttl: Duration) -> Result<bool, LockError>;
-
-    /// Who holds which of `seats`: seat id → owner, for held seats only.
+    /// Who holds which of `seats`: seat id → owner, for held seats only. Booking needs no
+    /// more than `acquire` and `release`; this is how the conformance suite observes a store.
     ///
     /// # Errors
     /// [`LockError::Unavailable`] when the store cannot be reached.
@@ -255,22 +249,6 @@ impl SeatLocks for MemorySeatLocks {
         Ok(released)
     }
 
-    async fn extend(&self, scope: &str, seats: &[String], owner: &str, ttl: Duration) -> Result<bool, LockError> {
-        let seats = distinct(seats);
-        let mut locked = self.lock(scope, &seats);
-        let now = Instant::now();
-        let all_held =
-            seats.iter().zip(&locked.slot).all(|(seat, &i)| locked.guards[i].holder(scope, seat, now) == Some(owner));
-        if !all_held {
-            return Ok(false);
-        }
-        let expires_at = deadline(now, ttl);
-        for (seat, &i) in seats.iter().zip(&locked.slot) {
-            locked.guards[i].hold(scope, seat, owner, expires_at, now);
-        }
-        Ok(true)
-    }
-
     async fn holders(&self, scope: &str, seats: &[String]) -> Result<HashMap<String, String>, LockError> {
         let seats = distinct(seats);
         let locked = self.lock(scope, &seats);
@@ -318,20 +296,6 @@ end
 return released
 ";
 
-/// KEYS: seats; ARGV: owner, TTL in ms. Restarts every TTL if the owner holds every key
-/// (returns 1), else changes nothing (returns 0).
-const EXTEND: &str = r"
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) ~= ARGV[1] then
-    return 0
-  end
-end
-for _, key in ipairs(KEYS) do
-  redis.call('PEXPIRE', key, ARGV[2])
-end
-return 1
-";
-
 fn unavailable(e: impl std::fmt::Display) -> LockError {
     LockError::Unavailable(e.to_string())
 }
@@ -348,20 +312,13 @@ pub struct RedisSeatLocks {
     prefix: String,
     acquire: Script,
     release: Script,
-    extend: Script,
 }
 
 impl RedisSeatLocks {
     /// Seat locks on an existing pool (e.g. [`crate::kv::RedisKv::pool`]); every key starts
     /// with `prefix` so a deployment or a test can share one Redis without collisions.
     pub fn new(pool: Pool, prefix: &str) -> Self {
-        Self {
-            pool,
-            prefix: prefix.to_owned(),
-            acquire: Script::new(ACQUIRE),
-            release: Script::new(RELEASE),
-            extend: Script::new(EXTEND),
-        }
+        Self { pool, prefix: prefix.to_owned(), acquire: Script::new(ACQUIRE), release: Script::new(RELEASE) }
     }
 
     /// `<prefix>{<scope>}:<seat>`: the hash tag puts every seat of a scope in one Redis
@@ -412,22 +369,6 @@ impl SeatLocks for RedisSeatLocks {
             .invoke_async(&mut self.conn().await?)
             .await
             .map_err(unavailable)
-    }
-
-    async fn extend(&self, scope: &str, seats: &[String], owner: &str, ttl: Duration) -> Result<bool, LockError> {
-        let seats = distinct(seats);
-        if seats.is_empty() {
-            return Ok(true);
-        }
-        let extended: u8 = self
-            .extend
-            .key(self.keys(scope, &seats))
-            .arg(owner)
-            .arg(millis(ttl))
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(unavailable)?;
-        Ok(extended == 1)
     }
 
     async fn holders(&self, scope: &str, seats: &[String]) -> Result<HashMap<String, String>, LockError> {

@@ -77,17 +77,6 @@ async fn conformance(locks: Arc<dyn SeatLocks>) {
     assert_eq!(held, HashMap::from([("A2".into(), "alice".into()), ("A3".into(), "bob".into())]));
     assert_eq!(l.acquire("show-1", &seats(&["A1"]), "bob", LONG).await.unwrap(), Acquired::Held);
 
-    // only the owner extends, and only when it still holds every seat of the request
-    assert_eq!(l.acquire("show-1", &seats(&["D1", "D2", "D3"]), "alice", SHORT).await.unwrap(), Acquired::Held);
-    assert!(!l.extend("show-1", &seats(&["D1"]), "bob", LONG).await.unwrap());
-    assert!(!l.extend("show-1", &seats(&["D2", "D9"]), "alice", LONG).await.unwrap(), "D9 is not alice's");
-    assert!(l.extend("show-1", &seats(&["D1"]), "alice", LONG).await.unwrap());
-    wait_until_free(l, "show-1", "D2").await;
-    wait_until_free(l, "show-1", "D3").await;
-    assert_eq!(l.holders("show-1", &seats(&["D1"])).await.unwrap().get("D1").map(String::as_str), Some("alice"));
-    assert!(!l.extend("show-1", &seats(&["D1", "D2"]), "alice", LONG).await.unwrap(), "D2 expired");
-    assert!(l.extend("show-1", &[], "alice", LONG).await.unwrap());
-
     // scopes are independent: the same seat id in another showtime is another seat
     assert_eq!(l.acquire("show-2", &seats(&["A1", "A2"]), "carol", LONG).await.unwrap(), Acquired::Held);
     assert_eq!(l.holders("show-2", &seats(&["A1"])).await.unwrap().get("A1").map(String::as_str), Some("carol"));
@@ -196,6 +185,5 @@ async fn redis_seat_locks_report_an_unreachable_server() {
     let unavailable = |r: Result<_, LockError>| matches!(r, Err(LockError::Unavailable(_)));
     assert!(unavailable(locks.acquire("show", &request, "alice", LONG).await.map(|_| ())));
     assert!(unavailable(locks.release("show", &request, "alice").await.map(|_| ())));
-    assert!(unavailable(locks.extend("show", &request, "alice", LONG).await.map(|_| ())));
     assert!(unavailable(locks.holders("show", &request).await.map(|_| ())));
 }
