@@ -44,12 +44,10 @@ impl EventHandler for BookingEvents {
         let due = self.service.close_booking(&txn, cancelled.booking_id).await?;
         txn.commit().await?;
         if due > 0 {
-            tracing::info!(booking_id = %cancelled.booking_id, "booking cancelled; refunding its payment");
-            // Refunded here, so the refund is done when the event is handled; a failure leaves
-            // it due for the worker.
-            if let Err(e) = self.service.refund_due().await {
-                tracing::warn!(error = %e, "refund failed; the refund worker retries");
-            }
+            // The refund worker pays it back at once: the gateway call stays off this queue's
+            // consumer, and only the worker refunds what is due.
+            tracing::info!(booking_id = %cancelled.booking_id, "booking cancelled; its payment is due a refund");
+            self.service.refunds.notify_one();
         }
         Ok(())
     }

@@ -541,7 +541,7 @@ impl PaymentService {
     ///
     /// # Errors
     /// Database failures (a gateway failure leaves the payment due for the next round).
-    pub async fn refund_due(&self) -> Result<u64, PaymentError> {
+    async fn refund_due(&self) -> Result<u64, PaymentError> {
         let due = payment::Entity::find()
             .filter(payment::Column::RefundDue.eq(true))
             .order_by_asc(payment::Column::UpdatedAt)
