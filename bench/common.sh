@@ -38,6 +38,12 @@ report() { # name, wrk output
   printf '%-44s %10s %10s %10s %10s %10s\n' "$1" "$rps" "$p50" "$p99" "$total" "${non2xx:-0}"
 }
 
+# wrk Lua that numbers requests per thread without overlap (thread i sends i+2, i+4, ...; wrk
+# calls request() once per thread before the load and drops that one).
+per_thread_counter='local threads = {}
+function setup(thread) thread:set("id", #threads); table.insert(threads, thread) end
+function init(args) n = id end'
+
 # Sets $seats_lua (every (showtime, seat) of the demo catalog as a Lua table), $seat_count,
 # and $book_lua: a wrk script that books one distinct seat per request, cycling through them.
 write_book_lua() {
@@ -64,9 +70,7 @@ PY
   cleanup_files+=("$book_lua")
   cat > "$book_lua" <<LUA
 dofile("$seats_lua")
-local threads = {}
-function setup(thread) thread:set("id", #threads); table.insert(threads, thread) end
-function init(args) n = id end
+$per_thread_counter
 function request()
   n = n + 2
   local p = seat_pairs[(n % #seat_pairs) + 1]

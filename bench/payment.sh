@@ -52,9 +52,7 @@ pay_lua=$(mktemp --suffix .lua)
 cleanup_files+=("$pay_lua")
 cat > "$pay_lua" <<LUA
 dofile("$bookings_lua")
-local threads = {}
-function setup(thread) thread:set("id", #threads); table.insert(threads, thread) end
-function init(args) n = id end
+$per_thread_counter
 function request()
   n = n + 2
   -- Past the last booking, bookings are paid again: those answers are 409 (non-2xx).

@@ -151,8 +151,10 @@ async fn expired_sessions_are_purged_and_live_ones_kept(backend: Backend) {
     };
     let old = login().await.unwrap();
     let used = auth.refresh(&old.refresh_token).await.unwrap();
+    // Both tokens were issued by now, with a one-second lifetime.
+    let both_expired = chrono::Utc::now() + chrono::Duration::seconds(1);
     assert_eq!(auth.purge_expired_sessions().await.unwrap(), 0, "nothing has expired yet");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    crate::helpers::wait_past(both_expired).await;
     let live = login().await.unwrap();
     // The used token and the one it was exchanged for have expired; the new session has not.
     assert_eq!(auth.purge_expired_sessions().await.unwrap(), 2);
