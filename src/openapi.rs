@@ -30,6 +30,10 @@ pub fn document(settings: &Settings) -> OpenApi {
             Module::Booking => doc.merge(<booking::http::BookingDoc as utoipa::OpenApi>::openapi()),
             #[cfg(feature = "payment")]
             Module::Payment => doc.merge(<payment::http::PaymentDoc as utoipa::OpenApi>::openapi()),
+            #[cfg(feature = "notification")]
+            Module::Notification => {
+                doc.merge(<notification::http::NotificationDoc as utoipa::OpenApi>::openapi());
+            }
             #[allow(unreachable_patterns)]
             _ => {}
         }

@@ -17,6 +17,7 @@ pub enum Module {
     Movie,
     Booking,
     Payment,
+    Notification,
 }
 
 impl Module {
@@ -30,6 +31,8 @@ impl Module {
         Module::Booking,
         #[cfg(feature = "payment")]
         Module::Payment,
+        #[cfg(feature = "notification")]
+        Module::Notification,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Module {
             Module::Movie => "movie",
             Module::Booking => "booking",
             Module::Payment => "payment",
+            Module::Notification => "notification",
         }
     }
 }
@@ -49,6 +53,11 @@ pub struct ServiceUrls {
     pub movie: String,
     pub booking: String,
     pub payment: String,
+    pub notification: String,
+    /// The shared secret modules present to each other's internal routes (notification asks
+    /// auth for addresses with it). Required by a process that reaches auth over REST to read
+    /// addresses; at least 32 characters.
+    pub token: platform::config::Secret,
 }
 
 /// `[demo]`.
@@ -79,6 +88,8 @@ pub struct Settings {
     pub booking: booking::service::BookingSettings,
     #[cfg(feature = "payment")]
     pub payment: payment::service::PaymentSettings,
+    #[cfg(feature = "notification")]
+    pub notification: notification::service::NotificationSettings,
 }
 
 impl Settings {
@@ -122,10 +133,20 @@ impl Settings {
             (Module::Movie, &self.services.movie),
             (Module::Booking, &self.services.booking),
             (Module::Payment, &self.services.payment),
+            (Module::Notification, &self.services.notification),
         ] {
             if !self.serves(module) && url::Url::parse(url).is_err() {
                 errors.push(format!("services.{}: {url:?} is not a URL", module.name()));
             }
+        }
+        let token = self.services.token.expose();
+        if !token.is_empty() && token.len() < 32 {
+            errors.push("services.token must be at least 32 characters".to_owned());
+        }
+        if token.is_empty() && self.serves(Module::Notification) && !self.serves(Module::Auth) {
+            errors.push(
+                "services.token must be set: notification reads addresses from auth over REST with it".to_owned(),
+            );
         }
         if self.events.retention_hours < 24 {
             errors.push("events.retention_hours must be at least 24".to_owned());
@@ -145,6 +166,8 @@ impl Settings {
         errors.extend(self.booking.check());
         #[cfg(feature = "payment")]
         errors.extend(self.payment.check());
+        #[cfg(feature = "notification")]
+        errors.extend(self.notification.check());
         if errors.is_empty() { Ok(()) } else { Err(format!("invalid configuration: {}", errors.join("; "))) }
     }
 

@@ -15,13 +15,15 @@ use booking::api::BookingApi;
 use booking::client::BookingClient;
 use movie::api::{MovieApi, SeatStates};
 use movie::client::MovieClient;
+use notification::api::NotificationApi;
+use notification::client::NotificationClient;
 use payment::api::PaymentApi;
 use payment::client::PaymentClient;
 use platform::amqp::RabbitBus;
 use platform::events::{EventBus, InProcessBus};
 use platform::health::Readiness;
 use platform::http::{ClientBudget, ForwardedFor, Ops};
-use platform::identity::JwtVerifier;
+use platform::identity::{JwtVerifier, ServiceToken};
 use platform::kv::{KeyValue, MemoryKv, RedisKv};
 use platform::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
 use sea_orm::DatabaseConnection;
@@ -44,6 +46,7 @@ pub async fn open_database(settings: &Settings, module: Module) -> anyhow::Resul
         Module::Movie => |db| Box::pin(migrations::movie::Migrator::up(db, None)),
         Module::Booking => |db| Box::pin(migrations::booking::Migrator::up(db, None)),
         Module::Payment => |db| Box::pin(migrations::payment::Migrator::up(db, None)),
+        Module::Notification => |db| Box::pin(migrations::notification::Migrator::up(db, None)),
     };
     platform::db::connect(&settings.database, &settings.data_dir, module.name(), migrate)
         .await
@@ -114,6 +117,8 @@ fn mount_modules(cfg: &mut web::ServiceConfig, served: &[Module]) {
             Module::Booking => booking::http::configure(cfg),
             #[cfg(feature = "payment")]
             Module::Payment => payment::http::configure(cfg),
+            #[cfg(feature = "notification")]
+            Module::Notification => notification::http::configure(cfg),
             // Settings validation refuses modules that are not compiled in.
             #[allow(unreachable_patterns)]
             _ => {}
@@ -214,6 +219,25 @@ pub async fn payment_service(
     Ok((Arc::new(service), relay))
 }
 
+/// The in-process notification service on its migrated database, reading addresses through
+/// `auth` and screenings through `movies`.
+///
+/// # Errors
+/// Database failures, templates that do not load, an SMTP adapter that cannot be built.
+#[cfg(feature = "notification")]
+pub async fn notification_service(
+    settings: &Settings,
+    auth: Arc<dyn AuthApi>,
+    movies: Arc<dyn MovieApi>,
+    readiness: &mut Readiness,
+) -> anyhow::Result<Arc<notification::service::NotificationService>> {
+    let db = open_database(settings, Module::Notification).await?;
+    readiness.add(Arc::new(platform::db::DatabaseHealth::new("notification", db.clone())));
+    let service = notification::service::NotificationService::new(db, &settings.notification, auth, movies)
+        .map_err(|e| anyhow!(e))?;
+    Ok(Arc::new(service))
+}
+
 /// A running (or ready to run) boxoffice HTTP server.
 pub struct Application {
     port: u16,
@@ -244,7 +268,13 @@ impl Application {
         // Background tasks (outbox relays, the sweeper, purges) stop with the server.
         let stop = CancellationToken::new();
         #[cfg_attr(
-            not(any(feature = "auth", feature = "movie", feature = "booking", feature = "payment")),
+            not(any(
+                feature = "auth",
+                feature = "movie",
+                feature = "booking",
+                feature = "payment",
+                feature = "notification"
+            )),
             allow(unused_mut)
         )]
         let mut tasks = Vec::new();
@@ -263,7 +293,8 @@ impl Application {
         } else {
             let jwks_url = format!("{}/api/auth/jwks", settings.services.auth.trim_end_matches('/'));
             let verifier = JwtVerifier::remote(&settings.jwt, jwks_url, http.clone());
-            (Arc::new(AuthClient::new(&settings.services.auth, http.clone())), verifier)
+            let client = AuthClient::new(&settings.services.auth, http.clone(), settings.services.token.clone());
+            (Arc::new(client), verifier)
         };
 
         // Events: RabbitMQ when configured, else the in-process bus.
@@ -381,6 +412,33 @@ impl Application {
             Arc::new(PaymentClient::new(&settings.services.payment, http.clone()))
         };
 
+        // Notification: the service with its delivery worker and event consumer, or its client.
+        let notification_api: Arc<dyn NotificationApi> = if settings.serves(Module::Notification) {
+            #[cfg(feature = "notification")]
+            {
+                let service =
+                    notification_service(&settings, auth_api.clone(), movie_api.clone(), &mut readiness).await?;
+                let queue = format!("{}{}", settings.events.queue_prefix, notification::service::QUEUE);
+                bus.subscribe(&queue, notification::service::ROUTING_KEYS, service.events_handler())
+                    .await
+                    .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
+                tasks.push(tokio::spawn(Arc::clone(&service).run_deliveries(stop.clone())));
+                let retention = settings.events.retention();
+                tasks.push(tokio::spawn(platform::outbox::run_retention(
+                    "notification",
+                    service.database(),
+                    retention,
+                    false,
+                    stop.clone(),
+                )));
+                service
+            }
+            #[cfg(not(feature = "notification"))]
+            unreachable!("validated: notification is not compiled in")
+        } else {
+            Arc::new(NotificationClient::new(&settings.services.notification, http.clone()))
+        };
+
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
@@ -392,6 +450,8 @@ impl Application {
         let movie_data: web::Data<dyn MovieApi> = web::Data::from(movie_api);
         let booking_data: web::Data<dyn BookingApi> = web::Data::from(booking_api);
         let payment_data: web::Data<dyn PaymentApi> = web::Data::from(payment_api);
+        let notification_data: web::Data<dyn NotificationApi> = web::Data::from(notification_api);
+        let service_token = web::Data::new(ServiceToken(settings.services.token.clone()));
         let openapi = crate::openapi::document(&settings);
         let body_limit = settings.server.body_limit_bytes;
         let served = settings.served();
@@ -410,6 +470,8 @@ impl Application {
                 .app_data(movie_data.clone())
                 .app_data(booking_data.clone())
                 .app_data(payment_data.clone())
+                .app_data(notification_data.clone())
+                .app_data(service_token.clone())
                 .configure(|cfg| platform::extract::configure(cfg, body_limit))
                 .configure(|cfg| platform::http::ops_routes(cfg, ops.clone()))
                 .configure(|cfg| mount_modules(cfg, &served))

@@ -6,4 +6,5 @@ pub mod auth;
 pub mod booking;
 mod inbox_retention;
 pub mod movie;
+pub mod notification;
 pub mod payment;

@@ -8,7 +8,9 @@ use auth::client::AuthClient;
 use platform::health::Readiness;
 use platform::identity::{AuthUser, JwtVerifier};
 
-use crate::helpers::{Backend, spawn_app_with, test_settings};
+use platform::config::Secret;
+
+use crate::helpers::{Backend, assert_problem, spawn_app, spawn_app_with, test_settings};
 
 on_both_backends!(the_service_keeps_the_contract, the_rest_client_keeps_the_contract);
 
@@ -23,10 +25,37 @@ async fn the_service_keeps_the_contract(backend: Backend) {
 }
 
 async fn the_rest_client_keeps_the_contract(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.auth.login_max_failures_per_account = 2).await;
-    let client = AuthClient::new(&app.address, reqwest::Client::new());
+    let app = spawn_app_with(backend, |s| {
+        s.auth.login_max_failures_per_account = 2;
+        s.services.token = Secret::new(SERVICE_TOKEN);
+    })
+    .await;
+    let client = AuthClient::new(&app.address, reqwest::Client::new(), Secret::new(SERVICE_TOKEN));
     contract(Arc::new(client), &app.settings.jwt).await;
+
+    // The internal route wants the deployment's token: a user's own token, another secret or
+    // none are refused, and an auth without a token configured refuses everything.
+    let user = app.register("quinn").await;
+    let path = format!("/internal/auth/users/{}", user["id"].as_str().unwrap());
+    let token = app.customer_token("rhea").await;
+    for bearer in [Some(token.as_str()), Some("x".repeat(SERVICE_TOKEN.len()).as_str()), None] {
+        let mut rb = app.client.get(app.url(&path));
+        if let Some(b) = bearer {
+            rb = rb.bearer_auth(b);
+        }
+        assert_problem(rb.send().await.unwrap(), 401).await;
+    }
+    let res = app.client.get(app.url(&path)).bearer_auth(SERVICE_TOKEN).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["email"], "quinn@example.com");
+    let closed = spawn_app(Backend::Sqlite).await;
+    let client = AuthClient::new(&closed.address, reqwest::Client::new(), Secret::new(""));
+    let user = closed.register("sid").await;
+    let id = platform::identity::UserId(user["id"].as_str().unwrap().parse().unwrap());
+    assert!(matches!(client.user(id).await, Err(AuthError::Unauthenticated(_))));
 }
+
+const SERVICE_TOKEN: &str = "a-service-token-of-at-least-32-characters";
 
 fn registration(email: &str, username: &str, password: &str) -> Registration {
     Registration { email: email.to_owned(), username: username.to_owned(), password: password.to_owned() }
@@ -66,6 +95,8 @@ async fn contract(api: Arc<dyn AuthApi>, jwt: &platform::config::JwtSettings) {
     assert_eq!(claims.sub, user.id);
     let caller = AuthUser { id: claims.sub, role: claims.role, bearer: pair.access_token.clone() };
     assert_eq!(api.me(&caller).await.unwrap(), user);
+    assert_eq!(api.user(user.id).await.unwrap(), user);
+    assert!(matches!(api.user(platform::identity::UserId(uuid::Uuid::new_v4())).await, Err(AuthError::NotFound)));
 
     // Rotation, then reuse of the rotated token revokes the family.
     let next = api.refresh(&pair.refresh_token).await.unwrap();

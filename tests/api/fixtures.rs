@@ -256,3 +256,38 @@ pub async fn typed_screening(movies: &dyn MovieApi, admin: &AuthUser) -> TypedSc
     let showtime = movies.create_showtime(admin, show).await.unwrap();
     TypedScreening { theater, showtime }
 }
+
+// Payments
+
+pub const PAY: &str = "/api/payments/pay";
+pub const PAYMENTS: &str = "/api/payments/payments";
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// Approved by the simulated gateway.
+pub const GOOD: &str = "4242424242424242";
+/// Declined: `card_declined`.
+pub const DECLINED: &str = "4000000000000002";
+
+/// A fresh `Idempotency-Key`.
+pub fn new_key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A payment request for `booking` with card `number` (expiry 12/35, CVC 123).
+pub fn card(booking: &Value, number: &str) -> Value {
+    json!({"booking_id": booking["id"], "card_number": number, "card_expiry": "12/35", "card_cvc": "123"})
+}
+
+pub async fn pay(app: &TestApp, token: &str, key: &str, body: &Value) -> reqwest::Response {
+    app.client.post(app.url(PAY)).bearer_auth(token).header(IDEMPOTENCY_KEY, key).json(body).send().await.unwrap()
+}
+
+/// Pays with a fresh key, which must answer 201 (a payment `completed` or `failed`).
+pub async fn pay_ok(app: &TestApp, token: &str, body: &Value) -> Value {
+    let res = pay(app, token, &new_key(), body).await;
+    assert_eq!(res.status(), 201, "pay {body}");
+    let location = res.headers().get("location").unwrap().to_str().unwrap().to_owned();
+    let payment: Value = res.json().await.unwrap();
+    assert_eq!(location, format!("{PAYMENTS}/{}", id(&payment)));
+    payment
+}

@@ -17,20 +17,15 @@ use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::fixtures::{PRICE, ROW_A, book, cancel_ok, customer, get_booking, screening, seat_map, wait_for_status};
+use crate::fixtures::{
+    DECLINED, GOOD, IDEMPOTENCY_KEY, PAY, PAYMENTS, PRICE, ROW_A, book, cancel_ok, card, customer, get_booking,
+    new_key, pay, pay_ok, screening, seat_map, wait_for_status,
+};
 use crate::helpers::{
     Backend, TestApp, assert_invalid, assert_not_found, assert_problem, counter, id, ids, spawn_app, spawn_app_with,
     time, wait_past,
 };
 
-const PAY: &str = "/api/payments/pay";
-const PAYMENTS: &str = "/api/payments/payments";
-const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
-
-/// Approved by the simulated gateway.
-const GOOD: &str = "4242424242424242";
-/// Declined: `card_declined`.
-const DECLINED: &str = "4000000000000002";
 /// Declined: `insufficient_funds`.
 const NO_FUNDS: &str = "4000000000009995";
 /// Any other Luhn-valid number is approved too.
@@ -65,34 +60,10 @@ on_both_backends!(
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A fresh `Idempotency-Key`.
-fn new_key() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-/// A payment request for `booking` with card `number` (expiry 12/35, CVC 123).
-fn card(booking: &Value, number: &str) -> Value {
-    json!({"booking_id": booking["id"], "card_number": number, "card_expiry": "12/35", "card_cvc": "123"})
-}
-
-async fn pay(app: &TestApp, token: &str, key: &str, body: &Value) -> reqwest::Response {
-    app.client.post(app.url(PAY)).bearer_auth(token).header(IDEMPOTENCY_KEY, key).json(body).send().await.unwrap()
-}
-
 /// The status and JSON body of an answer.
 async fn answer(res: reqwest::Response) -> (u16, Value) {
     let status = res.status().as_u16();
     (status, res.json().await.unwrap())
-}
-
-/// Pays with a fresh key, which must answer 201 (a payment `completed` or `failed`).
-async fn pay_ok(app: &TestApp, token: &str, body: &Value) -> Value {
-    let res = pay(app, token, &new_key(), body).await;
-    assert_eq!(res.status(), 201, "pay {body}");
-    let location = res.headers().get("location").unwrap().to_str().unwrap().to_owned();
-    let payment: Value = res.json().await.unwrap();
-    assert_eq!(location, format!("{PAYMENTS}/{}", id(&payment)));
-    payment
 }
 
 /// Asserts `payment` is a charge of the whole of `booking` that ended `status` (`completed`,

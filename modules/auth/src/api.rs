@@ -172,6 +172,14 @@ pub trait AuthApi: Send + Sync {
     /// `NotFound` when the account no longer exists.
     async fn me(&self, caller: &AuthUser) -> Result<UserView, AuthError>;
 
+    /// Any user's account, for other modules (notification reads the address it writes to):
+    /// never a route under `/api`. Over REST it is `GET /internal/auth/users/{id}`, presenting
+    /// the deployment's service token.
+    ///
+    /// # Errors
+    /// `NotFound`; `Unauthenticated` when auth refuses the service token (REST only).
+    async fn user(&self, id: UserId) -> Result<UserView, AuthError>;
+
     /// The public keys that verify access tokens.
     ///
     /// # Errors

@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 
 use async_trait::async_trait;
-use platform::identity::{AuthUser, Jwks};
+use platform::config::Secret;
+use platform::identity::{AuthUser, Jwks, UserId};
 use platform::rest::RestClient;
 use reqwest::Method;
 
@@ -11,12 +12,15 @@ use crate::api::{AuthApi, AuthError, Credentials, RefreshRequest, Registration, 
 
 pub struct AuthClient {
     rest: RestClient,
+    /// Presented to auth's internal routes (`services.token`).
+    service_token: Secret,
 }
 
 impl AuthClient {
-    /// `base_url` is where auth serves `/api/auth` (e.g. `http://auth:8001`).
-    pub fn new(base_url: &str, http: reqwest::Client) -> Self {
-        Self { rest: RestClient::new(base_url, http) }
+    /// `base_url` is where auth serves `/api/auth` (e.g. `http://auth:8001`);
+    /// `service_token` opens its internal routes.
+    pub fn new(base_url: &str, http: reqwest::Client, service_token: Secret) -> Self {
+        Self { rest: RestClient::new(base_url, http), service_token }
     }
 }
 
@@ -47,6 +51,12 @@ impl AuthApi for AuthClient {
 
     async fn me(&self, caller: &AuthUser) -> Result<UserView, AuthError> {
         let rb = self.rest.request(Method::GET, "/api/auth/me", Some(&caller.bearer));
+        Ok(self.rest.json(rb).await?)
+    }
+
+    async fn user(&self, id: UserId) -> Result<UserView, AuthError> {
+        let rb =
+            self.rest.request(Method::GET, &format!("/internal/auth/users/{id}"), Some(self.service_token.expose()));
         Ok(self.rest.json(rb).await?)
     }
 

@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use platform::extract::{ClientAddr, Json, RawBody, parse_form, parse_json};
-use platform::identity::{AuthUser, Jwks};
+use platform::identity::{AuthUser, Jwks, ServiceCaller, UserId};
 use platform::problem::{Problem, ProblemDocument};
 use utoipa::OpenApi;
 
@@ -21,6 +21,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/me").route(web::get().to(me)))
             .service(web::resource("/jwks").route(web::get().to(jwks))),
     );
+    // For other modules, with the service token; not in the OpenAPI document, and a gateway
+    // routes only `/api`.
+    cfg.service(web::resource("/internal/auth/users/{id}").route(web::get().to(user)));
 }
 
 /// The OpenAPI description of these routes.
@@ -118,6 +121,15 @@ async fn logout(api: web::Data<dyn AuthApi>, body: Json<RefreshRequest>) -> Resu
     ))]
 async fn me(api: web::Data<dyn AuthApi>, caller: AuthUser) -> Result<HttpResponse, Problem> {
     Ok(HttpResponse::Ok().json(api.me(&caller).await?))
+}
+
+/// Any user's account, for a module holding the service token.
+async fn user(
+    api: web::Data<dyn AuthApi>,
+    _: ServiceCaller,
+    id: web::Path<uuid::Uuid>,
+) -> Result<HttpResponse, Problem> {
+    Ok(HttpResponse::Ok().json(api.user(UserId(id.into_inner())).await?))
 }
 
 /// The public keys that verify access tokens.

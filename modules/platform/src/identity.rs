@@ -281,3 +281,38 @@ impl FromRequest for AuthUser {
         })
     }
 }
+
+/// The deployment's shared secret (`services.token`) that a module presents to another's
+/// internal routes (under `/internal`, never `/api`, and never routed by the gateway): what a
+/// service may ask that no user may, such as a user's address for notification.
+#[derive(Clone)]
+pub struct ServiceToken(pub crate::config::Secret);
+
+/// A request to an internal route that presented the service token as its bearer token, or
+/// the request is answered 401 (always, when `services.token` is not set).
+#[derive(Debug)]
+pub struct ServiceCaller;
+
+impl FromRequest for ServiceCaller {
+    type Error = Problem;
+    type Future = std::future::Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let expected = req.app_data::<web::Data<ServiceToken>>().map(|t| t.0.expose().as_bytes().to_vec());
+        let presented = bearer_token(req);
+        std::future::ready(match (expected, presented) {
+            (Some(expected), Some(presented))
+                if !expected.is_empty() && same_secret(&expected, presented.as_bytes()) =>
+            {
+                Ok(ServiceCaller)
+            }
+            _ => Err(Problem::unauthorized("internal routes need the deployment's service token")),
+        })
+    }
+}
+
+/// Compares in time independent of where the two differ, so response times do not reveal
+/// how much of a guess was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -433,11 +433,11 @@ impl AuthApi for AuthService {
     }
 
     async fn me(&self, caller: &AuthUser) -> Result<UserView, AuthError> {
-        user::Entity::find_by_id(caller.id.0)
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .map_or(Err(AuthError::NotFound), view)
+        self.user(caller.id).await
+    }
+
+    async fn user(&self, id: UserId) -> Result<UserView, AuthError> {
+        user::Entity::find_by_id(id.0).one(&self.db).await.map_err(db_err)?.map_or(Err(AuthError::NotFound), view)
     }
 
     async fn jwks(&self) -> Result<Jwks, AuthError> {

@@ -1,0 +1,223 @@
+//! The notification module's contract, shared by the in-process service and the REST client.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use platform::identity::AuthUser;
+use platform::pagination::{Page, PageRequest};
+use platform::problem::Problem;
+use platform::validation::FieldErrors;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+platform::id_type!(
+    /// One message to one user.
+    NotificationId
+);
+
+/// What a notification is about: one kind per event it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// `booking.created`: the seats are held, and until when.
+    BookingCreated,
+    /// `booking.confirmed`: the ticket.
+    BookingConfirmed,
+    /// `booking.cancelled` by the user or an admin.
+    BookingCancelled,
+    /// `booking.cancelled` because the hold ran out unpaid.
+    BookingExpired,
+    /// `payment.failed`: the card was declined; the seats stay held.
+    PaymentFailed,
+    /// `payment.refunded`.
+    PaymentRefunded,
+}
+
+impl NotificationKind {
+    pub const ALL: [NotificationKind; 6] = [
+        Self::BookingCreated,
+        Self::BookingConfirmed,
+        Self::BookingCancelled,
+        Self::BookingExpired,
+        Self::PaymentFailed,
+        Self::PaymentRefunded,
+    ];
+
+    /// The name in the API, the database and the template files (`<name>.subject` …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BookingCreated => "booking_created",
+            Self::BookingConfirmed => "booking_confirmed",
+            Self::BookingCancelled => "booking_cancelled",
+            Self::BookingExpired => "booking_expired",
+            Self::PaymentFailed => "payment_failed",
+            Self::PaymentRefunded => "payment_refunded",
+        }
+    }
+
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown notification kind {s:?}"))
+    }
+}
+
+/// How a notification reaches its user. Email is the only channel so far; SMS and push are
+/// the later ones the channel port is shaped for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Email,
+    Sms,
+    Push,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Sms => "sms",
+            Self::Push => "push",
+        }
+    }
+
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        [Self::Email, Self::Sms, Self::Push]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown channel {s:?}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Not delivered yet: waiting for its first try or for a retry.
+    Pending,
+    Sent,
+    /// Given up after the configured number of attempts.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        [Self::Pending, Self::Sent, Self::Failed]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown delivery status {s:?}"))
+    }
+}
+
+/// A notification as its user sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Notification {
+    pub id: NotificationId,
+    pub kind: NotificationKind,
+    pub channel: Channel,
+    pub subject: String,
+    pub status: DeliveryStatus,
+    pub created_at: DateTime<Utc>,
+    /// When it was delivered (`sent` only).
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Everything the notification module can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum NotificationError {
+    #[error("invalid values: {0}")]
+    Validation(FieldErrors),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("notification unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<NotificationError> for Problem {
+    fn from(e: NotificationError) -> Self {
+        match e {
+            NotificationError::Validation(errors) => Problem::validation(&errors),
+            NotificationError::Unauthenticated(reason) => Problem::unauthorized(reason),
+            NotificationError::Unavailable(reason) => Problem::unavailable(reason),
+            NotificationError::Internal(cause) => Problem::internal(&cause),
+        }
+    }
+}
+
+impl From<Problem> for NotificationError {
+    /// The inverse of `From<NotificationError> for Problem`, for answers received over REST.
+    fn from(p: Problem) -> Self {
+        match p.status().as_u16() {
+            422 => NotificationError::Validation(p.field_errors()),
+            401 => NotificationError::Unauthenticated(p.detail().to_owned()),
+            503 => NotificationError::Unavailable(p.detail().to_owned()),
+            _ => NotificationError::Internal(format!("{p:?}")),
+        }
+    }
+}
+
+/// The notification module, in process or over REST.
+///
+/// Implementations MUST return the same [`NotificationError`] variants for the same
+/// situations; the contract suite in `tests/api/notification_contract.rs` runs against both.
+#[async_trait]
+pub trait NotificationApi: Send + Sync {
+    /// The caller's notifications (never anyone else's, admins included), newest first.
+    ///
+    /// # Errors
+    /// `Validation` for a bad page request.
+    async fn list(&self, caller: &AuthUser, page: PageRequest) -> Result<Page<Notification>, NotificationError>;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in NotificationKind::ALL {
+            assert_eq!(NotificationKind::parse(kind.as_str()).unwrap(), kind);
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        for status in [DeliveryStatus::Pending, DeliveryStatus::Sent, DeliveryStatus::Failed] {
+            assert_eq!(DeliveryStatus::parse(status.as_str()).unwrap(), status);
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        for channel in [Channel::Email, Channel::Sms, Channel::Push] {
+            assert_eq!(Channel::parse(channel.as_str()).unwrap(), channel);
+        }
+        assert!(NotificationKind::parse("booking.created").is_err());
+    }
+
+    /// What the REST client receives must map back to what the service returned.
+    #[test]
+    fn every_error_survives_the_trip_through_a_problem_document() {
+        let errors = [
+            NotificationError::Validation(FieldErrors::single("per_page", "must be between 1 and 100")),
+            NotificationError::Unauthenticated("token expired".to_owned()),
+            NotificationError::Unavailable("notification database: down".to_owned()),
+        ];
+        for original in errors {
+            let expected = format!("{original:?}");
+            let problem = Problem::from(original);
+            let wire = serde_json::to_vec(&problem.document()).unwrap();
+            let doc: platform::problem::ProblemDocument = serde_json::from_slice(&wire).unwrap();
+            let received = Problem::from_document(problem.status(), doc, problem.retry_after_seconds());
+            assert_eq!(format!("{:?}", NotificationError::from(received)), expected);
+        }
+    }
+}

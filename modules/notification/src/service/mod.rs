@@ -1,0 +1,182 @@
+//! The in-process implementation of [`NotificationApi`] on the module's own tables.
+//!
+//! An event on `notification_queue` becomes a notification (see [`events`]): the user's
+//! address read through [`AuthApi`], the screening through [`MovieApi`], the message rendered
+//! ([`templates`]) and stored `pending` in one transaction with the inbox record. The delivery
+//! worker ([`delivery`]) then hands it to the channel ([`channel`]), retrying with backoff
+//! until it is `sent`, or `failed` after `notification.max_attempts`. Nothing on the booking
+//! or payment path waits for mail.
+
+pub mod channel;
+mod delivery;
+mod entity;
+mod events;
+pub mod templates;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use auth::api::AuthApi;
+use chrono::{DateTime, SubsecRound, Utc};
+use lettre::message::Mailbox;
+use movie::api::MovieApi;
+use platform::events::EventHandler;
+use platform::identity::AuthUser;
+use platform::pagination::{Page, PageRequest};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Deserialize;
+use tokio::sync::Notify;
+
+use crate::api::{
+    Channel, DeliveryStatus, Notification, NotificationApi, NotificationError, NotificationId, NotificationKind,
+};
+use channel::{EmailAdapter, LogEmail, Sender, SmtpEmail, SmtpSettings};
+use entity::notification;
+use templates::Templates;
+
+pub use events::{QUEUE, ROUTING_KEYS};
+
+/// `[notification]` settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotificationSettings {
+    /// Which adapter sends email: `log` or `smtp`.
+    pub email: EmailAdapter,
+    /// The sender of every email, e.g. `boxoffice <tickets@example.com>`.
+    pub from: String,
+    /// Deliveries tried before a notification is `failed`.
+    pub max_attempts: u32,
+    /// Wait before the second try; doubled for each further one, up to `retry_max_ms`.
+    pub retry_first_ms: u64,
+    pub retry_max_ms: u64,
+    /// A delivery not finished by then is presumed dead (its process crashed) and is tried
+    /// again; longer than `smtp.timeout_seconds`.
+    pub claim_seconds: u64,
+    /// A directory whose files replace the built-in templates of the same names; empty: none.
+    pub templates_dir: String,
+    pub smtp: SmtpSettings,
+}
+
+impl NotificationSettings {
+    /// Checks that parse but make no sense; each error names its key.
+    pub fn check(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Err(e) = self.from.parse::<Mailbox>() {
+            errors.push(format!("notification.from: {:?} is not an email address ({e})", self.from));
+        }
+        if self.max_attempts == 0 {
+            errors.push("notification.max_attempts must be at least 1".to_owned());
+        }
+        if self.retry_first_ms == 0 || self.retry_first_ms > self.retry_max_ms {
+            errors.push("notification.retry_first_ms must be at least 1 and at most retry_max_ms".to_owned());
+        }
+        if self.claim_seconds <= self.smtp.timeout_seconds {
+            errors.push("notification.claim_seconds must be longer than notification.smtp.timeout_seconds".to_owned());
+        }
+        if self.email == EmailAdapter::Smtp && self.smtp.host.is_empty() {
+            errors.push("notification.smtp.host must be set when notification.email = \"smtp\"".to_owned());
+        }
+        if self.smtp.timeout_seconds == 0 {
+            errors.push("notification.smtp.timeout_seconds must be at least 1".to_owned());
+        }
+        errors
+    }
+
+    /// The wait after `attempts` failed tries.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let ms = self.retry_first_ms.saturating_mul(1 << attempts.saturating_sub(1).min(20));
+        Duration::from_millis(ms.min(self.retry_max_ms))
+    }
+}
+
+pub struct NotificationService {
+    db: DatabaseConnection,
+    settings: NotificationSettings,
+    auth: Arc<dyn AuthApi>,
+    movies: Arc<dyn MovieApi>,
+    templates: Templates,
+    sender: Arc<dyn Sender>,
+    /// Wakes the delivery worker when a notification was stored.
+    wake: Notify,
+}
+
+/// Microseconds: what PostgreSQL keeps, so an answer equals every later read.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn db_err(e: DbErr) -> NotificationError {
+    if platform::db::is_unavailable(&e) {
+        NotificationError::Unavailable(format!("notification database: {e}"))
+    } else {
+        NotificationError::Internal(format!("notification database: {e}"))
+    }
+}
+
+impl NotificationService {
+    /// # Errors
+    /// The templates do not load (a file of `templates_dir` is unreadable or broken), or the
+    /// SMTP adapter cannot be built; the message names the key or file.
+    pub fn new(
+        db: DatabaseConnection,
+        settings: &NotificationSettings,
+        auth: Arc<dyn AuthApi>,
+        movies: Arc<dyn MovieApi>,
+    ) -> Result<Self, String> {
+        let dir = Some(Path::new(&settings.templates_dir)).filter(|d| !d.as_os_str().is_empty());
+        let templates = Templates::load(dir).map_err(|e| format!("notification.templates_dir: {e}"))?;
+        let sender: Arc<dyn Sender> = match settings.email {
+            EmailAdapter::Log => Arc::new(LogEmail),
+            EmailAdapter::Smtp => {
+                let from = settings.from.parse().map_err(|e| format!("notification.from: {e}"))?;
+                Arc::new(SmtpEmail::new(&settings.smtp, from)?)
+            }
+        };
+        Ok(Self { db, settings: settings.clone(), auth, movies, templates, sender, wake: Notify::new() })
+    }
+
+    /// The module's database (for the inbox retention task).
+    pub fn database(&self) -> DatabaseConnection {
+        self.db.clone()
+    }
+
+    /// The consumer of `notification_queue`.
+    pub fn events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
+        Arc::new(events::BookingAndPaymentEvents::new(Arc::clone(self)))
+    }
+}
+
+fn view(n: notification::Model) -> Result<Notification, NotificationError> {
+    let bad = |e: String| NotificationError::Internal(format!("notification {}: {e}", n.id));
+    Ok(Notification {
+        id: NotificationId(n.id),
+        kind: NotificationKind::parse(&n.kind).map_err(bad)?,
+        channel: Channel::parse(&n.channel).map_err(bad)?,
+        subject: n.subject,
+        status: DeliveryStatus::parse(&n.status).map_err(bad)?,
+        created_at: n.created_at,
+        sent_at: n.sent_at,
+    })
+}
+
+#[async_trait]
+impl NotificationApi for NotificationService {
+    async fn list(&self, caller: &AuthUser, page: PageRequest) -> Result<Page<Notification>, NotificationError> {
+        let pagination = page.validate().map_err(NotificationError::Validation)?;
+        let select = notification::Entity::find().filter(notification::Column::UserId.eq(caller.id.0));
+        let total = select.clone().count(&self.db).await.map_err(db_err)?;
+        let rows = select
+            .order_by_desc(notification::Column::CreatedAt)
+            .order_by_desc(notification::Column::Id)
+            .offset(pagination.offset())
+            .limit(pagination.per_page)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let items = rows.into_iter().map(view).collect::<Result<_, _>>()?;
+        Ok(Page::new(items, pagination, total))
+    }
+}
