@@ -30,7 +30,8 @@
 #
 # The build uses BuildKit cache mounts (the default builder since Docker 23) so that rebuilds
 # reuse the crate registry and target directory. The tree needs no system libraries: SQLite is
-# compiled from source with the gcc that the rust image ships, and there is no TLS stack.
+# compiled from source with the gcc that the rust image ships, and the one TLS stack (SMTP's) is
+# rustls with ring and compiled-in webpki roots: no OpenSSL.
 
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /build
@@ -57,7 +58,8 @@ ENV BOXOFFICE_PROFILE=production \
 # SQLite files and the generated token-signing key (auth-signing-key.pem) live here.
 VOLUME ["/var/lib/boxoffice"]
 USER 10001:10001
-# 8080 for the single binary; split services listen where --bind or their profile says (auth: 8001).
+# 8080 for the single binary; split services listen where --bind or their profile says (auth 8001,
+# movie 8002, booking 8003, payment 8004, notification 8005).
 EXPOSE 8080
 ENTRYPOINT ["boxoffice"]
 CMD ["serve"]

@@ -263,6 +263,7 @@ impl Application {
     pub async fn build_with(settings: Settings, extra: ExtraRoutes) -> anyhow::Result<Self> {
         let http = platform::rest::http_client().context("building the HTTP client")?;
         let mut readiness = Readiness::default();
+        #[cfg_attr(not(any(feature = "auth", feature = "movie", feature = "payment")), allow(unused_variables))]
         let kv = key_value(&settings, &mut readiness)?;
 
         // Background tasks (outbox relays, the sweeper, purges) stop with the server.

@@ -88,8 +88,13 @@ async fn openapi_documents_the_served_routes_and_docs_render_it() {
         "/api/payments/payments",
         "/api/payments/payments/{id}",
         "/api/payments/payments/{id}/refund",
+        "/api/notifications/notifications",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    // Internal routes are for modules, not clients: never documented.
+    for path in doc["paths"].as_object().unwrap().keys() {
+        assert!(!path.starts_with("/internal"), "{path} documented");
     }
     let pay_params = doc["paths"]["/api/payments/pay"]["post"]["parameters"].as_array().unwrap();
     assert!(

@@ -253,6 +253,12 @@ impl NotificationService {
                 tracing::warn!(user_id = %user, "no account for a notification's user; nothing sent");
                 Ok(None)
             }
+            Err(AuthError::Unauthenticated(reason)) => {
+                // Not an outage: this deployment's services.token differs from auth's. The event
+                // is retried, then dead-lettered, until the configuration is fixed.
+                tracing::error!(reason, "auth refuses this process's services.token: no address can be read");
+                Err(HandlerError(format!("auth refused the service token: {reason}")))
+            }
             Err(e) => Err(HandlerError(format!("auth: {e}"))),
         }
     }

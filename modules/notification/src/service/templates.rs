@@ -24,6 +24,8 @@ macro_rules! built_in {
 const BUILT_IN: &[(&str, &str)] = built_in!(
     "layout.html",
     "layout.txt",
+    "show.html",
+    "show.txt",
     "booking_created.subject.txt",
     "booking_created.txt",
     "booking_created.html",

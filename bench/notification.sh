@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Load report for notification: every request books one distinct seat (see bench/booking.sh),
+# so each makes a booking.created event that notification turns into a rendered, stored email
+# (address from auth, screening from movie, one transaction with the inbox record); the
+# delivery worker then sends it. Reports the booking load, then how long the last email took to
+# be sent after the load ended, and the deliveries per second over the whole run.
+#
+#   bash bench/notification.sh                              # the log adapter (default)
+#   SMTP=1 bash bench/notification.sh                       # SMTP to tests/tools/smtp_sink.py
+#   MODULES=auth,movie,booking,payment bash bench/notification.sh   # the same load without
+#                                                           # notification, to compare /book
+#   DATABASE_URL=postgres://postgres@127.0.0.1/bench REDIS_URL=redis://127.0.0.1:6379/0 \
+#     bash bench/notification.sh                            # PostgreSQL + Redis
+#
+# Server, SMTP sink and wrk share this machine's cores: compare runs on the same box. Needs
+# wrk, and aiosmtpd for SMTP=1.
+CONNECTIONS="${CONNECTIONS:-32}"
+PORT="${PORT:-18184}"
+SMTP_PORT="${SMTP_PORT:-18125}"
+export BOXOFFICE__DATABASE__URL="${DATABASE_URL:-}"
+export BOXOFFICE__DATABASE__SCHEMA_PREFIX="bench_$(date +%s)_"
+export BOXOFFICE__DATABASE__MAX_CONNECTIONS=16
+export BOXOFFICE__REDIS__URL="${REDIS_URL:-}"
+export BOXOFFICE__REDIS__KEY_PREFIX="bench:$(date +%s):"
+[ -n "${MODULES:-}" ] && export BOXOFFICE__MODULES="$MODULES"
+sink=""
+if [ -n "${SMTP:-}" ]; then
+  mail_dir=$(mktemp -d)
+  python3 "$(dirname "$0")/../tests/tools/smtp_sink.py" --port "$SMTP_PORT" --dir "$mail_dir" >/dev/null &
+  sink=$!
+  export BOXOFFICE__NOTIFICATION__EMAIL=smtp BOXOFFICE__NOTIFICATION__SMTP__HOST=127.0.0.1
+  export BOXOFFICE__NOTIFICATION__SMTP__PORT="$SMTP_PORT" BOXOFFICE__NOTIFICATION__SMTP__TLS=none
+fi
+source "$(dirname "$0")/common.sh"
+[ -n "$sink" ] && trap 'kill "$server" "$sink" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "${cleanup_files[@]}" "$mail_dir"' EXIT
+
+write_book_lua
+echo "modules: ${MODULES:-all}, email: ${SMTP:+smtp to the sink}${SMTP:-log}, backend: ${DATABASE_URL:+PostgreSQL}${DATABASE_URL:-SQLite}"
+printf '%-44s %10s %10s %10s %10s %10s\n' run req/s p50 p99 requests non-2xx
+SECONDS=0
+report "POST /book, one distinct seat each" "$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$book_lua" "$BASE")"
+loaded=$SECONDS
+metrics=$(curl -fsS "$BASE/metrics")
+created=$(awk '/^bookings_total\{outcome="created"\}/ {print $2}' <<<"$metrics")
+errors=$({ grep -E '^http_requests_total\{.*route="/api/bookings/book",status="5' || true; } <<<"$metrics" | awk '{s+=$2} END {print s+0}')
+echo "bookings created: ${created:-0}; 5xx on /book: $errors"
+[ -n "${MODULES:-}" ] && [[ ",$MODULES," != *,notification,* ]] && exit 0
+
+sent_count() {
+  curl -fsS "$BASE/metrics" | awk '/^notification_deliveries_total\{.*outcome="sent"/ {s+=$2} END {print s+0}'
+}
+sent=$(sent_count)
+while [ "$sent" -lt "${created%.*}" ] && [ "$SECONDS" -lt $((loaded + 300)) ]; do
+  sleep 0.5
+  sent=$(sent_count)
+done
+total=$SECONDS
+echo "emails sent: $sent of ${created%.*}, the last $((total - loaded))s after the load ended;" \
+  "$((sent / (total > 0 ? total : 1))) sent/s over the ${total}s run"
+[ -n "$sink" ] && echo "messages the SMTP sink received: $(find "$mail_dir" -name '*.json' | wc -l)"
+exit 0

@@ -1,0 +1,184 @@
+//! Notification as a process of its own: it hears booking's and payment's events over RabbitMQ,
+//! reads screenings from movie and users' addresses from auth over REST, the latter through
+//! auth's internal route with the deployment's service token; a process holding the wrong
+//! token reads no address and sends nothing. And the settings that such a process needs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth::api::{AuthApi, AuthError};
+use auth::client::AuthClient;
+use boxoffice::settings::{Module, Settings};
+use platform::config::Secret;
+use platform::identity::UserId;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::fixtures::{GOOD, ROW_A, book, cancel_ok, card, customer, pay_ok, screening, wait_for_status};
+use crate::helpers::{Backend, TestApp, assert_problem, counter, start, test_settings};
+use crate::notification::{NOTIFICATIONS, kinds, notifications, wait_for_notifications};
+
+/// How long anything in the background (events crossing RabbitMQ, retries) may take.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The deployment's service token, shared by auth's process and notification's.
+const TOKEN: &str = "the-deployment-service-token-0123456789";
+/// A token of the right length that is not the deployment's.
+const WRONG_TOKEN: &str = "not-the-deployment-service-token-987654321";
+
+/// A process serving notification alone, on `a`'s database, Redis and bus, reaching auth and
+/// movie at `a` and presenting `token` to auth's internal routes. `configure` changes the
+/// rest (e.g. storage and queues of its own).
+async fn notification_process(a: &TestApp, token: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let data = Arc::new(tempfile::TempDir::new().unwrap());
+    let mut settings = a.settings.clone();
+    settings.data_dir = data.path().to_path_buf();
+    settings.modules = Some(vec![Module::Notification]);
+    settings.server.bind = "127.0.0.1:0".parse().unwrap();
+    settings.services.auth.clone_from(&a.address);
+    settings.services.movie.clone_from(&a.address);
+    settings.services.token = Secret::new(token);
+    configure(&mut settings);
+    settings.validate().unwrap();
+    start(settings, data, Arc::new(|_| {})).await
+}
+
+fn all_sent(items: &[Value]) -> bool {
+    items.iter().all(|n| n["status"] == "sent")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_runs_as_its_own_process_and_reads_addresses_from_auth() {
+    let Some(backend) = Backend::postgres() else { return };
+
+    // Process A: auth, movie, booking and payment, holding the service token.
+    let data_a = Arc::new(tempfile::TempDir::new().unwrap());
+    let mut settings_a = test_settings(&backend, data_a.path());
+    settings_a.modules = Some(vec![Module::Auth, Module::Movie, Module::Booking, Module::Payment]);
+    settings_a.services.token = Secret::new(TOKEN);
+    settings_a.validate().unwrap();
+    let a = start(settings_a, data_a, Arc::new(|_| {})).await;
+
+    // Process B: notification alone, on A's database, Redis and bus, with the same token.
+    // Started before anything happens at A: its queue must exist to receive A's events.
+    let b = notification_process(&a, TOKEN, |_| {}).await;
+
+    // Each serves only its own routes.
+    assert_problem(a.send_as(Method::GET, NOTIFICATIONS, "no token", &json!({})).await, 404).await;
+    assert_problem(b.post_json("/api/auth/register", &json!({})).await, 404).await;
+    let doc: Value = b.client.get(b.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["paths"].get(NOTIFICATIONS).is_some(), "{}", doc["paths"]);
+    assert!(doc["paths"].get("/api/auth/register").is_none(), "{}", doc["paths"]);
+    let doc: Value = a.client.get(a.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["paths"].get(NOTIFICATIONS).is_none(), "{}", doc["paths"]);
+    assert!(doc["paths"].get("/internal/auth/users/{id}").is_none(), "internal routes are not documented");
+
+    // Book → pay → confirmed → cancel (and refunded), all at A.
+    let screen = screening(&a, ROW_A).await;
+    let nora = customer(&a, "nora").await;
+    let otto = customer(&a, "otto").await;
+    let booking = book(&a, &nora.token, &screen, &["A1"]).await;
+    let booking_id = booking["id"].as_str().unwrap();
+    let paid = pay_ok(&a, &nora.token, &card(&booking, GOOD)).await;
+    assert_eq!(paid["status"], "completed", "{paid}");
+    wait_for_status(&a, &nora.token, booking_id, "confirmed", PATIENCE).await;
+    cancel_ok(&a, &nora.token, booking_id).await;
+
+    // B made and sent a message of every step, to the user behind A's token.
+    let expected = ["booking_created", "booking_confirmed", "booking_cancelled", "payment_refunded"];
+    let items = wait_for_notifications(&b, &nora.token, |items| items.len() == expected.len() && all_sent(items)).await;
+    // booking.cancelled and payment.refunded come from two modules: their order may vary;
+    // a confirmation is written only once its booking's creation was heard.
+    let mut seen = kinds(&items);
+    seen[2..].sort_unstable();
+    let mut in_order = expected;
+    in_order[2..].sort_unstable();
+    assert_eq!(seen, in_order, "{items:#?}");
+    assert_eq!(kinds(&items)[..2], ["booking_created", "booking_confirmed"], "{items:#?}");
+    for n in &items {
+        assert_eq!(n["channel"], "email", "{n}");
+    }
+    // The screening, read from A's movie.
+    let confirmed = items.iter().find(|n| n["kind"] == "booking_confirmed").unwrap();
+    assert!(confirmed["subject"].as_str().unwrap().contains("Booked Solid"), "{confirmed}");
+    let refunded = items.iter().find(|n| n["kind"] == "payment_refunded").unwrap();
+    assert!(refunded["subject"].as_str().unwrap().contains("12.00 USD"), "{refunded}");
+
+    // Another user sees none of them at B.
+    let page = notifications(&b, &otto.token, "").await;
+    assert_eq!((&page["items"], &page["total"]), (&json!([]), &json!(0)), "{page}");
+
+    // Auth's internal route: the deployment's token reads an address; no token, or another,
+    // reads nothing.
+    let user = format!("/internal/auth/users/{}", nora.id);
+    assert_problem(a.client.get(a.url(&user)).send().await.unwrap(), 401).await;
+    assert_problem(a.get_as(&user, WRONG_TOKEN).await, 401).await;
+    assert_problem(a.get_as(&user, &nora.token).await, 401).await;
+    let res = a.get_as(&user, TOKEN).await;
+    assert_eq!(res.status(), 200, "GET {user} with the service token");
+    let account: Value = res.json().await.unwrap();
+    assert_eq!((&account["email"], &account["username"]), (&json!("nora@example.com"), &json!("nora")), "{account}");
+    let nora_id = UserId(nora.id.parse().unwrap());
+    let right = AuthClient::new(&a.address, reqwest::Client::new(), Secret::new(TOKEN));
+    assert_eq!(right.user(nora_id).await.unwrap().email, "nora@example.com");
+    assert!(matches!(right.user(UserId(uuid::Uuid::new_v4())).await, Err(AuthError::NotFound)));
+    let wrong = AuthClient::new(&a.address, reqwest::Client::new(), Secret::new(WRONG_TOKEN));
+    match wrong.user(nora_id).await {
+        Err(AuthError::Unauthenticated(_)) => {}
+        other => panic!("expected Unauthenticated, got {other:?}"),
+    }
+
+    // B': notification with the wrong token, on tables and a queue of its own (so it hears
+    // every event, beside B), giving up on an event after two tries.
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let queue_prefix = format!("test.{unique}.");
+    let b_wrong = notification_process(&a, WRONG_TOKEN, |s| {
+        s.database.schema_prefix = format!("t_{}_", &unique[..12]);
+        s.events.queue_prefix.clone_from(&queue_prefix);
+        s.events.max_attempts = 2;
+        s.events.first_backoff_ms = 50;
+    })
+    .await;
+    let dead_letters = format!("queue=\"{queue_prefix}notification_queue\"");
+    assert_eq!(counter(&b_wrong.metrics().await, "events_dead_lettered_total", &dead_letters), 0.0);
+
+    // Another booking at A: B writes to its user; B' cannot learn the address, and gives the
+    // event up.
+    book(&a, &nora.token, &screen, &["A2"]).await;
+    let items = wait_for_notifications(&b, &nora.token, |items| items.len() == 5 && all_sent(items)).await;
+    assert_eq!(items[0]["kind"], "booking_created", "{items:#?}");
+    let deadline = Instant::now() + PATIENCE;
+    while counter(&b_wrong.metrics().await, "events_dead_lettered_total", &dead_letters) < 1.0 {
+        assert!(Instant::now() < deadline, "B' did not give up booking.created within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // B' answers (it verifies A's tokens), with nothing: it stored no message.
+    let page = notifications(&b_wrong, &nora.token, "").await;
+    assert_eq!((&page["items"], &page["total"]), (&json!([]), &json!(0)), "{page}");
+}
+
+#[test]
+fn a_notification_process_without_auth_needs_a_service_token_of_32_characters() {
+    let data = tempfile::TempDir::new().unwrap();
+    let mut settings = test_settings(&Backend::Sqlite, data.path());
+    // The single binary reads addresses in process: no token needed.
+    settings.validate().unwrap();
+
+    settings.modules = Some(vec![Module::Notification]);
+    settings.services.auth = "http://127.0.0.1:8001".to_owned();
+    let error = settings.validate().unwrap_err();
+    assert!(error.contains("services.token must be set"), "{error}");
+
+    settings.services.token = Secret::new("x".repeat(31));
+    let error = settings.validate().unwrap_err();
+    assert!(error.contains("services.token must be at least 32 characters"), "{error}");
+    assert!(!error.contains("services.token must be set"), "{error}");
+
+    settings.services.token = Secret::new("x".repeat(32));
+    settings.validate().unwrap();
+
+    // Beside auth, notification needs none.
+    settings.modules = Some(vec![Module::Auth, Module::Notification]);
+    settings.services.token = Secret::new("");
+    settings.validate().unwrap();
+}
