@@ -50,6 +50,9 @@ sent_count() {
   curl -fsS "$BASE/metrics" | awk '/^notification_deliveries_total\{.*outcome="sent"/ {s+=$2} END {print s+0}'
 }
 sent=$(sent_count)
+# Requests still in flight when wrk stopped may have booked since: count again at the end.
+created_count() { curl -fsS "$BASE/metrics" | awk '/^bookings_total\{outcome="created"\}/ {print $2}'; }
+created=$(created_count)
 while [ "$sent" -lt "${created%.*}" ] && [ "$SECONDS" -lt $((loaded + 300)) ]; do
   sleep 0.5
   sent=$(sent_count)

@@ -202,14 +202,13 @@ impl NotificationService {
     }
 
     /// The screening as the message names it, and its currency; none when movie no longer
-    /// knows the showtime.
+    /// knows the showtime. Three catalog reads that movie answers from its cache.
     async fn show(&self, showtime: ShowtimeId, seats: &[SeatId]) -> Result<(Option<Show>, String), HandlerError> {
-        let pricing = match self.movies.pricing(showtime).await {
-            Ok(p) => p,
+        let st = match self.movies.showtime(showtime).await {
+            Ok(st) => st,
             Err(MovieError::NotFound(_)) => return Ok((None, String::new())),
             Err(e) => return Err(movie_error(e)),
         };
-        let st = pricing.showtime;
         let (movie, theater) = tokio::join!(self.movies.movie(st.movie_id), self.movies.theater(st.theater_id));
         let (movie, theater) = match (movie, theater) {
             (Ok(m), Ok(t)) => (m, t),
@@ -217,7 +216,7 @@ impl NotificationService {
             (Err(e), _) | (_, Err(e)) => return Err(movie_error(e)),
         };
         let labels =
-            pricing.seats.iter().filter(|s| seats.contains(&s.id)).map(|s| format!("{}{}", s.row, s.number)).collect();
+            theater.seats.iter().filter(|s| seats.contains(&s.id)).map(|s| format!("{}{}", s.row, s.number)).collect();
         let show = Show {
             movie_title: movie.title,
             theater: theater.name,
