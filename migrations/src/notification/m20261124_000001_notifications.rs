@@ -3,7 +3,7 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// One message to one user, rendered when its event was handled, with its delivery state.
+/// One message to one user: what its event said, the message once rendered, its delivery state.
 #[derive(DeriveIden)]
 enum Notifications {
     Table,
@@ -16,7 +16,10 @@ enum Notifications {
     Kind,
     /// `email` (SMS and push are later channels).
     Channel,
-    /// The address it goes to, as auth knew it when the event was handled.
+    /// The event's facts the message is written from (JSON).
+    Payload,
+    /// Null until the delivery worker first renders the message (the address as auth knew
+    /// it then); kept, so every retry sends the same message.
     Recipient,
     Subject,
     BodyText,
@@ -33,20 +36,22 @@ enum Notifications {
     SentAt,
 }
 
-/// What booking's events said about a booking, for the messages of later events that do not
-/// repeat it (`booking.confirmed` has no amount; payment's events name only the booking).
+/// What events said about a booking, for the messages of later events that do not repeat it
+/// (`booking.confirmed` has no amount; payment's events name only the booking). Each column
+/// is filled by the event that knows it, in whichever order they come.
 #[derive(DeriveIden)]
 enum BookingFacts {
     Table,
     BookingId,
+    /// From `booking.created`.
     ShowtimeId,
-    /// JSON array of seat ids.
+    /// JSON array of seat ids, from `booking.created`.
     SeatIds,
-    /// The booking's amount; replaced by the amount charged when `payment.completed` arrives.
+    /// The booking's amount, from `booking.created`.
     AmountCents,
-    /// The showtime's currency, looked up when `booking.created` was handled.
-    Currency,
-    CreatedAt,
+    /// The amount charged, from `payment.completed`.
+    PaidCents,
+    UpdatedAt,
 }
 
 #[async_trait::async_trait]
@@ -61,10 +66,11 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Notifications::EventId).uuid().not_null())
                     .col(ColumnDef::new(Notifications::Kind).string_len(32).not_null())
                     .col(ColumnDef::new(Notifications::Channel).string_len(16).not_null())
-                    .col(ColumnDef::new(Notifications::Recipient).string_len(320).not_null())
-                    .col(ColumnDef::new(Notifications::Subject).text().not_null())
-                    .col(ColumnDef::new(Notifications::BodyText).text().not_null())
-                    .col(ColumnDef::new(Notifications::BodyHtml).text().not_null())
+                    .col(ColumnDef::new(Notifications::Payload).text().not_null())
+                    .col(ColumnDef::new(Notifications::Recipient).string_len(320).null())
+                    .col(ColumnDef::new(Notifications::Subject).text().null())
+                    .col(ColumnDef::new(Notifications::BodyText).text().null())
+                    .col(ColumnDef::new(Notifications::BodyHtml).text().null())
                     .col(ColumnDef::new(Notifications::Status).string_len(8).not_null())
                     .col(ColumnDef::new(Notifications::Attempts).integer().not_null())
                     .col(ColumnDef::new(Notifications::LastError).text().null())
@@ -91,11 +97,11 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(BookingFacts::Table)
                     .col(ColumnDef::new(BookingFacts::BookingId).uuid().not_null().primary_key())
-                    .col(ColumnDef::new(BookingFacts::ShowtimeId).uuid().not_null())
-                    .col(ColumnDef::new(BookingFacts::SeatIds).text().not_null())
-                    .col(ColumnDef::new(BookingFacts::AmountCents).big_integer().not_null())
-                    .col(ColumnDef::new(BookingFacts::Currency).string_len(3).not_null())
-                    .col(ColumnDef::new(BookingFacts::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(ColumnDef::new(BookingFacts::ShowtimeId).uuid().null())
+                    .col(ColumnDef::new(BookingFacts::SeatIds).text().null())
+                    .col(ColumnDef::new(BookingFacts::AmountCents).big_integer().null())
+                    .col(ColumnDef::new(BookingFacts::PaidCents).big_integer().null())
+                    .col(ColumnDef::new(BookingFacts::UpdatedAt).timestamp_with_time_zone().not_null())
                     .to_owned(),
             )
             .await?;

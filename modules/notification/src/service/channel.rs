@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -131,6 +132,8 @@ impl SmtpEmail {
             builder =
                 builder.credentials(Credentials::new(settings.username.clone(), settings.password.expose().to_owned()));
         }
+        // As many connections as the delivery worker tries notifications at once.
+        builder = builder.pool_config(PoolConfig::new().max_size(16));
         Ok(Self { transport: builder.build(), from })
     }
 }

@@ -1,32 +1,31 @@
-//! The delivery worker: hands pending notifications to the channel, at once when one is
-//! stored and again at each retry's due time.
+//! The delivery worker: tries pending notifications, at once when one is stored and again at
+//! each retry's due time. A try writes the message first if no earlier try did (see
+//! [`compose`](super::compose)), then hands it to the channel.
 //!
-//! Deliveries are claimed first, a batch in one update that counts each attempt and moves the due
-//! time to the end of the claim, so two replicas never send the same notification at the
-//! same time, and one whose process died mid-send is tried again after `claim_seconds`. That
-//! retry may repeat a message the mail server had already accepted (at least once: an email
-//! carries its notification's id as `Message-ID`, so it is recognisably the same message).
-//! Each result is written conditionally on the claimed attempt.
+//! Notifications are claimed first, a batch in one update that counts each attempt and moves
+//! the due time to the end of the claim, so two replicas never try the same notification at
+//! the same time, and one whose process died mid-try is tried again after `claim_seconds`. A
+//! try is abandoned after half the claim, so it never outlives it. The retry after a crash may
+//! repeat a message the mail server had already accepted (at least once: an email carries its
+//! notification's id as `Message-ID`, so it is recognisably the same message). Each result is
+//! written conditionally on the claimed attempt.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::channel::{Outgoing, SendError};
+use super::compose::Prepared;
 use super::entity::notification;
 use super::{NotificationService, now};
 use crate::api::{DeliveryStatus, NotificationId};
 
-/// Notifications read per round, and sent at the same time.
-const BATCH: u64 = 64;
-const IN_FLIGHT: usize = 8;
+/// Notifications claimed per round, and tried at the same time (each within half the claim).
+const BATCH: u64 = 16;
 /// Longest sleep between rounds (the worker is also woken by every new notification).
 const IDLE: Duration = Duration::from_secs(5);
 
@@ -55,15 +54,11 @@ impl NotificationService {
         loop {
             let claimed = self.claim_due().await?;
             let full = claimed.len() as u64 == BATCH;
-            let outcomes: Vec<(notification::Model, Result<(), SendError>)> = futures_util::stream::iter(claimed)
-                .map(|n| async move {
-                    let outcome = self.send(&n).await;
-                    (n, outcome)
-                })
-                .buffer_unordered(IN_FLIGHT)
-                .collect()
-                .await;
-            self.record_outcomes(outcomes).await?;
+            let attempts = claimed.into_iter().map(|n| async move {
+                let outcome = self.attempt(&n).await;
+                self.record(n, outcome).await
+            });
+            futures_util::future::join_all(attempts).await.into_iter().collect::<Result<(), DbErr>>()?;
             if !full {
                 break;
             }
@@ -84,7 +79,6 @@ impl NotificationService {
     /// each row as it is updated, so of two replicas claiming at once each row goes to one.
     async fn claim_due(&self) -> Result<Vec<notification::Model>, DbErr> {
         let now = now();
-        let claim = chrono::Duration::seconds(i64::try_from(self.settings.claim_seconds).unwrap_or(60));
         let due = notification::Entity::find()
             .select_only()
             .column(notification::Column::Id)
@@ -95,7 +89,7 @@ impl NotificationService {
             .into_query();
         notification::Entity::update_many()
             .col_expr(notification::Column::Attempts, Expr::col(notification::Column::Attempts).add(1))
-            .col_expr(notification::Column::NextAttemptAt, Expr::value(now + claim))
+            .col_expr(notification::Column::NextAttemptAt, Expr::value(now + self.claim()))
             .filter(notification::Column::Id.in_subquery(due))
             .filter(notification::Column::Status.eq(DeliveryStatus::Pending.as_str()))
             .filter(notification::Column::NextAttemptAt.lte(now))
@@ -103,68 +97,97 @@ impl NotificationService {
             .await
     }
 
-    async fn send(&self, n: &notification::Model) -> Result<(), SendError> {
-        let message = Outgoing {
-            id: NotificationId(n.id),
-            recipient: &n.recipient,
-            subject: &n.subject,
-            text: &n.body_text,
-            html: &n.body_html,
-        };
-        self.sender.send(&message).await
+    fn claim(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.settings.claim_seconds).unwrap_or(60))
     }
 
-    /// Writes what the sends came to, each conditional on the attempt this process claimed
-    /// (`n.attempts`, as the claim returned it): the ones sent in one statement per attempt
-    /// number, failures one by one.
-    async fn record_outcomes(&self, outcomes: Vec<(notification::Model, Result<(), SendError>)>) -> Result<(), DbErr> {
-        let sender = self.sender.name();
-        let mut sent: HashMap<i32, Vec<Uuid>> = HashMap::new();
-        for (n, outcome) in outcomes {
-            let attempt = u32::try_from(n.attempts).unwrap_or(u32::MAX);
-            let (status, next, error) = match outcome {
-                Ok(()) => {
-                    sent.entry(n.attempts).or_default().push(n.id);
-                    metrics::counter!("notification_deliveries_total", "kind" => n.kind, "sender" => sender,
-                        "outcome" => "sent")
-                    .increment(1);
-                    continue;
-                }
-                Err(e) if e.permanent || attempt >= self.settings.max_attempts => {
-                    tracing::warn!(notification_id = %n.id, attempt, error = %e, "notification failed; giving up");
-                    (DeliveryStatus::Failed, now(), e.message)
-                }
-                Err(e) => {
-                    let backoff = self.settings.backoff(attempt);
-                    tracing::info!(notification_id = %n.id, attempt, error = %e,
-                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX), "notification not delivered; will retry");
-                    let next = now() + chrono::Duration::from_std(backoff).unwrap_or(chrono::Duration::seconds(60));
-                    (DeliveryStatus::Pending, next, e.message)
-                }
-            };
-            let outcome = if status == DeliveryStatus::Failed { "failed" } else { "retry" };
-            metrics::counter!("notification_deliveries_total", "kind" => n.kind.clone(), "sender" => sender,
-                "outcome" => outcome)
-            .increment(1);
-            notification::Entity::update_many()
-                .col_expr(notification::Column::Status, Expr::value(status.as_str()))
-                .col_expr(notification::Column::LastError, Expr::value(Some(error)))
-                .col_expr(notification::Column::NextAttemptAt, Expr::value(next))
-                .filter(notification::Column::Id.eq(n.id))
-                .filter(notification::Column::Attempts.eq(n.attempts))
-                .exec(&self.db)
-                .await?;
+    /// One try: the message written if it was not yet, then sent, all within half the claim
+    /// (so it ends before the claim does). Returns the message if this try wrote it (it is kept
+    /// from then on, so every retry sends the same), and how the try went.
+    async fn attempt(&self, n: &notification::Model) -> (Option<Prepared>, Result<(), SendError>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.settings.claim_seconds / 2);
+        let late = || SendError {
+            message: "gave up: the attempt outlasted half of claim_seconds".to_owned(),
+            permanent: false,
+        };
+        let (fresh, message) = match stored(n) {
+            Some(message) => (false, message),
+            None => match tokio::time::timeout_at(deadline, self.prepare(n)).await {
+                Ok(Ok(message)) => (true, message),
+                Ok(Err(e)) => return (None, Err(e)),
+                Err(_) => return (None, Err(late())),
+            },
+        };
+        let outgoing = Outgoing {
+            id: NotificationId(n.id),
+            recipient: &message.recipient,
+            subject: &message.subject,
+            text: &message.text,
+            html: &message.html,
+        };
+        let outcome =
+            tokio::time::timeout_at(deadline, self.sender.send(&outgoing)).await.unwrap_or_else(|_| Err(late()));
+        (fresh.then_some(message), outcome)
+    }
+
+    /// Writes what a try came to, conditional on the attempt this process claimed
+    /// (`n.attempts`, as the claim returned it): a replica that took over meanwhile wins.
+    async fn record(
+        &self,
+        n: notification::Model,
+        (fresh, outcome): (Option<Prepared>, Result<(), SendError>),
+    ) -> Result<(), DbErr> {
+        let attempt = u32::try_from(n.attempts).unwrap_or(u32::MAX);
+        let (status, next, error) = match outcome {
+            Ok(()) => (DeliveryStatus::Sent, now(), None),
+            Err(e) if e.permanent || attempt >= self.settings.max_attempts => {
+                tracing::warn!(notification_id = %n.id, attempt, error = %e, "notification failed; giving up");
+                (DeliveryStatus::Failed, now(), Some(e.message))
+            }
+            Err(e) => {
+                let backoff = self.settings.backoff(attempt);
+                tracing::info!(notification_id = %n.id, attempt, error = %e,
+                    retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                    "notification not delivered; will retry");
+                let next = now() + chrono::Duration::from_std(backoff).unwrap_or(chrono::Duration::seconds(60));
+                (DeliveryStatus::Pending, next, Some(e.message))
+            }
+        };
+        let outcome = match status {
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Pending => "retry",
+        };
+        metrics::counter!("notification_deliveries_total", "kind" => n.kind, "sender" => self.sender.name(),
+            "outcome" => outcome)
+        .increment(1);
+        let mut update = notification::Entity::update_many()
+            .col_expr(notification::Column::Status, Expr::value(status.as_str()))
+            .col_expr(notification::Column::SentAt, Expr::value((status == DeliveryStatus::Sent).then(now)))
+            .col_expr(notification::Column::LastError, Expr::value(error))
+            .col_expr(notification::Column::NextAttemptAt, Expr::value(next));
+        if let Some(message) = fresh {
+            update = update
+                .col_expr(notification::Column::Recipient, Expr::value(Some(message.recipient)))
+                .col_expr(notification::Column::Subject, Expr::value(Some(message.subject)))
+                .col_expr(notification::Column::BodyText, Expr::value(Some(message.text)))
+                .col_expr(notification::Column::BodyHtml, Expr::value(Some(message.html)));
         }
-        for (attempts, ids) in sent {
-            notification::Entity::update_many()
-                .col_expr(notification::Column::Status, Expr::value(DeliveryStatus::Sent.as_str()))
-                .col_expr(notification::Column::SentAt, Expr::value(Some(now())))
-                .col_expr(notification::Column::LastError, Expr::value(None::<String>))
-                .filter(notification::Column::Id.is_in(ids))
-                .filter(notification::Column::Attempts.eq(attempts))
-                .exec(&self.db)
-                .await?;
-        }
+        update
+            .filter(notification::Column::Id.eq(n.id))
+            .filter(notification::Column::Attempts.eq(n.attempts))
+            .exec(&self.db)
+            .await?;
         Ok(())
     }
+}
+
+/// The message a previous try wrote, if one did.
+fn stored(n: &notification::Model) -> Option<Prepared> {
+    Some(Prepared {
+        recipient: n.recipient.clone()?,
+        subject: n.subject.clone()?,
+        text: n.body_text.clone()?,
+        html: n.body_html.clone()?,
+    })
 }

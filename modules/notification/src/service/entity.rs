@@ -12,10 +12,11 @@ pub mod notification {
         pub event_id: Uuid,
         pub kind: String,
         pub channel: String,
-        pub recipient: String,
-        pub subject: String,
-        pub body_text: String,
-        pub body_html: String,
+        pub payload: String,
+        pub recipient: Option<String>,
+        pub subject: Option<String>,
+        pub body_text: Option<String>,
+        pub body_html: Option<String>,
         pub status: String,
         pub attempts: i32,
         pub last_error: Option<String>,
@@ -38,11 +39,11 @@ pub mod booking_facts {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub booking_id: Uuid,
-        pub showtime_id: Uuid,
-        pub seat_ids: String,
-        pub amount_cents: i64,
-        pub currency: String,
-        pub created_at: ChronoDateTimeUtc,
+        pub showtime_id: Option<Uuid>,
+        pub seat_ids: Option<String>,
+        pub amount_cents: Option<i64>,
+        pub paid_cents: Option<i64>,
+        pub updated_at: ChronoDateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,13 +1,15 @@
 //! The in-process implementation of [`NotificationApi`] on the module's own tables.
 //!
-//! An event on `notification_queue` becomes a notification (see [`events`]): the user's
-//! address read through [`AuthApi`], the screening through [`MovieApi`], the message rendered
-//! ([`templates`]) and stored `pending` in one transaction with the inbox record. The delivery
-//! worker ([`delivery`]) then hands it to the channel ([`channel`]), retrying with backoff
-//! until it is `sent`, or `failed` after `notification.max_attempts`. Nothing on the booking
-//! or payment path waits for mail.
+//! An event on `notification_queue` becomes a `pending` notification, stored in one
+//! transaction with the inbox record ([`events`]); nothing else happens on the consumer. The
+//! delivery worker ([`delivery`]) then writes the message once ([`compose`]: the user's address
+//! through [`AuthApi`], the screening through [`MovieApi`], the [`templates`]) and hands it to
+//! the channel ([`channel`]), retrying with backoff until it is `sent`, or `failed` after
+//! `notification.max_attempts`. Nothing on the booking or payment path waits for auth, movie or
+//! mail.
 
 pub mod channel;
+mod compose;
 mod delivery;
 mod entity;
 mod events;
@@ -155,7 +157,8 @@ fn view(n: notification::Model) -> Result<Notification, NotificationError> {
         id: NotificationId(n.id),
         kind: NotificationKind::parse(&n.kind).map_err(bad)?,
         channel: Channel::parse(&n.channel).map_err(bad)?,
-        subject: n.subject,
+        // Written by the first delivery try, moments after the event as a rule.
+        subject: n.subject.unwrap_or_default(),
         status: DeliveryStatus::parse(&n.status).map_err(bad)?,
         created_at: n.created_at,
         sent_at: n.sent_at,

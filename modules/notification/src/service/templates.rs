@@ -105,7 +105,8 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         let mut syntax = env.syntax().to_builder();
-        syntax.trim_blocks(true).lstrip_blocks(true);
+        // Kept, so an included file ends its last line (`show.txt`).
+        syntax.trim_blocks(true).lstrip_blocks(true).keep_trailing_newline(true);
         env.set_syntax(syntax.build().map_err(|e| format!("template syntax: {e}"))?);
         for (name, source) in BUILT_IN {
             let source = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
@@ -188,6 +189,10 @@ mod tests {
             assert!(confirmed.text.contains(needle), "text lacks {needle}: {}", confirmed.text);
         }
         assert!(confirmed.html.contains("Sample &lt;Movie&gt; &amp; Co"), "{}", confirmed.html);
+        // Every line of the screening is a line of its own.
+        for line in ["Seats:    A1, A2", "Paid:     25.00 EUR"] {
+            assert!(confirmed.text.lines().any(|l| l.trim_end() == line), "no line {line:?} in {}", confirmed.text);
+        }
         assert!(!confirmed.html.contains("<Movie>"));
     }
 
