@@ -35,7 +35,9 @@ source "$(dirname "$0")/common.sh"
 [ -n "$sink" ] && trap 'kill "$server" "$sink" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "${cleanup_files[@]}" "$mail_dir"' EXIT
 
 write_book_lua
-echo "modules: ${MODULES:-all}, email: ${SMTP:+smtp to the sink}${SMTP:-log}, backend: ${DATABASE_URL:+PostgreSQL}${DATABASE_URL:-SQLite}"
+email=${SMTP:+smtp to the sink}
+backend=${DATABASE_URL:+PostgreSQL}
+echo "modules: ${MODULES:-all}, email: ${email:-log}, backend: ${backend:-SQLite}"
 printf '%-44s %10s %10s %10s %10s %10s\n' run req/s p50 p99 requests non-2xx
 SECONDS=0
 report "POST /book, one distinct seat each" "$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$book_lua" "$BASE")"

@@ -57,10 +57,15 @@ impl NotificationService {
         let kind = NotificationKind::parse(&n.kind).map_err(give_up)?;
         let payload: Payload =
             serde_json::from_str(&n.payload).map_err(|e| give_up(format!("unreadable payload: {e}")))?;
-        let facts = booking_facts::Entity::find_by_id(payload.booking_id.0)
-            .one(&self.db)
-            .await
-            .map_err(|e| retry(format!("notification database: {e}")))?;
+        // booking.created carries all its message needs; the others lean on what it said.
+        let facts = if kind == NotificationKind::BookingCreated {
+            None
+        } else {
+            booking_facts::Entity::find_by_id(payload.booking_id.0)
+                .one(&self.db)
+                .await
+                .map_err(|e| retry(format!("notification database: {e}")))?
+        };
         let (facts_showtime, facts_seats, booked, paid) = match facts {
             Some(f) => {
                 let seats: Vec<SeatId> = match f.seat_ids {
