@@ -9,14 +9,16 @@ use std::time::Duration;
 use auth::api::{AuthApi, AuthError};
 use auth::client::AuthClient;
 use boxoffice::settings::{Module, Settings};
+use notification::service::channel::{EmailAdapter, SmtpTls};
 use platform::config::Secret;
 use platform::identity::UserId;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::fixtures::{GOOD, ROW_A, book, cancel_ok, card, customer, pay_ok, screening, wait_for_status};
+use crate::fixtures::{GOOD, ROW_A, ROWS_A_AND_B, book, cancel_ok, card, customer, pay_ok, screening, wait_for_status};
 use crate::helpers::{Backend, TestApp, assert_problem, counter, start, test_settings};
 use crate::notification::{NOTIFICATIONS, kinds, notifications, wait_for_notifications};
+use crate::smtp::SmtpSink;
 
 /// How long anything in the background (events crossing RabbitMQ, retries) may take.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -218,4 +220,47 @@ async fn mail_waits_for_an_unreachable_auth_and_is_written_when_auth_is_back() {
     let items = wait_for_notifications(&b2, &olga.token, |items| items.len() == 1 && all_sent(items)).await;
     assert_eq!(kinds(&items), ["booking_created"], "{items:#?}");
     assert!(items[0]["subject"].as_str().unwrap().contains("Booked Solid"), "{items:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_notification_replicas_send_each_message_once() {
+    let Some(backend) = Backend::postgres() else { return };
+    let data_a = Arc::new(tempfile::TempDir::new().unwrap());
+    let mut settings_a = test_settings(&backend, data_a.path());
+    settings_a.modules = Some(vec![Module::Auth, Module::Movie, Module::Booking, Module::Payment]);
+    settings_a.services.token = Secret::new(TOKEN);
+    let a = start(settings_a, data_a, Arc::new(|_| {})).await;
+    let screen = screening(&a, ROWS_A_AND_B).await;
+    let sink = SmtpSink::start().await;
+
+    // Two replicas of one notification service: the same tables, the same queue (competing
+    // consumers), one mail server.
+    let replica = || {
+        notification_process(&a, TOKEN, |s| {
+            s.notification.email = EmailAdapter::Smtp;
+            s.notification.smtp.host = "127.0.0.1".to_owned();
+            s.notification.smtp.port = sink.port();
+            s.notification.smtp.tls = SmtpTls::None;
+        })
+    };
+    let (r1, r2) = (replica().await, replica().await);
+
+    let petra = customer(&a, "petra").await;
+    let labels: [&[&str]; 12] =
+        [&["A1"], &["A2"], &["A3"], &["A4"], &["A5"], &["A6"], &["B1"], &["B2"], &["B3"], &["B4"], &["B5"], &["B6"]];
+    futures_util::future::join_all(labels.iter().map(|label| book(&a, &petra.token, &screen, label))).await;
+
+    let items = wait_for_notifications(&r1, &petra.token, |items| items.len() == labels.len() && all_sent(items)).await;
+    let received = sink.wait_for(labels.len(), PATIENCE).await;
+    // Give a doubled send the time to arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = if sink.messages().len() > received.len() { sink.messages() } else { received };
+    assert_eq!(received.len(), labels.len(), "one email per notification: {received:#?}");
+    let mut subjects: Vec<&str> = received.iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    let mut listed: Vec<&str> = items.iter().map(|n| n["subject"].as_str().unwrap()).collect();
+    subjects.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(subjects, listed);
+    // Both replicas answer the same list.
+    assert_eq!(notifications(&r2, &petra.token, "?per_page=100").await["total"], labels.len());
 }
