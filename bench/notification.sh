@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Load report for notification: every request books one distinct seat (see bench/booking.sh),
-# so each makes a booking.created event that notification turns into a rendered, stored email
-# (address from auth, screening from movie, one transaction with the inbox record); the
-# delivery worker then sends it. Reports the booking load, then how long the last email took to
-# be sent after the load ended, and the deliveries per second over the whole run.
+# so each makes a booking.created event that notification records (one transaction with the
+# inbox record) and its delivery worker then writes (address from auth, screening from movie,
+# templates) and sends. Reports the booking load, then how long the last email took to be sent
+# after the load ended, and the deliveries per second over the whole run.
 #
 #   bash bench/notification.sh                              # the log adapter (default)
 #   SMTP=1 bash bench/notification.sh                       # SMTP to tests/tools/smtp_sink.py
