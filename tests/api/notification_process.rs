@@ -45,6 +45,16 @@ async fn notification_process(a: &TestApp, token: &str, configure: impl FnOnce(&
     start(settings, data, Arc::new(|_| {})).await
 }
 
+/// Process A: auth, movie, booking and payment, holding the service token.
+async fn everything_but_notification(backend: &Backend) -> TestApp {
+    let data = Arc::new(tempfile::TempDir::new().unwrap());
+    let mut settings = test_settings(backend, data.path());
+    settings.modules = Some(vec![Module::Auth, Module::Movie, Module::Booking, Module::Payment]);
+    settings.services.token = Secret::new(TOKEN);
+    settings.validate().unwrap();
+    start(settings, data, Arc::new(|_| {})).await
+}
+
 fn all_sent(items: &[Value]) -> bool {
     items.iter().all(|n| n["status"] == "sent")
 }
@@ -53,13 +63,7 @@ fn all_sent(items: &[Value]) -> bool {
 async fn notification_runs_as_its_own_process_and_reads_addresses_from_auth() {
     let Some(backend) = Backend::postgres() else { return };
 
-    // Process A: auth, movie, booking and payment, holding the service token.
-    let data_a = Arc::new(tempfile::TempDir::new().unwrap());
-    let mut settings_a = test_settings(&backend, data_a.path());
-    settings_a.modules = Some(vec![Module::Auth, Module::Movie, Module::Booking, Module::Payment]);
-    settings_a.services.token = Secret::new(TOKEN);
-    settings_a.validate().unwrap();
-    let a = start(settings_a, data_a, Arc::new(|_| {})).await;
+    let a = everything_but_notification(&backend).await;
 
     // Process B: notification alone, on A's database, Redis and bus, with the same token.
     // Started before anything happens at A: its queue must exist to receive A's events.
@@ -188,11 +192,7 @@ fn a_notification_process_without_auth_needs_a_service_token_of_32_characters() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_waits_for_an_unreachable_auth_and_is_written_when_auth_is_back() {
     let Some(backend) = Backend::postgres() else { return };
-    let data_a = Arc::new(tempfile::TempDir::new().unwrap());
-    let mut settings_a = test_settings(&backend, data_a.path());
-    settings_a.modules = Some(vec![Module::Auth, Module::Movie, Module::Booking, Module::Payment]);
-    settings_a.services.token = Secret::new(TOKEN);
-    let a = start(settings_a, data_a, Arc::new(|_| {})).await;
+    let a = everything_but_notification(&backend).await;
     let screen = screening(&a, ROW_A).await;
     let olga = customer(&a, "olga").await;
 
@@ -225,11 +225,7 @@ async fn mail_waits_for_an_unreachable_auth_and_is_written_when_auth_is_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_notification_replicas_send_each_message_once() {
     let Some(backend) = Backend::postgres() else { return };
-    let data_a = Arc::new(tempfile::TempDir::new().unwrap());
-    let mut settings_a = test_settings(&backend, data_a.path());
-    settings_a.modules = Some(vec![Module::Auth, Module::Movie, Module::Booking, Module::Payment]);
-    settings_a.services.token = Secret::new(TOKEN);
-    let a = start(settings_a, data_a, Arc::new(|_| {})).await;
+    let a = everything_but_notification(&backend).await;
     let screen = screening(&a, ROWS_A_AND_B).await;
     let sink = SmtpSink::start().await;
 
