@@ -56,8 +56,9 @@ async fn scene(backend: Backend) -> Scene {
 
 async fn the_service_keeps_the_contract(backend: Backend) {
     let Scene { app, callers, listed } = scene(backend).await;
-    // The app's auth and movie over REST (the service reads them only for events, which it
-    // does not consume here), and the app's own settings: the same notification table.
+    // The app's auth and movie over REST (the service reads them only to write messages, which
+    // its delivery worker, not running here, does), and the app's own settings: the same
+    // notification table.
     let http = reqwest::Client::new();
     let auth = Arc::new(AuthClient::new(&app.address, http.clone(), app.settings.services.token.clone()));
     let movies = Arc::new(MovieClient::new(&app.address, http));

@@ -127,6 +127,12 @@ impl HealthCheck for DatabaseHealth {
     }
 }
 
+/// The current time to microseconds: what PostgreSQL keeps, so a value answered at once
+/// equals every later read of it.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
+}
+
 /// Whether a database error means the database could not be reached (answer 503) rather
 /// than a bug (answer 500).
 pub fn is_unavailable(e: &DbErr) -> bool {

@@ -184,10 +184,8 @@ impl OutboxRelay {
             if let Err(e) = self.drain().await {
                 tracing::warn!(module = self.module, error = %e, "outbox relay pass failed");
             }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.poll) => {}
+            if crate::tasks::pause(&stop, &self.wake, self.poll).await == crate::tasks::Resume::Stop {
+                break;
             }
         }
         if let Err(e) = self.drain().await {

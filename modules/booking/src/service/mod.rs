@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{SubsecRound, Utc};
+use chrono::Utc;
 use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId};
 use platform::events::{Envelope, EventHandler};
 use platform::identity::{AuthUser, UserId};
@@ -316,8 +316,7 @@ impl BookingApi for BookingService {
 
         // Prices come from the catalog uncached: what the seat map shows is what is charged.
         let pricing = self.movies.pricing(request.showtime_id).await.map_err(movie_error)?;
-        // Microseconds: what PostgreSQL keeps, so the answer equals every later read.
-        let now = Utc::now().trunc_subsecs(6);
+        let now = platform::db::now();
         if pricing.showtime.start_time <= now {
             return Err(BookingError::Validation(FieldErrors::single("showtime_id", "the showtime has started")));
         }

@@ -14,14 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use platform::db::now;
+use platform::tasks::Resume;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 use tokio_util::sync::CancellationToken;
 
+use super::NotificationService;
 use super::channel::{Outgoing, SendError};
 use super::compose::Prepared;
 use super::entity::notification;
-use super::{NotificationService, now};
 use crate::api::{DeliveryStatus, NotificationId};
 
 /// Notifications claimed per round, and tried at the same time (each within half the claim).
@@ -41,10 +43,8 @@ impl NotificationService {
                     Duration::from_secs(1)
                 }
             };
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(wait) => {}
+            if platform::tasks::pause(&stop, &self.wake, wait).await == Resume::Stop {
+                return;
             }
         }
     }

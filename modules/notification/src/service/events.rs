@@ -13,6 +13,7 @@ use booking::api::{BookingCancelled, BookingConfirmed, BookingCreated, BookingId
 use chrono::{DateTime, Utc};
 use movie::api::{SeatId, ShowtimeId};
 use payment::api::{PaymentCompleted, PaymentFailed, PaymentRefunded};
+use platform::db::now;
 use platform::events::{Envelope, EventHandler, HandlerError};
 use platform::identity::UserId;
 use sea_orm::sea_query::OnConflict;
@@ -20,8 +21,8 @@ use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, TransactionTra
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::NotificationService;
 use super::entity::{booking_facts, notification};
-use super::{NotificationService, now};
 use crate::api::{DeliveryStatus, NotificationKind};
 
 pub const QUEUE: &str = "notification_queue";

@@ -21,10 +21,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use auth::api::AuthApi;
-use chrono::{DateTime, SubsecRound, Utc};
 use lettre::message::Mailbox;
 use movie::api::MovieApi;
-use platform::events::EventHandler;
+use platform::events::{EventHandler, RetryPolicy};
 use platform::identity::AuthUser;
 use platform::pagination::{Page, PageRequest};
 use sea_orm::{
@@ -87,10 +86,11 @@ impl NotificationSettings {
         errors
     }
 
-    /// The wait after `attempts` failed tries.
+    /// The wait after `attempts` failed tries: the event bus's doubling, capped.
     fn backoff(&self, attempts: u32) -> Duration {
-        let ms = self.retry_first_ms.saturating_mul(1 << attempts.saturating_sub(1).min(20));
-        Duration::from_millis(ms.min(self.retry_max_ms))
+        let policy =
+            RetryPolicy { max_attempts: self.max_attempts, first_backoff: Duration::from_millis(self.retry_first_ms) };
+        policy.backoff(attempts).min(Duration::from_millis(self.retry_max_ms))
     }
 }
 
@@ -103,11 +103,6 @@ pub struct NotificationService {
     sender: Arc<dyn Sender>,
     /// Wakes the delivery worker when a notification was stored.
     wake: Notify,
-}
-
-/// Microseconds: what PostgreSQL keeps, so an answer equals every later read.
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
 }
 
 fn db_err(e: DbErr) -> NotificationError {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use booking::api::{BookingApi, BookingError, BookingId, BookingStatus};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::Utc;
 use platform::config::Secret;
 use platform::events::{Envelope, EventHandler};
 use platform::identity::{AuthUser, UserId};
@@ -131,10 +131,7 @@ fn event<T: serde::Serialize>(key: &str, payload: &T) -> Result<Envelope, Paymen
     Envelope::new(key, payload).map_err(|e| PaymentError::Internal(format!("event {key}: {e}")))
 }
 
-/// Microseconds: what PostgreSQL keeps, so an answer equals every later read.
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
+use platform::db::now;
 
 fn booking_error(e: BookingError) -> PaymentError {
     match e {
@@ -578,10 +575,8 @@ impl PaymentService {
                 }
                 last_purge = Some(Instant::now());
             }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = self.refunds.notified() => {}
-                () = tokio::time::sleep(interval) => {}
+            if platform::tasks::pause(&stop, &self.refunds, interval).await == platform::tasks::Resume::Stop {
+                return;
             }
         }
     }
