@@ -24,8 +24,8 @@ macro_rules! built_in {
 const BUILT_IN: &[(&str, &str)] = built_in!(
     "layout.html",
     "layout.txt",
-    "show.html",
-    "show.txt",
+    "details.html",
+    "details.txt",
     "booking_created.subject.txt",
     "booking_created.txt",
     "booking_created.html",
@@ -105,7 +105,7 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         let mut syntax = env.syntax().to_builder();
-        // Kept, so an included file ends its last line (`show.txt`).
+        // Kept, so an included file ends its last line (`details.txt`).
         syntax.trim_blocks(true).lstrip_blocks(true).keep_trailing_newline(true);
         env.set_syntax(syntax.build().map_err(|e| format!("template syntax: {e}"))?);
         for (name, source) in BUILT_IN {
@@ -136,8 +136,22 @@ impl Templates {
                 .map_err(|e| format!("template {name}: {e:#}"))
         };
         let subject = part("subject.txt")?.split_whitespace().collect::<Vec<_>>().join(" ");
-        Ok(Rendered { subject, text: part("txt")?, html: part("html")? })
+        Ok(Rendered { subject, text: single_blank_lines(&part("txt")?), html: part("html")? })
     }
+}
+
+/// Runs of blank lines made one, so a template need not count the blank lines its optional
+/// parts leave.
+fn single_blank_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut newlines = 0;
+    for c in text.chars() {
+        newlines = if c == '\n' { newlines + 1 } else { 0 };
+        if newlines <= 2 {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl MessageContext {
@@ -189,6 +203,12 @@ mod tests {
             assert!(confirmed.text.contains(needle), "text lacks {needle}: {}", confirmed.text);
         }
         assert!(confirmed.html.contains("Sample &lt;Movie&gt; &amp; Co"), "{}", confirmed.html);
+        for kind in NotificationKind::ALL {
+            for sample in [MessageContext::sample(true), MessageContext::sample(false)] {
+                let text = templates.render(kind, &sample).unwrap().text;
+                assert!(!text.contains("\n\n\n"), "{kind:?}: more than one blank line in a row: {text}");
+            }
+        }
         // Every line of the screening is a line of its own.
         for line in ["Seats:    A1, A2", "Paid:     25.00 EUR"] {
             assert!(confirmed.text.lines().any(|l| l.trim_end() == line), "no line {line:?} in {}", confirmed.text);
