@@ -254,6 +254,23 @@ impl TestApp {
     pub async fn metrics(&self) -> String {
         self.client.get(self.url("/metrics")).send().await.expect("request").text().await.expect("metrics text")
     }
+
+    /// Polls the counter `name` (summed over the samples with `label`, see [`counter`]) until
+    /// it reaches `at_least`, for at most `within`; returns its value then.
+    pub async fn wait_for_counter(&self, name: &str, label: &str, at_least: f64, within: std::time::Duration) -> f64 {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let now = counter(&self.metrics().await, name, label);
+            if now >= at_least {
+                return now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}{{{label}}} still {now}, not {at_least}, after {within:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
 }
 
 /// Who calls a module's API in a contract test: an admin and two customers.

@@ -60,7 +60,8 @@ fn uuid(v: &Value) -> uuid::Uuid {
     v.as_str().unwrap().parse().unwrap()
 }
 
-fn all_sent(items: &[Value]) -> bool {
+/// Whether every notification of `items` is `sent`.
+pub fn all_sent(items: &[Value]) -> bool {
     items.iter().all(|n| n["status"] == "sent")
 }
 
@@ -139,11 +140,7 @@ async fn an_event_delivered_twice_makes_one_notification(backend: Backend) {
     // Every delivery handled: booking.created and the cancellation twice. (The counter is the
     // process's: on SQLite other tests' queues share the name, but there publish returns once
     // the in-process bus has handled the event.)
-    let deadline = Instant::now() + SETTLE;
-    while counter(&app.metrics().await, "events_consumed_total", &queue) < handled + 3.0 {
-        assert!(Instant::now() < deadline, "the deliveries were not handled within {SETTLE:?}");
-        tokio::time::sleep(StdDuration::from_millis(25)).await;
-    }
+    app.wait_for_counter("events_consumed_total", &queue, handled + 3.0, SETTLE).await;
     let items = wait_for_notifications(&app, &di.token, |items| items.len() >= 2 && all_sent(items)).await;
     assert_eq!(kinds(&items), ["booking_created", "booking_cancelled"], "{items:#?}");
 }

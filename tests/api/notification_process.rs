@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::fixtures::{GOOD, ROW_A, ROWS_A_AND_B, book, cancel_ok, card, customer, pay_ok, screening, wait_for_status};
 use crate::helpers::{Backend, TestApp, assert_problem, counter, start, test_settings};
-use crate::notification::{NOTIFICATIONS, kinds, notifications, wait_for_notifications};
+use crate::notification::{NOTIFICATIONS, all_sent, kinds, notifications, wait_for_notifications};
 use crate::smtp::SmtpSink;
 
 /// How long anything in the background (events crossing RabbitMQ, retries) may take.
@@ -53,10 +53,6 @@ async fn everything_but_notification(backend: &Backend) -> TestApp {
     settings.services.token = Secret::new(TOKEN);
     settings.validate().unwrap();
     start(settings, data, Arc::new(|_| {})).await
-}
-
-fn all_sent(items: &[Value]) -> bool {
-    items.iter().all(|n| n["status"] == "sent")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,11 +201,7 @@ async fn mail_waits_for_an_unreachable_auth_and_is_written_when_auth_is_back() {
     })
     .await;
     let booking = book(&a, &olga.token, &screen, &["A1"]).await;
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while counter(&a.metrics().await, "notification_deliveries_total", "outcome=\"retry\"") < retries_before + 2.0 {
-        assert!(std::time::Instant::now() < deadline, "B1 did not retry within {PATIENCE:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    a.wait_for_counter("notification_deliveries_total", "outcome=\"retry\"", retries_before + 2.0, PATIENCE).await;
     // Booking went on regardless.
     assert_eq!(booking["status"], "pending");
     drop(b1);

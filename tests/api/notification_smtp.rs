@@ -15,7 +15,7 @@
 //! a deadline; the only fixed waits are short ones that give a wrong extra message, or a wrong
 //! change of status, the time to show up.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use boxoffice::settings::Settings;
 use notification::service::channel::{EmailAdapter, SmtpTls};
@@ -91,15 +91,7 @@ async fn deliveries(app: &TestApp, outcome: &str) -> f64 {
 
 /// Polls the metrics until the deliveries with `outcome` reach `at_least`, for at most `SETTLE`.
 async fn wait_for_deliveries(app: &TestApp, outcome: &str, at_least: f64) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let now = deliveries(app, outcome).await;
-        if now >= at_least {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{DELIVERIES}{{outcome={outcome:?}}} still {now}, not {at_least}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    app.wait_for_counter(DELIVERIES, &format!(r#"outcome="{outcome}""#), at_least, SETTLE).await;
 }
 
 async fn the_confirmation_email_arrives_with_the_ticket(backend: Backend) {
