@@ -53,8 +53,8 @@ pub struct NotificationSettings {
     /// Wait before the second try; doubled for each further one, up to `retry_max_ms`.
     pub retry_first_ms: u64,
     pub retry_max_ms: u64,
-    /// A delivery not finished by then is presumed dead (its process crashed) and is tried
-    /// again; longer than `smtp.timeout_seconds`.
+    /// A try not finished by then is presumed dead (its process crashed) and is tried again;
+    /// a try is given up after half of it. At least twice `smtp.timeout_seconds`.
     pub claim_seconds: u64,
     /// A directory whose files replace the built-in templates of the same names; empty: none.
     pub templates_dir: String,
@@ -74,8 +74,10 @@ impl NotificationSettings {
         if self.retry_first_ms == 0 || self.retry_first_ms > self.retry_max_ms {
             errors.push("notification.retry_first_ms must be at least 1 and at most retry_max_ms".to_owned());
         }
-        if self.claim_seconds <= self.smtp.timeout_seconds {
-            errors.push("notification.claim_seconds must be longer than notification.smtp.timeout_seconds".to_owned());
+        // A try is given half the claim: room for a whole SMTP timeout.
+        if self.claim_seconds < 2 * self.smtp.timeout_seconds {
+            errors
+                .push("notification.claim_seconds must be at least twice notification.smtp.timeout_seconds".to_owned());
         }
         if self.email == EmailAdapter::Smtp && self.smtp.host.is_empty() {
             errors.push("notification.smtp.host must be set when notification.email = \"smtp\"".to_owned());
