@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use platform::config::{DatabaseSettings, EventSettings, JwtSettings, LogSettings, RedisSettings, ServerSettings};
+use platform::events::QueueSpec;
 use serde::Deserialize;
 
 /// The compiled-in defaults: the documented `config/default.toml`.
@@ -34,6 +35,24 @@ impl Module {
         #[cfg(feature = "notification")]
         Module::Notification,
     ];
+
+    pub const ALL: [Module; 5] = [Module::Auth, Module::Movie, Module::Booking, Module::Payment, Module::Notification];
+
+    /// The queue the module consumes, if any (its crate's API names it, compiled in or not).
+    pub fn queue(self) -> Option<QueueSpec> {
+        match self {
+            Module::Auth => None,
+            Module::Movie => Some(movie::api::QUEUE),
+            Module::Booking => Some(booking::api::QUEUE),
+            Module::Payment => Some(payment::api::QUEUE),
+            Module::Notification => Some(notification::api::QUEUE),
+        }
+    }
+
+    /// Whether the module publishes events (through its outbox).
+    pub fn publishes(self) -> bool {
+        matches!(self, Module::Booking | Module::Payment)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -157,6 +176,22 @@ impl Settings {
         let amqp = self.events.amqp_url.expose();
         if !(amqp.is_empty() || amqp.starts_with("amqp://") || amqp.starts_with("amqps://")) {
             errors.push("events.amqp_url must be empty (in-process bus) or an amqp:// URL".to_owned());
+        }
+        // The in-process bus reaches only this process's consumers: a publisher here whose
+        // consumers run elsewhere would wait forever (its outbox keeps the events).
+        let served = self.served();
+        if amqp.is_empty() && served.iter().any(|m| m.publishes()) {
+            let elsewhere: Vec<&str> = Module::ALL
+                .into_iter()
+                .filter(|m| m.queue().is_some() && !served.contains(m))
+                .map(Module::name)
+                .collect();
+            if !elsewhere.is_empty() {
+                errors.push(format!(
+                    "events.amqp_url must be set: with the in-process bus, {} must be served in this process too",
+                    elsewhere.join(", ")
+                ));
+            }
         }
         #[cfg(feature = "auth")]
         errors.extend(self.auth.check());

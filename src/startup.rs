@@ -20,7 +20,7 @@ use notification::client::NotificationClient;
 use payment::api::PaymentApi;
 use payment::client::PaymentClient;
 use platform::amqp::RabbitBus;
-use platform::events::{EventBus, InProcessBus};
+use platform::events::{DeadLetterStore, EventBus, InProcessBus};
 use platform::health::Readiness;
 use platform::http::{ClientBudget, ForwardedFor, Ops};
 use platform::identity::{JwtVerifier, ServiceToken};
@@ -69,22 +69,59 @@ pub fn key_value(settings: &Settings, readiness: &mut Readiness) -> anyhow::Resu
     Ok(redis)
 }
 
-/// The event bus of this deployment: RabbitMQ when `events.amqp_url` is set, else in process.
+/// The event bus of this deployment — RabbitMQ when `events.amqp_url` is set, else in process
+/// with its dead letters in the `events` store — with every queue of the deployment declared,
+/// whichever process consumes it: nothing published from now on can miss a consumer that
+/// starts later.
 ///
 /// # Errors
-/// RabbitMQ cannot be reached.
+/// RabbitMQ or the `events` store cannot be reached.
 pub async fn event_bus(settings: &Settings, readiness: &mut Readiness) -> anyhow::Result<Arc<dyn EventBus>> {
     let events = &settings.events;
-    if events.amqp_url.is_empty() {
-        return Ok(Arc::new(InProcessBus::new(events.retry())));
+    let bus: Arc<dyn EventBus> = if events.amqp_url.is_empty() {
+        let store = dead_letter_store(settings).await?;
+        readiness.add(Arc::new(platform::db::DatabaseHealth::new("events", store.database())));
+        InProcessBus::new(events.retry(), store, std::time::Duration::from_millis(events.relay_poll_ms))
+    } else {
+        let bus = Arc::new(
+            RabbitBus::connect(events.amqp_url.expose(), &events.exchange, events.retry())
+                .await
+                .map_err(|e| anyhow!("events.amqp_url: {e}"))?,
+        );
+        readiness.add(bus.clone());
+        bus
+    };
+    for queue in Module::ALL.into_iter().filter_map(Module::queue) {
+        let name = format!("{}{}", events.queue_prefix, queue.name);
+        bus.declare(&name, queue.patterns).await.map_err(|e| anyhow!("declaring {name}: {e}"))?;
     }
-    let bus = Arc::new(
-        RabbitBus::connect(events.amqp_url.expose(), &events.exchange, events.retry())
-            .await
-            .map_err(|e| anyhow!("events.amqp_url: {e}"))?,
-    );
-    readiness.add(bus.clone());
     Ok(bus)
+}
+
+/// The in-process bus's durable dead letters: the `events` store, migrated.
+///
+/// # Errors
+/// The store cannot be opened or migrated.
+pub async fn dead_letter_store(settings: &Settings) -> anyhow::Result<DeadLetterStore> {
+    let migrate: platform::db::Migrate = |db| Box::pin(migrations::events::Migrator::up(db, None));
+    let db = platform::db::connect(&settings.database, &settings.data_dir, "events", migrate)
+        .await
+        .context("opening and migrating the events store")?;
+    Ok(DeadLetterStore::new(db))
+}
+
+/// Subscribes `handler` to `queue` (named after `events.queue_prefix`).
+///
+/// # Errors
+/// The bus refuses the subscription.
+async fn subscribe(
+    settings: &Settings,
+    bus: &Arc<dyn EventBus>,
+    queue: platform::events::QueueSpec,
+    handler: Arc<dyn platform::events::EventHandler>,
+) -> anyhow::Result<()> {
+    let name = format!("{}{}", settings.events.queue_prefix, queue.name);
+    bus.subscribe(&name, queue.patterns, handler).await.map_err(|e| anyhow!("subscribing {name}: {e}"))
 }
 
 /// The in-process auth service, its database migrated and the configured admin ensured.
@@ -279,6 +316,9 @@ impl Application {
             allow(unused_mut)
         )]
         let mut tasks = Vec::new();
+        // Outbox relays start last, once every consumer of this process has subscribed.
+        #[cfg_attr(not(any(feature = "booking", feature = "payment")), allow(unused_mut))]
+        let mut relays: Vec<platform::outbox::OutboxRelay> = Vec::new();
 
         // Auth: the service here, or its REST client and its published keys.
         let (auth_api, verifier): (Arc<dyn AuthApi>, JwtVerifier) = if settings.serves(Module::Auth) {
@@ -328,10 +368,7 @@ impl Application {
                 if settings.demo.seed && service.seed_demo().await.map_err(|e| anyhow!("demo catalog: {e}"))? {
                     tracing::info!("demo catalog created (demo.seed = false turns this off)");
                 }
-                let queue = format!("{}{}", settings.events.queue_prefix, movie::service::events::QUEUE);
-                bus.subscribe(&queue, movie::service::events::ROUTING_KEYS, service.booking_events_handler())
-                    .await
-                    .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
+                subscribe(&settings, &bus, movie::api::QUEUE, service.booking_events_handler()).await?;
                 let retention = settings.events.retention();
                 tasks.push(tokio::spawn(platform::outbox::run_retention(
                     "movie",
@@ -370,11 +407,8 @@ impl Application {
                     seat_locks(&settings)?,
                     relay.waker(),
                 ));
-                let queue = format!("{}{}", settings.events.queue_prefix, booking::service::QUEUE);
-                bus.subscribe(&queue, booking::service::PAYMENT_QUEUE_BINDINGS, service.payment_events_handler())
-                    .await
-                    .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
-                tasks.push(tokio::spawn(relay.run(stop.clone())));
+                subscribe(&settings, &bus, booking::api::QUEUE, service.payment_events_handler()).await?;
+                relays.push(relay);
                 tasks.push(tokio::spawn(retention));
                 tasks.push(tokio::spawn(Arc::clone(&service).run_sweeper(stop.clone())));
                 service
@@ -391,11 +425,8 @@ impl Application {
             {
                 let (service, relay) =
                     payment_service(&settings, kv.clone(), booking_api.clone(), bus.clone(), &mut readiness).await?;
-                let queue = format!("{}{}", settings.events.queue_prefix, payment::service::QUEUE);
-                bus.subscribe(&queue, payment::service::BOOKING_QUEUE_BINDINGS, service.booking_events_handler())
-                    .await
-                    .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
-                tasks.push(tokio::spawn(relay.run(stop.clone())));
+                subscribe(&settings, &bus, payment::api::QUEUE, service.booking_events_handler()).await?;
+                relays.push(relay);
                 tasks.push(tokio::spawn(Arc::clone(&service).run_refunds(stop.clone())));
                 let retention = settings.events.retention();
                 tasks.push(tokio::spawn(platform::outbox::run_retention(
@@ -419,10 +450,7 @@ impl Application {
             {
                 let service =
                     notification_service(&settings, auth_api.clone(), movie_api.clone(), &mut readiness).await?;
-                let queue = format!("{}{}", settings.events.queue_prefix, notification::service::QUEUE);
-                bus.subscribe(&queue, notification::service::ROUTING_KEYS, service.events_handler())
-                    .await
-                    .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
+                subscribe(&settings, &bus, notification::api::QUEUE, service.events_handler()).await?;
                 tasks.push(tokio::spawn(Arc::clone(&service).run_deliveries(stop.clone())));
                 let retention = settings.events.retention();
                 tasks.push(tokio::spawn(platform::outbox::run_retention(
@@ -440,6 +468,8 @@ impl Application {
             Arc::new(NotificationClient::new(&settings.services.notification, http.clone()))
         };
 
+        tasks.extend(relays.into_iter().map(|relay| tokio::spawn(relay.run(stop.clone()))));
+
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
@@ -453,6 +483,7 @@ impl Application {
         let payment_data: web::Data<dyn PaymentApi> = web::Data::from(payment_api);
         let notification_data: web::Data<dyn NotificationApi> = web::Data::from(notification_api);
         let service_token = web::Data::new(ServiceToken(settings.services.token.clone()));
+        let bus_data: web::Data<dyn EventBus> = web::Data::from(Arc::clone(&bus));
         let openapi = crate::openapi::document(&settings);
         let body_limit = settings.server.body_limit_bytes;
         let served = settings.served();
@@ -473,8 +504,10 @@ impl Application {
                 .app_data(payment_data.clone())
                 .app_data(notification_data.clone())
                 .app_data(service_token.clone())
+                .app_data(bus_data.clone())
                 .configure(|cfg| platform::extract::configure(cfg, body_limit))
                 .configure(|cfg| platform::http::ops_routes(cfg, ops.clone()))
+                .configure(platform::dead_letters::configure)
                 .configure(|cfg| mount_modules(cfg, &served))
                 .route(
                     "/api/docs",

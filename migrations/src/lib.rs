@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod booking;
+pub mod events;
 mod inbox_retention;
 pub mod movie;
 pub mod notification;

@@ -367,3 +367,12 @@ pub async fn assert_not_found(res: reqwest::Response, resource: &str) -> Value {
     assert_eq!(problem["resource"], resource, "{problem}");
     problem
 }
+
+/// An in-process bus with its dead letters in `settings`' `events` store.
+pub async fn in_process_bus(
+    settings: &Settings,
+    retry: platform::events::RetryPolicy,
+) -> Arc<platform::events::InProcessBus> {
+    let store = boxoffice::startup::dead_letter_store(settings).await.expect("the events store opens");
+    platform::events::InProcessBus::new(retry, store, std::time::Duration::from_millis(50))
+}

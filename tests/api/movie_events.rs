@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use movie::api::{MovieApi, MovieInput, RowLayout, ShowtimeId, ShowtimeInput, TheaterInput};
-use platform::events::{Envelope, EventBus, InProcessBus, RetryPolicy};
+use platform::events::{Envelope, EventBus, RetryPolicy};
 use platform::health::Readiness;
 use platform::identity::{AuthUser, Role, UserId};
 use serde_json::json;
@@ -66,10 +66,12 @@ async fn booking_events_keep_seats_available_once_each(backend: Backend) {
     assert_eq!(available().await, 7, "a confirmation keeps the seats taken");
 
     // Through the bus, bound as the composition root binds it.
-    let bus = InProcessBus::new(RetryPolicy { max_attempts: 3, first_backoff: Duration::from_millis(5) });
-    bus.subscribe(movie::service::events::QUEUE, movie::service::events::ROUTING_KEYS, Arc::clone(&handler))
-        .await
-        .unwrap();
+    let bus = crate::helpers::in_process_bus(
+        &settings,
+        RetryPolicy { max_attempts: 3, first_backoff: Duration::from_millis(5) },
+    )
+    .await;
+    bus.subscribe(movie::api::QUEUE.name, movie::api::QUEUE.patterns, Arc::clone(&handler)).await.unwrap();
     bus.publish(&booking_event("booking.created", show.id, &seats[3..5])).await.unwrap();
     assert_eq!(available().await, 5);
     let cancelled = booking_event("booking.cancelled", show.id, &seats[..3]);
@@ -78,9 +80,9 @@ async fn booking_events_keep_seats_available_once_each(backend: Backend) {
     assert_eq!(available().await, 8, "the cancelled seats came back once");
     // Events of other showtimes, or unrelated keys, touch nothing.
     bus.publish(&booking_event("booking.created", ShowtimeId(uuid::Uuid::new_v4()), &seats[..1])).await.unwrap();
-    bus.publish(&booking_event("payment.completed", show.id, &seats[..1])).await.unwrap();
+    assert!(bus.publish(&booking_event("payment.completed", show.id, &seats[..1])).await.is_err(), "bound to no queue");
     assert_eq!(available().await, 8);
-    assert!(bus.dead_letters("movie_queue.dlq").is_empty());
+    assert!(bus.dead_letters().await.unwrap().is_empty());
 }
 
 /// Through the app's own bus: in process on SQLite, RabbitMQ (a durable `movie_queue` on a

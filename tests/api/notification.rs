@@ -120,7 +120,7 @@ async fn an_event_delivered_twice_makes_one_notification(backend: Backend) {
     let app = spawn_app(backend).await;
     let screen = screening(&app, ROW_A).await;
     let di = customer(&app, "dina").await;
-    let queue = format!("queue=\"{}{}\"", app.settings.events.queue_prefix, notification::service::QUEUE);
+    let queue = format!("queue=\"{}{}\"", app.settings.events.queue_prefix, notification::api::QUEUE.name);
     let handled = counter(&app.metrics().await, "events_consumed_total", &queue);
     let booking = book(&app, &di.token, &screen, &["A4"]).await;
     wait_for_notifications(&app, &di.token, |items| items.len() == 1).await;

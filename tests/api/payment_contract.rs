@@ -37,7 +37,7 @@ async fn the_service_keeps_the_contract(backend: Backend) {
     let settings = test_settings(&backend, data.path());
     let stack = boxoffice::startup::booking_stack(&settings).await.unwrap();
     // No relay runs: payment's events stay in its outbox.
-    let bus = Arc::new(platform::events::InProcessBus::new(settings.events.retry()));
+    let bus = crate::helpers::in_process_bus(&settings, settings.events.retry()).await;
     let mut readiness = platform::health::Readiness::default();
     let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
     let (payments, _relay) =

@@ -242,3 +242,7 @@ pub struct BookingCancelled {
     pub reason: CancelReason,
     pub was_paid: bool,
 }
+
+/// The queue booking consumes: payment outcomes confirm or release a hold.
+pub const QUEUE: platform::events::QueueSpec =
+    platform::events::QueueSpec { name: "booking_queue", patterns: &["payment.completed", "payment.failed"] };

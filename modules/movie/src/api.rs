@@ -405,3 +405,9 @@ pub trait SeatStates: Send + Sync {
     /// `Unavailable` when the states cannot be read.
     async fn taken_seats(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, MovieError>;
 }
+
+/// The queue movie consumes: booking events keep `seats_available`.
+pub const QUEUE: platform::events::QueueSpec = platform::events::QueueSpec {
+    name: "movie_queue",
+    patterns: &["booking.created", "booking.confirmed", "booking.cancelled"],
+};

@@ -181,6 +181,20 @@ pub trait NotificationApi: Send + Sync {
     async fn list(&self, caller: &AuthUser, page: PageRequest) -> Result<Page<Notification>, NotificationError>;
 }
 
+/// The queue notification consumes. `payment.completed` makes no message of its own (the
+/// confirmation follows it): it tells the amount paid, which `booking.confirmed` does not carry.
+pub const QUEUE: platform::events::QueueSpec = platform::events::QueueSpec {
+    name: "notification_queue",
+    patterns: &[
+        "booking.created",
+        "booking.confirmed",
+        "booking.cancelled",
+        "payment.completed",
+        "payment.failed",
+        "payment.refunded",
+    ],
+};
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -302,3 +302,7 @@ pub struct PaymentRefunded {
     pub user_id: UserId,
     pub amount_cents: i64,
 }
+
+/// The queue payment consumes: a cancelled booking that was paid is refunded.
+pub const QUEUE: platform::events::QueueSpec =
+    platform::events::QueueSpec { name: "payment_queue", patterns: &["booking.cancelled"] };

@@ -15,6 +15,10 @@
 //! it to `<queue>.dlq`. A body that is not an event cannot get better by retrying: it goes
 //! straight to the dead-letter queue.
 //!
+//! Dead letters stay in `<queue>.dlq` until an operator replays them
+//! ([`EventBus::replay`]): a fresh copy goes back to the queue, and the dead letter is
+//! acknowledged once the broker confirmed the copy.
+//!
 //! Reconnection: a supervisor task watches the connection; when it drops (broker restart,
 //! network cut, an operator closing it) `publish` fails fast with
 //! [`BusError::Unavailable`] — the outbox relay simply tries again later — while the
@@ -30,14 +34,15 @@ use async_trait::async_trait;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use tokio::sync::{Mutex, watch};
 
-use crate::events::{BusError, Envelope, EventBus, EventHandler, HandlerError, RetryPolicy};
+use crate::dead_letters::selected;
+use crate::events::{BusError, DeadLetter, Envelope, EventBus, EventHandler, HandlerError, Replay, RetryPolicy};
 use crate::health::HealthCheck;
 
 /// Header carrying the number of the delivery attempt a message copy is (absent = 1).
@@ -55,6 +60,9 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long opening a connection (TCP, handshake, declarations) may take: a broker that
 /// drops packets instead of refusing them would otherwise stall a reconnection for minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Dead letters read per queue by one listing or replay.
+const DEAD_LETTERS_MAX: usize = 10_000;
 
 /// How often the supervisor looks at the connection state, besides listening to its events.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
@@ -151,11 +159,12 @@ impl Link {
     }
 }
 
-/// A consumer registered with `subscribe`, re-established after every reconnection.
+/// A queue of the deployment, declared with `declare` (no handler: another process consumes
+/// it) or `subscribe`; re-established after every reconnection.
 struct Subscription {
     queue: String,
     patterns: Vec<String>,
-    handler: Arc<dyn EventHandler>,
+    handler: Option<Arc<dyn EventHandler>>,
 }
 
 struct Inner {
@@ -166,9 +175,9 @@ struct Inner {
     /// The current connection; `None` while reconnecting. A std lock: only ever held to
     /// clone or swap the `Link`, never across an await.
     link: RwLock<Option<Link>>,
-    /// Every subscription. Held across the broker round trips of declaring and consuming
-    /// (subscribe, reconnect) so a subscription is never set up twice on one connection
-    /// nor missed by a reconnection; publishing never takes it.
+    /// Every declared queue and subscription. Held across the broker round trips of
+    /// declaring and consuming (declare, subscribe, reconnect) so a subscription is never set
+    /// up twice on one connection nor missed by a reconnection; publishing never takes it.
     topology: Mutex<Vec<Arc<Subscription>>>,
 }
 
@@ -244,6 +253,23 @@ impl Drop for RabbitBus {
     }
 }
 
+/// What a message of `queue`'s dead-letter queue says about itself.
+fn dead_letter_of(queue: &str, delivery: &Delivery) -> DeadLetter {
+    let body: serde_json::Value = serde_json::from_slice(&delivery.data)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&delivery.data).into_owned()));
+    let head = Envelope::from_body(body.clone()).ok();
+    DeadLetter {
+        queue: queue.to_owned(),
+        event_id: head.as_ref().map_or(uuid::Uuid::nil(), |e| e.event_id),
+        routing_key: head.map(|e| e.routing_key).unwrap_or_default(),
+        attempts: attempt_of(&delivery.properties),
+        error: None,
+        dead_at: None,
+        replay_requested_at: None,
+        event: body,
+    }
+}
+
 fn not_connected() -> BusError {
     BusError::Unavailable("not connected to RabbitMQ (reconnecting)".to_owned())
 }
@@ -289,7 +315,8 @@ impl Inner {
     }
 
     /// Declares `sub`'s queue, dead-letter queue and bindings on `link` and starts its
-    /// consumer task. Idempotent on the broker side (same arguments every time).
+    /// consumer task when it has a handler. Idempotent on the broker side (same arguments
+    /// every time).
     async fn start(&self, link: &Link, sub: &Arc<Subscription>) -> Result<(), BusError> {
         let channel = link.connection.create_channel().await.map_err(unavailable)?;
         let queue = short(&sub.queue)?;
@@ -324,12 +351,78 @@ impl Inner {
                 .map_err(unavailable)?;
         }
 
+        let Some(handler) = &sub.handler else {
+            let _closed = channel.close(200, "OK".into()).await;
+            return Ok(());
+        };
         channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(unavailable)?;
         let consumer = channel
             .basic_consume(queue, "".into(), BasicConsumeOptions::default(), FieldTable::default())
             .await
             .map_err(unavailable)?;
-        tokio::spawn(consume(Arc::clone(sub), link.clone(), self.retry, consumer));
+        tokio::spawn(consume(Arc::clone(sub), Arc::clone(handler), link.clone(), self.retry, consumer));
+        Ok(())
+    }
+
+    /// The queues declared on this bus (with or without a consumer here).
+    async fn queue_names(&self) -> Vec<String> {
+        self.topology.lock().await.iter().map(|sub| sub.queue.clone()).collect()
+    }
+
+    /// Takes every message of `queue`'s dead-letter queue on a throwaway channel, gives each
+    /// to `visit` (which acknowledges the ones it consumes, and says so), then closes the
+    /// channel, which hands every unacknowledged message back to the dead-letter queue in its
+    /// order. Returns how many `visit` consumed.
+    async fn each_dead_letter<F, Fut>(&self, queue: &str, mut visit: F) -> Result<u64, BusError>
+    where
+        F: FnMut(Delivery) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, BusError>>,
+    {
+        let link = self.current().ok_or_else(not_connected)?;
+        let channel = link.connection.create_channel().await.map_err(unavailable)?;
+        let dlq = short(&dead_letter_queue(queue))?;
+        let mut outcome = Ok(0);
+        for _ in 0..DEAD_LETTERS_MAX {
+            match channel.basic_get(dlq.clone(), BasicGetOptions { no_ack: false }).await {
+                Ok(Some(message)) => match visit(message.delivery).await {
+                    Ok(consumed) => outcome = outcome.map(|n| n + u64::from(consumed)),
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    outcome = Err(unavailable(e));
+                    break;
+                }
+            }
+        }
+        let _closed = channel.close(200, "OK".into()).await;
+        outcome
+    }
+
+    /// Adds a queue to the topology and sets it up on the current connection; a queue
+    /// declared before is replaced by its subscription.
+    async fn add(
+        &self,
+        queue: &str,
+        patterns: &[&str],
+        handler: Option<Arc<dyn EventHandler>>,
+    ) -> Result<(), BusError> {
+        let sub = Arc::new(Subscription {
+            queue: queue.to_owned(),
+            patterns: patterns.iter().map(|p| (*p).to_owned()).collect(),
+            handler,
+        });
+        let mut topology = self.topology.lock().await;
+        if sub.handler.is_none() && topology.iter().any(|known| known.queue == sub.queue) {
+            return Ok(());
+        }
+        let link = self.current().ok_or_else(not_connected)?;
+        self.start(&link, &sub).await?;
+        topology.retain(|known| known.queue != sub.queue || known.handler.is_some());
+        topology.push(sub);
         Ok(())
     }
 
@@ -393,10 +486,16 @@ async fn supervise(inner: Weak<Inner>, mut link: Link, mut stopped: watch::Recei
 
 /// Handles `sub`'s deliveries one at a time until the consumer ends (connection lost or
 /// consumer cancelled); the supervisor starts a new one after reconnecting.
-async fn consume(sub: Arc<Subscription>, link: Link, retry: RetryPolicy, mut consumer: Consumer) {
+async fn consume(
+    sub: Arc<Subscription>,
+    handler: Arc<dyn EventHandler>,
+    link: Link,
+    retry: RetryPolicy,
+    mut consumer: Consumer,
+) {
     while let Some(delivery) = consumer.next().await {
         match delivery {
-            Ok(delivery) => handle_delivery(&sub, &link, retry, delivery).await,
+            Ok(delivery) => handle_delivery(&sub, handler.as_ref(), &link, retry, delivery).await,
             Err(e) => {
                 tracing::warn!(queue = %sub.queue, error = %e, "RabbitMQ consumer stopped");
                 return;
@@ -407,7 +506,13 @@ async fn consume(sub: Arc<Subscription>, link: Link, retry: RetryPolicy, mut con
     tracing::warn!(queue = %sub.queue, "RabbitMQ consumer cancelled");
 }
 
-async fn handle_delivery(sub: &Arc<Subscription>, link: &Link, retry: RetryPolicy, delivery: Delivery) {
+async fn handle_delivery(
+    sub: &Arc<Subscription>,
+    handler: &dyn EventHandler,
+    link: &Link,
+    retry: RetryPolicy,
+    delivery: Delivery,
+) {
     let queue = sub.queue.as_str();
     let parsed = serde_json::from_slice(&delivery.data).and_then(Envelope::from_body);
     let event = match parsed {
@@ -421,7 +526,7 @@ async fn handle_delivery(sub: &Arc<Subscription>, link: &Link, retry: RetryPolic
     };
     let attempt = attempt_of(&delivery.properties);
     // A panicking handler is a failing one: the delivery is retried, and the consumer lives on.
-    let outcome = AssertUnwindSafe(sub.handler.handle(&event))
+    let outcome = AssertUnwindSafe(handler.handle(&event))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| Err(HandlerError("the event handler panicked".to_owned())));
@@ -491,10 +596,12 @@ impl EventBus for RabbitBus {
             .with_message_id(event.event_id.to_string().into())
             .with_type(short(&event.routing_key)?)
             .with_timestamp(u64::try_from(event.occurred_at.timestamp()).unwrap_or(0));
-        // Not mandatory: an event no module subscribes to (yet) is legitimately dropped.
+        // Mandatory: every queue of the deployment is declared before anything is published,
+        // so an event no queue takes is a misconfiguration to surface (the outbox keeps it),
+        // never a message to drop.
         tokio::time::timeout(
             PUBLISH_TIMEOUT,
-            link.publish(&self.inner.exchange, &event.routing_key, false, &body, properties),
+            link.publish(&self.inner.exchange, &event.routing_key, true, &body, properties),
         )
         .await
         .map_err(|_| BusError::Unavailable(format!("no publisher confirm within {} s", PUBLISH_TIMEOUT.as_secs())))??;
@@ -502,17 +609,55 @@ impl EventBus for RabbitBus {
         Ok(())
     }
 
+    async fn declare(&self, queue: &str, patterns: &[&str]) -> Result<(), BusError> {
+        self.inner.add(queue, patterns, None).await
+    }
+
     async fn subscribe(&self, queue: &str, patterns: &[&str], handler: Arc<dyn EventHandler>) -> Result<(), BusError> {
-        let sub = Arc::new(Subscription {
-            queue: queue.to_owned(),
-            patterns: patterns.iter().map(|p| (*p).to_owned()).collect(),
-            handler,
-        });
-        let mut subscriptions = self.inner.topology.lock().await;
+        self.inner.add(queue, patterns, Some(handler)).await
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
+        let mut letters = Vec::new();
+        for queue in self.inner.queue_names().await {
+            self.inner
+                .each_dead_letter(&queue, |delivery| {
+                    letters.push(dead_letter_of(&queue, &delivery));
+                    std::future::ready(Ok(false))
+                })
+                .await?;
+        }
+        Ok(letters)
+    }
+
+    async fn replay(&self, which: Replay) -> Result<u64, BusError> {
         let link = self.inner.current().ok_or_else(not_connected)?;
-        self.inner.start(&link, &sub).await?;
-        subscriptions.push(sub);
-        Ok(())
+        let mut replayed = 0;
+        for queue in self.inner.queue_names().await {
+            let link = &link;
+            let queue = queue.as_str();
+            replayed += self
+                .inner
+                .each_dead_letter(queue, |delivery| async move {
+                    if !selected(which, &dead_letter_of(queue, &delivery)) {
+                        return Ok(false);
+                    }
+                    // A fresh copy (attempts from 1) straight to its queue; the dead letter
+                    // goes only once the broker has confirmed the copy.
+                    let mut headers = FieldTable::default();
+                    for (key, value) in delivery.properties.headers().iter().flat_map(|h| h.inner()) {
+                        if key.as_str() != ATTEMPTS_HEADER && !key.as_str().starts_with("x-death") {
+                            headers.insert(key.clone(), value.clone());
+                        }
+                    }
+                    let properties = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
+                    link.publish("", queue, true, &delivery.data, properties).await?;
+                    delivery.acker.ack(BasicAckOptions::default()).await.map_err(unavailable)?;
+                    Ok(true)
+                })
+                .await?;
+        }
+        Ok(replayed)
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod amqp;
 pub mod config;
 pub mod db;
+pub mod dead_letters;
 pub mod events;
 pub mod extract;
 pub mod health;

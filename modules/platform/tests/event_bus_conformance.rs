@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeleteOptions};
 use platform::amqp::RabbitBus;
-use platform::events::{Envelope, EventBus, EventHandler, HandlerError, InProcessBus, RetryPolicy};
+use platform::events::{DeadLetter, Envelope, EventBus, EventHandler, HandlerError, InProcessBus, Replay, RetryPolicy};
 use platform::health::HealthCheck;
 use serde_json::json;
 
@@ -50,6 +50,18 @@ fn event(key: &str, n: u32) -> Envelope {
     Envelope::new(key, &json!({"booking_id": uuid::Uuid::new_v4(), "n": n})).unwrap()
 }
 
+async fn wait_for_dead_letters(bus: &dyn EventBus, expected: usize) -> Vec<DeadLetter> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let letters = bus.dead_letters().await.unwrap();
+        if letters.len() == expected {
+            return letters;
+        }
+        assert!(Instant::now() < deadline, "{} dead letters, expected {expected}", letters.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !condition() {
@@ -63,7 +75,8 @@ async fn conformance(bus: Arc<dyn EventBus>, prefix: &str) {
     let movie = Recorder::failing(0);
     let payment = Recorder::failing(0);
     let flaky = Recorder::failing(2);
-    let broken = Recorder::failing(usize::MAX);
+    // Fails every delivery the retry policy makes (3), so only a replay gets it through.
+    let broken = Recorder::failing(3);
     let q = |name: &str| format!("{prefix}{name}");
     bus.subscribe(&q("movie_queue"), &["booking.*"], movie.clone()).await.unwrap();
     bus.subscribe(&q("payment_queue"), &["booking.cancelled"], payment.clone()).await.unwrap();
@@ -75,7 +88,7 @@ async fn conformance(bus: Arc<dyn EventBus>, prefix: &str) {
     let cancelled = event("booking.cancelled", 2);
     bus.publish(&created).await.unwrap();
     bus.publish(&cancelled).await.unwrap();
-    bus.publish(&event("auth.user_registered", 3)).await.unwrap();
+    assert!(bus.publish(&event("auth.user_registered", 3)).await.is_err(), "no queue takes it: refused, not dropped");
     wait_until("movie_queue has both booking events", || movie.keys().len() == 2).await;
     wait_until("payment_queue has the cancellation", || payment.keys().len() == 1).await;
     assert_eq!(movie.keys(), ["booking.created", "booking.cancelled"]);
@@ -96,6 +109,30 @@ async fn conformance(bus: Arc<dyn EventBus>, prefix: &str) {
     wait_until("later events still flow", || movie.keys().len() == 3).await;
     assert_eq!(broken.deliveries_of(&poison), 3, "not retried forever");
 
+    // The dead letter is kept, listed, and replayed on request (once: it is then gone).
+    let dead = wait_for_dead_letters(bus.as_ref(), 1).await;
+    assert_eq!((dead[0].queue.as_str(), dead[0].event_id), (q("broken_queue").as_str(), poison.event_id));
+    assert_eq!(dead[0].routing_key, "payment.failed");
+    assert_eq!(dead[0].event, poison.body);
+    assert_eq!(bus.replay(Replay::Event(uuid::Uuid::new_v4())).await.unwrap(), 0, "an unknown event");
+    assert_eq!(bus.replay(Replay::Event(poison.event_id)).await.unwrap(), 1);
+    wait_until("the replayed event is handled", || broken.deliveries_of(&poison) == 4).await;
+    wait_for_dead_letters(bus.as_ref(), 0).await;
+    assert_eq!(bus.replay(Replay::All).await.unwrap(), 0, "nothing left to replay");
+
+    // A queue declared before its consumer exists loses nothing published meanwhile: the bus
+    // keeps the event (RabbitMQ) or refuses it so the outbox keeps it (in process), and the
+    // consumer gets it once it subscribes — relayed, as the outbox relay would, until taken.
+    let late = Recorder::failing(0);
+    bus.declare(&q("late_queue"), &["booking.expired"]).await.unwrap();
+    let early = event("booking.expired", 7);
+    let taken_early = bus.publish(&early).await.is_ok();
+    bus.subscribe(&q("late_queue"), &["booking.expired"], late.clone()).await.unwrap();
+    if !taken_early {
+        bus.publish(&early).await.unwrap();
+    }
+    wait_until("the late consumer gets the early event", || late.deliveries_of(&early) == 1).await;
+
     // The payload arrives whole, with its event fields.
     let received = movie.seen.lock().unwrap()[0].clone();
     assert_eq!(received, created);
@@ -105,10 +142,54 @@ async fn conformance(bus: Arc<dyn EventBus>, prefix: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_in_process_bus_keeps_the_contract() {
-    let bus = Arc::new(InProcessBus::new(RetryPolicy { max_attempts: 3, first_backoff: Duration::from_millis(5) }));
+    let dir = tempfile::TempDir::new().unwrap();
+    let retry = RetryPolicy { max_attempts: 3, first_backoff: Duration::from_millis(5) };
+    let bus = InProcessBus::new(retry, common::dead_letter_store(dir.path()).await, Duration::from_millis(20));
     conformance(bus.clone(), "").await;
-    assert_eq!(bus.dead_letters("broken_queue.dlq").len(), 1);
-    assert_eq!(bus.dead_letters("broken_queue.dlq")[0].routing_key, "payment.failed");
+}
+
+/// The in-process bus keeps its dead letters durably: a new bus on the same store (the
+/// process restarted) lists them and delivers a replay to its consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_dead_letters_survive_a_restart_and_replay() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let retry = RetryPolicy { max_attempts: 2, first_backoff: Duration::from_millis(5) };
+    let poison = event("booking.cancelled", 1);
+    {
+        let bus = InProcessBus::new(retry, common::dead_letter_store(dir.path()).await, Duration::from_millis(20));
+        bus.subscribe("payment_queue", &["booking.cancelled"], Recorder::failing(usize::MAX)).await.unwrap();
+        bus.publish(&poison).await.unwrap();
+    }
+    let bus = InProcessBus::new(retry, common::dead_letter_store(dir.path()).await, Duration::from_millis(20));
+    let dead = bus.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].queue.as_str(), dead[0].event_id, dead[0].attempts), ("payment_queue", poison.event_id, 2));
+    assert_eq!(dead[0].error.as_deref(), Some("failure #2"));
+    // Asked for before the consumer is back (as `boxoffice events dead-letters replay` does
+    // from another process): delivered once it subscribes.
+    assert_eq!(bus.replay(Replay::All).await.unwrap(), 1);
+    let healthy = Recorder::failing(0);
+    bus.subscribe("payment_queue", &["booking.cancelled"], healthy.clone()).await.unwrap();
+    wait_until("the replayed event is handled", || healthy.deliveries_of(&poison) == 1).await;
+    wait_for_dead_letters(bus.as_ref(), 0).await;
+}
+
+/// Publishing refuses, rather than drops, an event whose queue is declared but not consumed
+/// yet (the composition root's start-up before every consumer subscribed), and an event
+/// whose dead letter cannot be written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_bus_never_counts_an_undelivered_event_as_published() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let retry = RetryPolicy { max_attempts: 1, first_backoff: Duration::from_millis(5) };
+    let store = common::dead_letter_store(dir.path()).await;
+    let bus = InProcessBus::new(retry, store.clone(), Duration::from_millis(20));
+    bus.declare("payment_queue", &["booking.cancelled"]).await.unwrap();
+    let cancelled = event("booking.cancelled", 1);
+    assert!(bus.publish(&cancelled).await.is_err(), "declared, no consumer yet");
+
+    bus.subscribe("payment_queue", &["booking.cancelled"], Recorder::failing(usize::MAX)).await.unwrap();
+    store.database().close().await.unwrap();
+    assert!(bus.publish(&cancelled).await.is_err(), "the dead letter could not be recorded");
 }
 
 #[test]
@@ -174,11 +255,12 @@ async fn the_rabbitmq_bus_keeps_the_contract() {
     assert_eq!(bus.name(), "rabbitmq");
     conformance(bus.clone(), &prefix).await;
 
-    // The poison event really sits in the broker's dead-letter queue, whole, and nothing else
+    // A poison event really sits in the broker's dead-letter queue, whole, and nothing else
     // was dead-lettered; every other message was acknowledged.
+    bus.publish(&event("payment.failed", 8)).await.unwrap();
     let broken_dlq = format!("{prefix}broken_queue.dlq");
     wait_for_count(&bus, &broken_dlq, 1).await;
-    for queue in ["movie_queue", "payment_queue", "flaky_queue"] {
+    for queue in ["movie_queue", "payment_queue", "flaky_queue", "late_queue"] {
         wait_for_count(&bus, &format!("{prefix}{queue}.dlq"), 0).await;
         wait_for_count(&bus, &format!("{prefix}{queue}"), 0).await;
     }
@@ -191,7 +273,7 @@ async fn the_rabbitmq_bus_keeps_the_contract() {
     assert_eq!(*delivery.properties.delivery_mode(), Some(2), "persistent");
     assert_eq!(delivery.properties.content_type().as_ref().map(|c| c.to_string()).as_deref(), Some("application/json"));
 
-    let queues: Vec<String> = ["movie_queue", "payment_queue", "flaky_queue", "broken_queue"]
+    let queues: Vec<String> = ["movie_queue", "payment_queue", "flaky_queue", "broken_queue", "late_queue"]
         .iter()
         .map(|q| format!("{prefix}{q}"))
         .collect();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use platform::config::{DatabaseSettings, Secret};
-use platform::events::{BusError, Envelope, EventBus, EventHandler};
+use platform::events::{BusError, DeadLetter, Envelope, EventBus, EventHandler, Replay};
 use platform::outbox::{OutboxRelay, enqueue, first_delivery, purge};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use serde_json::json;
@@ -32,8 +32,20 @@ impl EventBus for TestBus {
         Ok(())
     }
 
+    async fn declare(&self, _: &str, _: &[&str]) -> Result<(), BusError> {
+        Ok(())
+    }
+
     async fn subscribe(&self, _: &str, _: &[&str], _: Arc<dyn EventHandler>) -> Result<(), BusError> {
         Ok(())
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
+        Ok(Vec::new())
+    }
+
+    async fn replay(&self, _: Replay) -> Result<u64, BusError> {
+        Ok(0)
     }
 }
 

@@ -13,8 +13,7 @@ use serde::Deserialize;
 use super::BookingService;
 use crate::api::BookingId;
 
-pub const QUEUE: &str = "booking_queue";
-pub const PAYMENT_QUEUE_BINDINGS: &[&str] = &["payment.completed", "payment.failed"];
+use crate::api::QUEUE;
 
 #[derive(Deserialize)]
 struct PaymentOutcome {
@@ -36,7 +35,7 @@ impl EventHandler for PaymentEvents {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
         let outcome: PaymentOutcome = event.decode()?;
         let txn = self.service.db.begin().await?;
-        if !platform::outbox::first_delivery(&txn, QUEUE, event.event_id).await? {
+        if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());
         }
         if event.routing_key == "payment.completed"

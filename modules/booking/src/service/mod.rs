@@ -37,8 +37,6 @@ use crate::api::{
 };
 use entity::{booking, booking_seat, seat_claim};
 
-pub use events::{PAYMENT_QUEUE_BINDINGS, QUEUE};
-
 /// `[booking]` settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BookingSettings {

@@ -15,8 +15,7 @@ use uuid::Uuid;
 use super::entity::showtime;
 
 /// The queue movie consumes, and the events bound to it.
-pub const QUEUE: &str = "movie_queue";
-pub const ROUTING_KEYS: &[&str] = &["booking.created", "booking.confirmed", "booking.cancelled"];
+use crate::api::QUEUE;
 
 #[derive(Deserialize)]
 struct SeatsOfBooking {
@@ -47,7 +46,7 @@ impl EventHandler for SeatsAvailable {
             _ => 0,
         };
         let txn = self.db.begin().await?;
-        if !platform::outbox::first_delivery(&txn, QUEUE, event.event_id).await? {
+        if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());
         }
         if delta != 0 {

@@ -25,17 +25,7 @@ use super::NotificationService;
 use super::entity::{booking_facts, notification};
 use crate::api::{DeliveryStatus, NotificationKind};
 
-pub const QUEUE: &str = "notification_queue";
-/// `payment.completed` makes no message of its own (the confirmation follows it): it tells
-/// the amount paid, which `booking.confirmed` does not carry.
-pub const ROUTING_KEYS: &[&str] = &[
-    "booking.created",
-    "booking.confirmed",
-    "booking.cancelled",
-    "payment.completed",
-    "payment.failed",
-    "payment.refunded",
-];
+use crate::api::QUEUE;
 
 /// A notification's payload: what its event said that the message needs. What the event did
 /// not say (a payment event's screening, a confirmation's amount) comes from `booking_facts`
@@ -136,7 +126,7 @@ impl EventHandler for BookingAndPaymentEvents {
         let effect = decode(event)?;
         let service = &self.service;
         let txn = service.db.begin().await?;
-        if !platform::outbox::first_delivery(&txn, QUEUE, event.event_id).await? {
+        if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());
         }
         let message = match effect {

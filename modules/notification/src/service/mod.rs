@@ -39,8 +39,6 @@ use channel::{EmailAdapter, LogEmail, Sender, SmtpEmail, SmtpSettings};
 use entity::notification;
 use templates::Templates;
 
-pub use events::{QUEUE, ROUTING_KEYS};
-
 /// `[notification]` settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NotificationSettings {

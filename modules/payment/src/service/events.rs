@@ -12,8 +12,7 @@ use serde::Deserialize;
 
 use super::PaymentService;
 
-pub const QUEUE: &str = "payment_queue";
-pub const BOOKING_QUEUE_BINDINGS: &[&str] = &["booking.cancelled"];
+use crate::api::QUEUE;
 
 /// The fields payment reads of `booking.cancelled`. `was_paid` is not needed: whatever the
 /// booking knew, the payment's own records say whether there is money to give back (a charge
@@ -38,7 +37,7 @@ impl EventHandler for BookingEvents {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
         let cancelled: Cancelled = event.decode()?;
         let txn = self.service.db.begin().await?;
-        if !platform::outbox::first_delivery(&txn, QUEUE, event.event_id).await? {
+        if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());
         }
         let due = self.service.close_booking(&txn, cancelled.booking_id).await?;

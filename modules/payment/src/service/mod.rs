@@ -54,8 +54,6 @@ use entity::{ledger, payment, transaction};
 use gateway::{Charge, ChargeOutcome, GatewaySettings, PaymentGateway, SimulatedGateway};
 use idempotency::{Claim, Lease};
 
-pub use events::{BOOKING_QUEUE_BINDINGS, QUEUE};
-
 /// The generated fingerprint key of a process whose configuration leaves it empty.
 pub const FINGERPRINT_KEY_FILE: &str = "payment-fingerprint.key";
 

@@ -24,3 +24,13 @@ pub async fn redis() -> Option<(RedisKv, String)> {
     kv.check().await.expect("redis answers PING");
     Some((kv, prefix))
 }
+
+/// Dead letters of an in-process bus in a SQLite file under `dir`.
+pub async fn dead_letter_store(dir: &std::path::Path) -> platform::events::DeadLetterStore {
+    use sea_orm::ConnectionTrait;
+    let url = format!("sqlite://{}?mode=rwc", dir.join("events.db").display());
+    let db = sea_orm::Database::connect(url).await.expect("a SQLite file");
+    let mut table = platform::dead_letters::dead_letter_table();
+    db.execute(table.if_not_exists()).await.expect("the dead-letter table");
+    platform::events::DeadLetterStore::new(db)
+}
