@@ -202,3 +202,13 @@ async fn the_openapi_document_declares_path_ids_bounds_and_common_answers() {
     }
     assert!(operations >= 30, "only {operations} operations");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_method_on_an_operational_route_is_405_naming_the_allowed_one() {
+    let app = spawn_app(Backend::Sqlite).await;
+    for path in ["/health/live", "/health/ready", "/metrics"] {
+        let res = app.client.request(Method::TRACE, app.url(path)).send().await.unwrap();
+        assert_eq!(res.headers()["allow"], "GET", "{path}");
+        assert_problem(res, 405).await;
+    }
+}

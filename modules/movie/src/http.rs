@@ -98,6 +98,7 @@ async fn create_movie(api: Api, req: Admin<MovieInput>) -> Result<HttpResponse, 
         (status = 200, description = "Updated", body = Movie),
         (status = 403, description = "Not an admin", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such movie", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The duration would change while showtimes are to come", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 async fn update_movie(api: Api, id: web::Path<Uuid>, req: Admin<MovieInput>) -> Result<HttpResponse, Problem> {

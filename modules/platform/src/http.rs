@@ -242,10 +242,11 @@ pub struct OpsDoc;
 
 /// `/health/live`, `/health/ready` and `/metrics`.
 pub fn ops_routes(cfg: &mut web::ServiceConfig, ops: Arc<Ops>) {
+    // Resources, not bare routes: another method on these paths is a 405 with `Allow`.
     cfg.app_data(web::Data::from(ops))
-        .route("/health/live", web::get().to(live))
-        .route("/health/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(render_metrics));
+        .service(web::resource("/health/live").route(web::get().to(live)))
+        .service(web::resource("/health/ready").route(web::get().to(ready)))
+        .service(web::resource("/metrics").route(web::get().to(render_metrics)));
 }
 
 /// 200 while the process runs.
