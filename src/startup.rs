@@ -491,6 +491,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             let extra = extra.clone();
             App::new()
+                .wrap(from_fn(platform::http::catch_panics))
                 .wrap(from_fn(platform::http::problem_bodies))
                 .wrap(from_fn(platform::http::client_budget))
                 .wrap(from_fn(platform::http::record_metrics))

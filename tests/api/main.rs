@@ -18,6 +18,7 @@ mod booking;
 mod booking_contract;
 mod cli;
 mod fixtures;
+mod input;
 mod movie;
 mod movie_contract;
 mod movie_events;

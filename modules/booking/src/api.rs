@@ -91,9 +91,11 @@ pub struct Booking {
 #[into_params(parameter_in = Query)]
 pub struct BookingQuery {
     pub status: Option<BookingStatus>,
-    /// 1-based page number (default 1).
+    /// 1-based page number, at most 1000000 (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<u64>,
     /// Items per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
 }
 

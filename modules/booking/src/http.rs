@@ -60,7 +60,7 @@ async fn list(api: Api, caller: AuthUser, query: Query<BookingQuery>) -> Result<
 }
 
 /// A booking of the caller's (or any, for an admin).
-#[utoipa::path(get, path = "/api/bookings/bookings/{id}", tag = "bookings", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/bookings/bookings/{id}", tag = "bookings", params(("id" = Uuid, Path, description = "The booking's id")), security(("bearer" = [])),
     responses(
         (status = 200, description = "The booking", body = Booking),
         (status = 404, description = "No such booking of the caller's", body = ProblemDocument, content_type = "application/problem+json"),
@@ -70,7 +70,7 @@ async fn get(api: Api, caller: AuthUser, id: web::Path<Uuid>) -> Result<HttpResp
 }
 
 /// Cancel before the showtime starts; the seats are free again at once.
-#[utoipa::path(post, path = "/api/bookings/bookings/{id}/cancel", tag = "bookings", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/bookings/bookings/{id}/cancel", tag = "bookings", params(("id" = Uuid, Path, description = "The booking's id")), security(("bearer" = [])),
     responses(
         (status = 200, description = "Cancelled", body = Booking),
         (status = 404, description = "No such booking of the caller's", body = ProblemDocument, content_type = "application/problem+json"),
@@ -82,7 +82,7 @@ async fn cancel(api: Api, caller: AuthUser, id: web::Path<Uuid>) -> Result<HttpR
 
 /// Held and booked seats of a showtime (the movie module's seat map reads it when booking
 /// runs elsewhere; not in api.md).
-#[utoipa::path(get, path = "/api/bookings/showtimes/{id}/seat-states", tag = "bookings",
+#[utoipa::path(get, path = "/api/bookings/showtimes/{id}/seat-states", tag = "bookings", params(("id" = Uuid, Path, description = "The showtime's id")),
     responses((status = 200, description = "seat id → `held` or `booked`", body = HashMap<String, SeatStatus>)))]
 async fn seat_states(api: Api, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
     let states: HashMap<SeatId, SeatStatus> = api.seat_states(ShowtimeId(id.into_inner())).await?;

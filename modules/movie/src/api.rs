@@ -55,6 +55,8 @@ pub struct MovieInput {
     pub duration_minutes: i64,
     /// Not empty; at most 50 characters; compared case-insensitively when filtering.
     pub genre: String,
+    /// Years 1–9999.
+    #[serde(deserialize_with = "platform::validation::bounded::date")]
     pub release_date: NaiveDate,
     #[serde(default)]
     pub rating: Option<String>,
@@ -71,9 +73,11 @@ pub struct MovieQuery {
     pub genre: Option<String>,
     /// Text that must appear in the title (case-insensitive).
     pub q: Option<String>,
-    /// 1-based page number (default 1).
+    /// 1-based page number, at most 1000000 (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<u64>,
     /// Items per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
 }
 
@@ -170,7 +174,8 @@ pub struct Showtime {
 pub struct ShowtimeInput {
     pub movie_id: MovieId,
     pub theater_id: TheaterId,
-    /// In the future.
+    /// In the future; years up to 9999.
+    #[serde(deserialize_with = "platform::validation::bounded::datetime")]
     pub start_time: DateTime<Utc>,
     /// Greater than 0.
     pub price_cents: i64,
@@ -185,11 +190,14 @@ pub struct ShowtimeInput {
 pub struct ShowtimeQuery {
     pub movie_id: Option<MovieId>,
     pub theater_id: Option<TheaterId>,
-    /// A UTC calendar day (`YYYY-MM-DD`); without it, showtimes from now on.
+    /// A UTC calendar day (`YYYY-MM-DD`, years 1–9999); without it, showtimes from now on.
+    #[serde(default, deserialize_with = "platform::validation::bounded::optional_date")]
     pub date: Option<NaiveDate>,
-    /// 1-based page number (default 1).
+    /// 1-based page number, at most 1000000 (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<u64>,
     /// Items per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
 }
 

@@ -68,7 +68,7 @@ async fn list_movies(api: Api, query: Query<MovieQuery>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(api.list_movies(query.into_inner()).await?))
 }
 
-#[utoipa::path(get, path = "/api/movies/movies/{id}", tag = "movies",
+#[utoipa::path(get, path = "/api/movies/movies/{id}", tag = "movies", params(("id" = Uuid, Path, description = "The movie's id")),
     responses(
         (status = 200, description = "The movie", body = Movie),
         (status = 404, description = "No such movie", body = ProblemDocument, content_type = "application/problem+json"),
@@ -93,11 +93,12 @@ async fn create_movie(api: Api, req: Admin<MovieInput>) -> Result<HttpResponse, 
 }
 
 /// Admin: replace a movie's fields.
-#[utoipa::path(put, path = "/api/movies/movies/{id}", tag = "movies", request_body = MovieInput, security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/movies/movies/{id}", tag = "movies", params(("id" = Uuid, Path, description = "The movie's id")), request_body = MovieInput, security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = Movie),
         (status = 403, description = "Not an admin", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such movie", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The duration would change while showtimes are to come", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Invalid field", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 async fn update_movie(api: Api, id: web::Path<Uuid>, req: Admin<MovieInput>) -> Result<HttpResponse, Problem> {
@@ -105,7 +106,7 @@ async fn update_movie(api: Api, id: web::Path<Uuid>, req: Admin<MovieInput>) -> 
 }
 
 /// Admin: take a movie out of the catalog.
-#[utoipa::path(delete, path = "/api/movies/movies/{id}", tag = "movies", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/movies/movies/{id}", tag = "movies", params(("id" = Uuid, Path, description = "The movie's id")), security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Not an admin", body = ProblemDocument, content_type = "application/problem+json"),
@@ -124,7 +125,7 @@ async fn list_theaters(api: Api, page: Query<PageRequest>) -> Result<HttpRespons
     Ok(HttpResponse::Ok().json(api.list_theaters(page.into_inner()).await?))
 }
 
-#[utoipa::path(get, path = "/api/movies/theaters/{id}", tag = "movies",
+#[utoipa::path(get, path = "/api/movies/theaters/{id}", tag = "movies", params(("id" = Uuid, Path, description = "The theater's id")),
     responses(
         (status = 200, description = "The theater and its seats", body = Theater),
         (status = 404, description = "No such theater", body = ProblemDocument, content_type = "application/problem+json"),
@@ -157,7 +158,7 @@ async fn list_showtimes(api: Api, query: Query<ShowtimeQuery>) -> Result<HttpRes
     Ok(HttpResponse::Ok().json(api.list_showtimes(query.into_inner()).await?))
 }
 
-#[utoipa::path(get, path = "/api/movies/showtimes/{id}", tag = "movies",
+#[utoipa::path(get, path = "/api/movies/showtimes/{id}", tag = "movies", params(("id" = Uuid, Path, description = "The showtime's id")),
     responses(
         (status = 200, description = "The showtime", body = Showtime),
         (status = 404, description = "No such showtime", body = ProblemDocument, content_type = "application/problem+json"),
@@ -182,7 +183,7 @@ async fn create_showtime(api: Api, req: Admin<ShowtimeInput>) -> Result<HttpResp
 }
 
 /// Every seat of the showtime with its price and state.
-#[utoipa::path(get, path = "/api/movies/showtimes/{id}/seats", tag = "movies",
+#[utoipa::path(get, path = "/api/movies/showtimes/{id}/seats", tag = "movies", params(("id" = Uuid, Path, description = "The showtime's id")),
     responses(
         (status = 200, description = "The seat map", body = SeatMap),
         (status = 404, description = "No such showtime", body = ProblemDocument, content_type = "application/problem+json"),
@@ -193,7 +194,7 @@ async fn seat_map(api: Api, id: web::Path<Uuid>) -> Result<HttpResponse, Problem
 
 /// The showtime and every seat with its price, read uncached: what a booking charges
 /// (booking's REST client reads it; not in api.md).
-#[utoipa::path(get, path = "/api/movies/showtimes/{id}/pricing", tag = "movies",
+#[utoipa::path(get, path = "/api/movies/showtimes/{id}/pricing", tag = "movies", params(("id" = Uuid, Path, description = "The showtime's id")),
     responses(
         (status = 200, description = "The showtime and its priced seats", body = ShowtimePricing),
         (status = 404, description = "No such showtime", body = ProblemDocument, content_type = "application/problem+json"),

@@ -78,7 +78,7 @@ async fn list(api: Api, caller: AuthUser, query: Query<PaymentQuery>) -> Result<
 }
 
 /// A payment of the caller's (or any, for an admin) with its transactions.
-#[utoipa::path(get, path = "/api/payments/payments/{id}", tag = "payments", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/payments/payments/{id}", tag = "payments", params(("id" = Uuid, Path, description = "The payment's id")), security(("bearer" = [])),
     responses(
         (status = 200, description = "The payment", body = Payment),
         (status = 404, description = "No such payment of the caller's", body = ProblemDocument, content_type = "application/problem+json"),
@@ -88,7 +88,7 @@ async fn get(api: Api, caller: AuthUser, id: web::Path<Uuid>) -> Result<HttpResp
 }
 
 /// Refund a completed payment in full (admins).
-#[utoipa::path(post, path = "/api/payments/payments/{id}/refund", tag = "payments", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/payments/payments/{id}/refund", tag = "payments", params(("id" = Uuid, Path, description = "The payment's id")), security(("bearer" = [])),
     responses(
         (status = 200, description = "Refunded", body = Payment),
         (status = 403, description = "Not an admin", body = ProblemDocument, content_type = "application/problem+json"),

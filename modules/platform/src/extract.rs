@@ -2,8 +2,9 @@
 //! bodies (`Json`, `RawBody`, `Admin`), query strings (`Query`), path ids, the caller's
 //! address (`ClientAddr`). Module routes use these instead of actix's own, so that bad
 //! input is answered the same way everywhere: malformed JSON 400, a wrong type or a missing
-//! field 422 naming the field, a body over `server.body_limit_bytes` 413, a wrong media type
-//! 415, a path segment that does not parse 404.
+//! field 422 naming the field, text with a control character 422 naming the field (see
+//! [`has_control_char`]), a body over `server.body_limit_bytes` 413, a wrong media type 415,
+//! a path segment that does not parse 404.
 
 use std::future::{Future, Ready, ready};
 use std::net::IpAddr;
@@ -18,7 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::http::client_addr;
 use crate::identity::AuthUser;
 use crate::problem::Problem;
-use crate::validation::FieldErrors;
+use crate::validation::{CONTROL_CHAR_MESSAGE, FieldErrors, has_control_char};
 
 /// App-wide extractor settings: the body limit, and 404 for path segments that do not parse.
 pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
@@ -77,7 +78,46 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
         }
     })?;
     de.end().map_err(|e| Problem::bad_request(format!("malformed JSON: {e}")))?;
+    if may_hold_control_char(body) {
+        let mut errors = FieldErrors::new();
+        if let Ok(tree) = serde_json::from_slice::<serde_json::Value>(body) {
+            control_chars_in(&tree, String::new(), &mut errors);
+        }
+        errors.into_result().map_err(|e| Problem::validation(&e))?;
+    }
     Ok(value)
+}
+
+/// Whether a JSON text that parsed may hold a control character in a string: unescaped,
+/// JSON allows only DEL and the C1 controls (U+0080–U+009F, `C2 80`–`C2 9F` in UTF-8);
+/// the others arrive as escapes. Most bodies have none of these, and skip the second parse.
+fn may_hold_control_char(body: &[u8]) -> bool {
+    body.windows(2).any(|w| matches!(w, [b'\\', b'u' | b'b' | b'f'] | [0xC2, 0x80..=0x9F])) || body.contains(&0x7F)
+}
+
+/// Names (as serde_path_to_error does: `layout[2].row`) every string holding a control
+/// character.
+fn control_chars_in(value: &serde_json::Value, path: String, errors: &mut FieldErrors) {
+    let here = |path: &str| if path.is_empty() { "body".to_owned() } else { path.to_owned() };
+    match value {
+        serde_json::Value::String(s) if has_control_char(s) => errors.add(&here(&path), CONTROL_CHAR_MESSAGE),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                control_chars_in(item, format!("{path}[{i}]"), errors);
+            }
+        }
+        serde_json::Value::Object(members) => {
+            for (key, item) in members {
+                if has_control_char(key) {
+                    errors.add(&here(&path), "member names must not contain control characters");
+                    continue;
+                }
+                let path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                control_chars_in(item, path, errors);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A serde message without the offending value (`invalid type: integer `4242…`, expected a
@@ -102,6 +142,15 @@ fn without_value(message: &str) -> String {
 /// As above.
 pub fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let pairs = url::form_urlencoded::parse(body);
+    let mut errors = FieldErrors::new();
+    for (name, value) in pairs {
+        if has_control_char(&name) {
+            errors.add("body", "parameter names must not contain control characters");
+        } else if has_control_char(&value) {
+            errors.add(&name, CONTROL_CHAR_MESSAGE);
+        }
+    }
+    errors.into_result().map_err(|e| Problem::validation(&e))?;
     serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs)).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { "body".to_owned() } else { field };

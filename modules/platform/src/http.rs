@@ -1,18 +1,21 @@
-//! HTTP plumbing shared by every process: request ids, metrics and the per-client budget
-//! as middleware, the operational routes, and a catch-all that gives every other error
+//! HTTP plumbing shared by every process: request ids, metrics, the per-client budget and a
+//! panic guard as middleware, the operational routes, and a catch-all that gives every other error
 //! response (unknown route, wrong method) a problem body too. Extractors are in
 //! [`crate::extract`].
 
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpRequest, HttpResponse, ResponseError, web};
+use futures_util::FutureExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::Instrument;
 
@@ -77,12 +80,55 @@ pub async fn record_metrics(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let res = next.call(req).await?;
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-    let labels = [("method", method), ("route", route), ("status", res.status().as_u16().to_string())];
+    // Matched before the call: an error (see [`catch_panics`]) comes back without the request.
+    let route = req.resource_map().match_pattern(req.path()).unwrap_or_else(|| "unmatched".to_owned());
+    let res = next.call(req).await;
+    let status = match &res {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    let labels = [("method", method), ("route", route), ("status", status.as_u16().to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
-    Ok(res)
+    res
+}
+
+/// Answers a request whose handling panicked with a 500 problem carrying the request id
+/// (in `X-Request-Id` and as `request_id`), logs the panic and counts it in
+/// `http_panics_total`: without it actix drops the connection unanswered. Mounted inside
+/// [`request_id`] and [`record_metrics`]. The request went down with the panic, so the answer
+/// leaves as an error that holds the finished response (actix sends it as it is).
+///
+/// # Errors
+/// Those of the inner service, and the 500 of a panic.
+pub async fn catch_panics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+        Ok(res) => res,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            metrics::counter!("http_panics_total").increment(1);
+            let cause = format!("panic while serving {method} {}: {message}", uri.path());
+            let mut problem = Problem::internal(&cause);
+            let id = current_request_id();
+            if let Some(id) = &id {
+                problem = problem.with("request_id", id.clone());
+            }
+            let mut res = problem.error_response();
+            if let Some(v) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                res.headers_mut().insert(REQUEST_ID, v);
+            }
+            Err(InternalError::from_response(cause, res).into())
+        }
+    }
 }
 
 /// Gives error responses that are not problem documents yet (unknown route, wrong method,
@@ -196,10 +242,11 @@ pub struct OpsDoc;
 
 /// `/health/live`, `/health/ready` and `/metrics`.
 pub fn ops_routes(cfg: &mut web::ServiceConfig, ops: Arc<Ops>) {
+    // Resources, not bare routes: another method on these paths is a 405 with `Allow`.
     cfg.app_data(web::Data::from(ops))
-        .route("/health/live", web::get().to(live))
-        .route("/health/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(render_metrics));
+        .service(web::resource("/health/live").route(web::get().to(live)))
+        .service(web::resource("/health/ready").route(web::get().to(ready)))
+        .service(web::resource("/metrics").route(web::get().to(render_metrics)));
 }
 
 /// 200 while the process runs.

@@ -1,5 +1,6 @@
 //! Paginated lists as api.md shapes them: `?page=1&per_page=20` (per_page at most 100),
-//! answered as `{items, page, per_page, total}`.
+//! answered as `{items, page, per_page, total}`. `page` is at most [`MAX_PAGE`], so the row
+//! offset stays far inside what SQL `OFFSET` (a signed 64-bit number) takes.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,14 +8,18 @@ use crate::validation::FieldErrors;
 
 pub const DEFAULT_PER_PAGE: u64 = 20;
 pub const MAX_PER_PAGE: u64 = 100;
+/// No list holds a million pages; a page beyond it is refused, not computed.
+pub const MAX_PAGE: u64 = 1_000_000;
 
 /// The requested page, as sent (query parameters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageRequest {
-    /// 1-based page number (default 1).
+    /// 1-based page number, at most 1000000 (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<u64>,
     /// Items per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
 }
 
@@ -26,21 +31,21 @@ pub struct Pagination {
 }
 
 impl Pagination {
-    /// Rows to skip.
+    /// Rows to skip (saturating: a validated page never comes near the limit).
     pub fn offset(&self) -> u64 {
-        (self.page - 1) * self.per_page
+        self.page.saturating_sub(1).saturating_mul(self.per_page)
     }
 }
 
 impl PageRequest {
     /// # Errors
-    /// `page` below 1 or `per_page` outside 1–100, named.
+    /// `page` outside 1–[`MAX_PAGE`] or `per_page` outside 1–[`MAX_PER_PAGE`], named.
     pub fn validate(self) -> Result<Pagination, FieldErrors> {
         let mut errors = FieldErrors::new();
         let page = self.page.unwrap_or(1);
         let per_page = self.per_page.unwrap_or(DEFAULT_PER_PAGE);
-        if page == 0 {
-            errors.add("page", "must be at least 1");
+        if !(1..=MAX_PAGE).contains(&page) {
+            errors.add("page", format!("must be between 1 and {MAX_PAGE}"));
         }
         if !(1..=MAX_PER_PAGE).contains(&per_page) {
             errors.add("per_page", format!("must be between 1 and {MAX_PER_PAGE}"));

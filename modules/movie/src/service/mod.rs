@@ -591,7 +591,7 @@ impl MovieApi for MovieService {
         let (from, until) = match query.date {
             Some(day) => {
                 let start = day.and_time(NaiveTime::MIN).and_utc();
-                (start, Some(start + chrono::Duration::days(1)))
+                (start, start.checked_add_signed(chrono::Duration::days(1)))
             }
             None => (whole_minute(now), None),
         };
