@@ -1,4 +1,5 @@
-//! The `boxoffice` command: `serve` (the default), `migrate`, `seed --demo`, `admin create`.
+//! The `boxoffice` command: `serve` (the default), `migrate`, `seed --demo`, `admin create`,
+//! `events dead-letters`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +42,36 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// The event backbone: dead letters.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Events that a queue's consumer gave up on (after `events.max_attempts`).
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLetterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCommand {
+    /// One line per dead letter: queue, event id, routing key, attempts, when, last error.
+    List,
+    /// Send dead letters back to their queue's consumer (with the in-process bus, the running
+    /// server delivers them within `events.relay_poll_ms`).
+    Replay {
+        /// The event to replay (from every queue where it is dead).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        event_id: Option<uuid::Uuid>,
+        /// Replay every dead letter.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -101,6 +132,9 @@ fn main() -> ExitCode {
             Command::Admin { command: AdminCommand::Create { email, password, username } } => {
                 create_admin(&settings, &email, &password, username.as_deref()).await
             }
+            Command::Events { command: EventsCommand::DeadLetters { command } } => {
+                dead_letters(&settings, command).await
+            }
         }
     });
     match outcome {
@@ -134,6 +168,29 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     for module in settings.served() {
         boxoffice::startup::open_database(settings, module).await?;
         tracing::info!(module = module.name(), "schema up to date");
+    }
+    Ok(())
+}
+
+async fn dead_letters(settings: &Settings, command: DeadLetterCommand) -> anyhow::Result<()> {
+    use platform::events::Replay;
+    let bus = boxoffice::startup::event_bus(settings, &mut platform::health::Readiness::default()).await?;
+    match command {
+        DeadLetterCommand::List => {
+            for letter in bus.dead_letters().await? {
+                let dead_at = letter.dead_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+                let error = letter.error.unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}\t{}\t{dead_at}\t{error}",
+                    letter.queue, letter.event_id, letter.routing_key, letter.attempts
+                );
+            }
+        }
+        DeadLetterCommand::Replay { event_id, all: _ } => {
+            let which = event_id.map_or(Replay::All, Replay::Event);
+            let replayed = bus.replay(which).await?;
+            println!("{replayed} dead letter(s) sent back to their queue");
+        }
     }
     Ok(())
 }

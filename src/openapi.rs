@@ -26,6 +26,7 @@ pub fn document(settings: &Settings) -> OpenApi {
         )
         .build();
     doc.merge(<platform::http::OpsDoc as utoipa::OpenApi>::openapi());
+    doc.merge(<platform::dead_letters::DeadLettersDoc as utoipa::OpenApi>::openapi());
     for module in settings.served() {
         match module {
             #[cfg(feature = "auth")]

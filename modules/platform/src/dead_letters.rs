@@ -220,11 +220,17 @@ pub fn selected(which: Replay, letter: &DeadLetter) -> bool {
     which.covers(letter.event_id)
 }
 
+/// The OpenAPI description of the dead-letter routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, replay_all, replay_one), components(schemas(DeadLetter, ReplayRequested)))]
+pub struct DeadLettersDoc;
+
 /// The admin routes over the bus in app data (`web::Data<dyn EventBus>`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/events/dead-letters", web::get().to(list))
-        .route("/api/events/dead-letters/replay", web::post().to(replay_all))
-        .route("/api/events/dead-letters/{event_id}/replay", web::post().to(replay_one));
+    // Resources, not bare routes: another method on these paths is a 405 with `Allow`.
+    cfg.service(web::resource("/api/events/dead-letters").route(web::get().to(list)))
+        .service(web::resource("/api/events/dead-letters/replay").route(web::post().to(replay_all)))
+        .service(web::resource("/api/events/dead-letters/{event_id}/replay").route(web::post().to(replay_one)));
 }
 
 /// How many dead letters a replay asked for.
