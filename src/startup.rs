@@ -384,8 +384,8 @@ impl Application {
         #[cfg(not(feature = "booking"))]
         let booking_api: Arc<dyn BookingApi> = booking_client;
 
-        // Payment: the service with its outbox relay, refund worker and booking-event
-        // consumer, or its client.
+        // Payment: the service with its outbox relay, refund worker, reconciler and
+        // booking-event consumer, or its client.
         let payment_api: Arc<dyn PaymentApi> = if settings.serves(Module::Payment) {
             #[cfg(feature = "payment")]
             {
@@ -397,6 +397,7 @@ impl Application {
                     .map_err(|e| anyhow!("subscribing {queue}: {e}"))?;
                 tasks.push(tokio::spawn(relay.run(stop.clone())));
                 tasks.push(tokio::spawn(Arc::clone(&service).run_refunds(stop.clone())));
+                tasks.push(tokio::spawn(Arc::clone(&service).run_reconciler(stop.clone())));
                 let retention = settings.events.retention();
                 tasks.push(tokio::spawn(platform::outbox::run_retention(
                     "payment",
