@@ -63,7 +63,9 @@ impl MigrationTrait for Migration {
             ColumnDef::new(IdempotencyKeys::ChargingSince).timestamp_with_time_zone().null().to_owned(),
         ] {
             let mut column = column;
-            manager.alter_table(Table::alter().table(IdempotencyKeys::Table).add_column(&mut column).to_owned()).await?;
+            manager
+                .alter_table(Table::alter().table(IdempotencyKeys::Table).add_column(&mut column).to_owned())
+                .await?;
         }
         // The reconciler's scan: running keys whose lease ran out.
         manager
@@ -107,9 +109,7 @@ impl MigrationTrait for Migration {
             manager.drop_table(Table::drop().table(Alias::new(table)).to_owned()).await?;
         }
         manager
-            .drop_index(
-                Index::drop().name("idempotency_keys_state_lease_idx").table(IdempotencyKeys::Table).to_owned(),
-            )
+            .drop_index(Index::drop().name("idempotency_keys_state_lease_idx").table(IdempotencyKeys::Table).to_owned())
             .await?;
         for column in [
             IdempotencyKeys::ChargingSince,

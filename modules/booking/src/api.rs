@@ -180,7 +180,9 @@ impl From<Problem> for BookingError {
             },
             (409, "booking-not-pending") => {
                 let detail = p.detail();
-                BookingError::NotPayable(detail.strip_prefix("the booking cannot be paid: ").unwrap_or(detail).to_owned())
+                BookingError::NotPayable(
+                    detail.strip_prefix("the booking cannot be paid: ").unwrap_or(detail).to_owned(),
+                )
             }
             (409, _) => BookingError::NotCancellable(p.detail().to_owned()),
             (401, _) => BookingError::Unauthenticated(p.detail().to_owned()),

@@ -11,7 +11,7 @@ use platform::rest::RestClient;
 use reqwest::Method;
 use uuid::Uuid;
 
-use crate::api::{BookRequest, PaymentHold, Booking, BookingApi, BookingError, BookingId, BookingQuery};
+use crate::api::{BookRequest, Booking, BookingApi, BookingError, BookingId, BookingQuery, PaymentHold};
 
 pub struct BookingClient {
     rest: RestClient,
@@ -48,7 +48,8 @@ impl BookingApi for BookingClient {
 
     async fn hold_for_payment(&self, caller: &AuthUser, id: BookingId, payment: Uuid) -> Result<Booking, BookingError> {
         let path = format!("/api/bookings/bookings/{id}/payment-hold");
-        let rb = self.rest.request(Method::POST, &path, Some(&caller.bearer)).json(&PaymentHold { payment_id: payment });
+        let rb =
+            self.rest.request(Method::POST, &path, Some(&caller.bearer)).json(&PaymentHold { payment_id: payment });
         Ok(self.rest.json(rb).await?)
     }
 

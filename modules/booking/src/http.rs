@@ -12,7 +12,7 @@ use platform::problem::{Problem, ProblemDocument};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-use crate::api::{BookRequest, PaymentHold, BookedSeat, Booking, BookingApi, BookingId, BookingQuery, BookingStatus};
+use crate::api::{BookRequest, BookedSeat, Booking, BookingApi, BookingId, BookingQuery, BookingStatus, PaymentHold};
 
 /// Mounts the routes under `/api/bookings`. They serve the `web::Data<dyn BookingApi>` of the app.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -335,7 +335,12 @@ impl BookingService {
 
     /// Forgets the charge of `payment` (it failed): the booking expires as any other once
     /// its hold has run out.
-    async fn release_payment_hold(&self, txn: &impl ConnectionTrait, id: BookingId, payment: Uuid) -> Result<(), DbErr> {
+    async fn release_payment_hold(
+        &self,
+        txn: &impl ConnectionTrait,
+        id: BookingId,
+        payment: Uuid,
+    ) -> Result<(), DbErr> {
         booking::Entity::update_many()
             .col_expr(booking::Column::ChargingPaymentId, Expr::value(Option::<Uuid>::None))
             .col_expr(booking::Column::ChargingSince, Expr::value(Option::<chrono::DateTime<Utc>>::None))
@@ -608,13 +613,23 @@ impl BookingService {
 impl BookingService {
     /// Takes the customer's hold lock in `txn` (their bookings take turns from here to the
     /// commit) and refuses `row` if its `seats` would take the customer past a hold cap.
-    async fn check_hold_caps(&self, txn: &DatabaseTransaction, row: &booking::Model, seats: u64) -> Result<(), InsertError> {
+    async fn check_hold_caps(
+        &self,
+        txn: &DatabaseTransaction,
+        row: &booking::Model,
+        seats: u64,
+    ) -> Result<(), InsertError> {
         let failed = |e: DbErr| InsertError::Failed(db_err(e));
-        hold_lock::Entity::insert(hold_lock::ActiveModel { user_id: Set(row.user_id), updated_at: Set(row.created_at) })
-            .on_conflict(OnConflict::column(hold_lock::Column::UserId).update_column(hold_lock::Column::UpdatedAt).to_owned())
-            .exec_without_returning(txn)
-            .await
-            .map_err(failed)?;
+        hold_lock::Entity::insert(hold_lock::ActiveModel {
+            user_id: Set(row.user_id),
+            updated_at: Set(row.created_at),
+        })
+        .on_conflict(
+            OnConflict::column(hold_lock::Column::UserId).update_column(hold_lock::Column::UpdatedAt).to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(failed)?;
         let pending: Vec<(Uuid, Uuid, chrono::DateTime<Utc>)> = booking::Entity::find()
             .select_only()
             .columns([booking::Column::Id, booking::Column::ShowtimeId, booking::Column::ExpiresAt])

@@ -38,9 +38,10 @@ impl Attempts {
         now: DateTime<Utc>,
     ) -> Result<Taken, PaymentError> {
         let mut taken = Taken { scopes: Vec::new() };
-        for (scope, limit, what) in
-            [(format!("booking:{booking}"), self.per_booking, "this booking"), (format!("user:{user}"), self.per_user, "you")]
-        {
+        for (scope, limit, what) in [
+            (format!("booking:{booking}"), self.per_booking, "this booking"),
+            (format!("user:{user}"), self.per_user, "you"),
+        ] {
             if self.take_one(db, &scope, limit, now).await? {
                 taken.scopes.push(scope);
                 continue;
@@ -61,7 +62,13 @@ impl Attempts {
 
     /// One attempt in `scope`'s window: a new window if there is none or it is over, else
     /// one more if under `limit`.
-    async fn take_one(&self, db: &DatabaseConnection, scope: &str, limit: u32, now: DateTime<Utc>) -> Result<bool, PaymentError> {
+    async fn take_one(
+        &self,
+        db: &DatabaseConnection,
+        scope: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PaymentError> {
         let over = Expr::col((window::Entity, window::Column::WindowStart)).lte(now - self.window);
         let count = Expr::col((window::Entity, window::Column::Attempts));
         let start = Expr::col((window::Entity, window::Column::WindowStart));

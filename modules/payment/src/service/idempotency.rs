@@ -306,7 +306,11 @@ pub fn intent_of(row: &key_row::Model) -> Option<Intent> {
 ///
 /// # Errors
 /// Database failures.
-pub async fn abandoned(db: &DatabaseConnection, now: DateTime<Utc>, limit: u64) -> Result<Vec<key_row::Model>, PaymentError> {
+pub async fn abandoned(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<key_row::Model>, PaymentError> {
     key_row::Entity::find()
         .filter(key_row::Column::State.eq(RUNNING))
         .filter(key_row::Column::LeaseUntil.lt(now))
@@ -345,7 +349,8 @@ pub async fn take_over(
 /// # Errors
 /// Database failures.
 pub async fn forget(db: &impl ConnectionTrait, user: Uuid, key: &str, lease: Lease) -> Result<bool, PaymentError> {
-    let gone = key_row::Entity::delete_many().filter(running(user, key, lease.attempt)).exec(db).await.map_err(db_err)?;
+    let gone =
+        key_row::Entity::delete_many().filter(running(user, key, lease.attempt)).exec(db).await.map_err(db_err)?;
     Ok(gone.rows_affected == 1)
 }
 

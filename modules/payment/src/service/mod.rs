@@ -63,9 +63,9 @@ use crate::api::{
     PayRequest, Payment, PaymentApi, PaymentCompleted, PaymentError, PaymentFailed, PaymentId, PaymentQuery,
     PaymentRefunded, PaymentStatus, Transaction, TransactionId, TransactionKind, TransactionStatus,
 };
+use attempts::Attempts;
 use card::Card;
 use entity::{ledger, payment, transaction};
-use attempts::Attempts;
 use gateway::{Charge, ChargeOutcome, GatewaySettings, PaymentGateway, SimulatedGateway};
 use idempotency::{Claim, Intent, Lease};
 
@@ -694,13 +694,19 @@ impl PaymentService {
             match self.reconcile_key(&row, now).await {
                 Ok(true) => resolved += 1,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(payment_id = %row.payment_id, error = %e, "reconciling failed; retrying later"),
+                Err(e) => {
+                    tracing::warn!(payment_id = %row.payment_id, error = %e, "reconciling failed; retrying later")
+                }
             }
         }
         Ok(resolved)
     }
 
-    async fn reconcile_key(&self, row: &entity::idempotency_key::Model, now: chrono::DateTime<Utc>) -> Result<bool, PaymentError> {
+    async fn reconcile_key(
+        &self,
+        row: &entity::idempotency_key::Model,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<bool, PaymentError> {
         let cutoff = now - self.settings.lease();
         let Some(lease) = idempotency::take_over(&self.db, row, cutoff, now + self.settings.lease()).await? else {
             return Ok(false);
