@@ -418,8 +418,8 @@ impl Application {
         #[cfg(not(feature = "booking"))]
         let booking_api: Arc<dyn BookingApi> = booking_client;
 
-        // Payment: the service with its outbox relay, refund worker and booking-event
-        // consumer, or its client.
+        // Payment: the service with its outbox relay, refund worker, reconciler and
+        // booking-event consumer, or its client.
         let payment_api: Arc<dyn PaymentApi> = if settings.serves(Module::Payment) {
             #[cfg(feature = "payment")]
             {
@@ -428,6 +428,7 @@ impl Application {
                 subscribe(&settings, &bus, payment::api::QUEUE, service.booking_events_handler()).await?;
                 relays.push(relay);
                 tasks.push(tokio::spawn(Arc::clone(&service).run_refunds(stop.clone())));
+                tasks.push(tokio::spawn(Arc::clone(&service).run_reconciler(stop.clone())));
                 let retention = settings.events.retention();
                 tasks.push(tokio::spawn(platform::outbox::run_retention(
                     "payment",

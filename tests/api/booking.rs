@@ -49,6 +49,7 @@ on_both_backends!(
     bookings_and_conflicts_are_counted_in_metrics,
     a_409_names_a_booked_seat_whose_lock_ran_out_too,
     a_payment_after_the_hold_ran_out_confirms_nothing,
+    one_customer_cannot_hold_more_seats_than_the_caps_even_in_parallel,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -706,4 +707,60 @@ async fn a_payment_after_the_hold_ran_out_confirms_nothing(backend: Backend) {
     }
     assert_eq!(get_booking(&app, &cora.token, id(&late)).await["status"], "pending");
     assert_eq!(seat_map(&app, &screen).await, screen.statuses(&[("A2", "held")]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hold caps
+
+async fn one_customer_cannot_hold_more_seats_than_the_caps_even_in_parallel(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.booking.max_seats = 2;
+        s.booking.max_held_seats_per_showtime = 3;
+        s.booking.max_held_seats_per_user = 4;
+    })
+    .await;
+    let first = screening(&app, ROWS_A_AND_B).await;
+    let second = screening(&app, ROWS_A_AND_B).await;
+    let ann = customer(&app, "ann").await;
+
+    // Six single seats at once: the database lets exactly three through.
+    let labels = ["A1", "A2", "A3", "A4", "A5", "A6"];
+    let answers = join_all(labels.iter().map(|label| {
+        let (app, token, request) = (&app, &ann.token, first.request(&[label]));
+        async move { post_book(app, token, &request).await }
+    }))
+    .await;
+    let mut held = 0;
+    for res in answers {
+        if res.status() == 201 {
+            held += 1;
+            continue;
+        }
+        assert!(res.headers().contains_key("retry-after"), "{:?}", res.headers());
+        let problem = assert_problem(res, 409).await;
+        assert_eq!(problem["type"], "/problems/seat-hold-limit", "{problem}");
+        assert_eq!(
+            (&problem["scope"], &problem["limit"], &problem["held"]),
+            (&json!("showtime"), &json!(3), &json!(3))
+        );
+    }
+    assert_eq!(held, 3, "three seats held in the showtime");
+    let map = seat_map(&app, &first).await;
+    assert_eq!(map.values().filter(|s| *s == "held").count(), 3, "{map:?}");
+
+    // Another showtime: one more seat makes four; a fifth passes the per-customer cap, even
+    // as part of a booking that fits the showtime's.
+    book(&app, &ann.token, &second, &["A1"]).await;
+    let problem = assert_problem(post_book(&app, &ann.token, &second.request(&["A2", "A3"])).await, 409).await;
+    assert_eq!(problem["type"], "/problems/seat-hold-limit", "{problem}");
+    assert_eq!((&problem["scope"], &problem["limit"], &problem["held"]), (&json!("user"), &json!(4), &json!(4)));
+    assert_eq!(seat_map(&app, &second).await["A2"], "available", "nothing of a refused booking is held");
+
+    // Others are not limited by ann's holds; ann holds again once she lets one go.
+    let bea = customer(&app, "bea").await;
+    book(&app, &bea.token, &second, &["A2", "A3"]).await;
+    let page = app.get_as(&format!("{BOOKINGS}?status=pending"), &ann.token).await.json::<Value>().await.unwrap();
+    let mine = page["items"].as_array().unwrap().iter().find(|b| b["showtime_id"] == second.showtime["id"]).unwrap();
+    cancel_ok(&app, &ann.token, id(mine)).await;
+    book(&app, &ann.token, &second, &["A4"]).await;
 }

@@ -495,3 +495,108 @@ async fn payment_runs_as_its_own_process_beside_booking() {
     let res = pay(&b.client, &b.address, &other, "theirs", &card(&theirs)).await;
     assert_eq!(res.status(), 201, "their own booking");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The reconciler: a charge cut off by a kill, never retried.
+
+on_both_backends!(a_charge_cut_off_by_a_kill_and_never_retried_is_recorded_by_the_reconciler);
+
+/// `BOXOFFICE__…` settings that put the binary on `backend`'s storage, broker and Redis, with
+/// names of this test's own.
+fn backend_env(backend: &Backend) -> Vec<(String, String)> {
+    let Backend::Postgres { database_url, redis_url, amqp_url } = backend else { return Vec::new() };
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    [
+        ("DATABASE__URL", database_url.clone()),
+        ("DATABASE__SCHEMA_PREFIX", format!("t_{}_", &unique[..12])),
+        ("REDIS__URL", redis_url.clone()),
+        ("REDIS__KEY_PREFIX", format!("test:{unique}:")),
+        ("EVENTS__AMQP_URL", amqp_url.clone()),
+        ("EVENTS__EXCHANGE", format!("test.{unique}")),
+        ("EVENTS__QUEUE_PREFIX", format!("test.{unique}.")),
+    ]
+    .into_iter()
+    .map(|(key, value)| (format!("BOXOFFICE__{key}"), value))
+    .collect()
+}
+
+async fn a_charge_cut_off_by_a_kill_and_never_retried_is_recorded_by_the_reconciler(backend: Backend) {
+    let data = tempfile::TempDir::new().unwrap();
+    let logs = tempfile::TempDir::new().unwrap();
+    let client = reqwest::Client::new();
+    let storage = backend_env(&backend);
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(String, String)> {
+        storage.iter().cloned().chain(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).collect()
+    };
+    // First run: every gateway call takes 3 s (the simulated gateway records the charge as it
+    // begins, as a real one would have taken the money).
+    let slow = with(&[("BOXOFFICE__PAYMENT__GATEWAY__LATENCY_MS", "3000"), ("BOXOFFICE__PAYMENT__LEASE_SECONDS", "8")]);
+    let mut first = Server::start_with(data.path(), &logs.path().join("first"), &env_of(&slow));
+    first.wait_ready(&client).await;
+    register(&client, &first, "rita").await;
+    let token = log_in(&client, &first, "rita").await;
+    let kept = book_demo_seat(&client, &first, &token).await;
+    let cancelled = book_demo_seat(&client, &first, &token).await;
+    let body = |booking: &str| json!({"booking_id": booking, "card_number": GOOD, "card_expiry": future_expiry(), "card_cvc": "123"});
+
+    // Both charges under way, and the process killed while the gateway works on them.
+    let paying: Vec<_> = [("kept", &kept), ("cancelled", &cancelled)]
+        .into_iter()
+        .map(|(key, booking)| {
+            let (client, base, token, body) = (client.clone(), first.base.clone(), token.clone(), body(booking));
+            tokio::spawn(async move { try_pay(&client, &base, &token, key, &body).await.map(|res| res.status()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(paying.iter().all(|p| !p.is_finished()), "a payment answered before the gateway's 3 s:\n{}", first.tail());
+    first.kill();
+    for died in paying {
+        assert!(died.await.unwrap().is_err(), "a request whose process was killed gets no answer");
+    }
+
+    // Second run, and nobody retries. One booking is cancelled at once: it was held for its
+    // charge, so it is still pending, and cancellable.
+    let quick =
+        with(&[("BOXOFFICE__PAYMENT__LEASE_SECONDS", "8"), ("BOXOFFICE__PAYMENT__RECONCILE_INTERVAL_MS", "200")]);
+    let mut second = Server::start_with(data.path(), &logs.path().join("second"), &env_of(&quick));
+    second.wait_ready(&client).await;
+    let token = log_in(&client, &second, "rita").await;
+    let url = second.url(&format!("/api/bookings/bookings/{cancelled}/cancel"));
+    let res = client.post(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 200, "cancel a booking whose charge was cut off");
+
+    // The reconciler asks the gateway and records both charges: the one of the booking still
+    // held for it completes it, the one of the cancelled booking is given back.
+    let payments = second.url("/api/payments/payments");
+    let resolved = poll_until(&client, &payments, &token, "both charges recorded", |page| {
+        let statuses: Vec<&Value> = page["items"].as_array().unwrap().iter().map(|p| &p["status"]).collect();
+        statuses.len() == 2
+            && statuses.iter().all(|s| *s == "completed" || *s == "refunded")
+            && statuses.contains(&&json!("refunded"))
+    })
+    .await;
+    let of = |booking: &str| {
+        resolved["items"].as_array().unwrap().iter().find(|p| p["booking_id"] == booking).unwrap().clone()
+    };
+    let completed = of(&kept);
+    assert_eq!(completed["status"], "completed", "{resolved}");
+    let kinds: Vec<&Value> = completed["transactions"].as_array().unwrap().iter().map(|t| &t["type"]).collect();
+    assert_eq!(kinds, [&json!("charge")], "{completed}");
+    let refunded = of(&cancelled);
+    assert_eq!(refunded["status"], "refunded", "{resolved}");
+    let kinds: Vec<&Value> = refunded["transactions"].as_array().unwrap().iter().map(|t| &t["type"]).collect();
+    assert_eq!(kinds, [&json!("charge"), &json!("refund")], "{refunded}");
+
+    let url = second.url(&format!("/api/bookings/bookings/{kept}"));
+    poll_until(&client, &url, &token, "booking confirmed", |b| b["status"] == "confirmed").await;
+    // The key answers what the reconciler recorded.
+    let res = pay(&client, &second.base, &token, "kept", &body(&kept)).await;
+    assert_eq!(res.status(), 201, "replay");
+    assert_eq!(res.json::<Value>().await.unwrap(), completed);
+    second.stop();
+}
+
+/// Borrowed pairs for [`Server::start_with`].
+fn env_of(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}

@@ -1,16 +1,21 @@
-//! The booking module's schema: bookings, their seats, the live seat claims, and the
-//! outbox/inbox of the event backbone.
+//! The booking module's schema: bookings, their seats, the live seat claims, the
+//! per-customer hold locks, and the outbox/inbox of the event backbone.
 
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_bookings;
+mod m20261201_000001_payment_holds;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_bookings::Migration), Box::new(crate::inbox_retention::Migration)]
+        vec![
+            Box::new(m20261124_000001_bookings::Migration),
+            Box::new(crate::inbox_retention::Migration),
+            Box::new(m20261201_000001_payment_holds::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

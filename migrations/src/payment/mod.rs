@@ -1,17 +1,23 @@
 //! The payment module's schema: payments and their transaction log, idempotency keys with
-//! their saved answers, the per-booking charge ledger, and the outbox/inbox of the event
+//! their saved answers, the per-booking charge ledger, payment-attempt windows, the simulated gateway's
+//! own memory, and the outbox/inbox of the event
 //! backbone.
 
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_payments;
+mod m20261201_000001_reconcile;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_payments::Migration), Box::new(crate::inbox_retention::Migration)]
+        vec![
+            Box::new(m20261124_000001_payments::Migration),
+            Box::new(crate::inbox_retention::Migration),
+            Box::new(m20261201_000001_reconcile::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

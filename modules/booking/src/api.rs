@@ -112,6 +112,13 @@ pub enum BookingError {
     SeatsUnavailable(Vec<SeatId>),
     #[error("the booking cannot be cancelled: {0}")]
     NotCancellable(String),
+    /// The customer already holds (pending, unpaid) as many seats as `booking.max_held_seats_per_user`
+    /// (`scope` `user`) or `booking.max_held_seats_per_showtime` (`scope` `showtime`) allow.
+    #[error("you hold {held} unpaid seat(s){}; at most {limit} may be held at once: pay or cancel a booking first", if *.scope == "showtime" { " of this showtime" } else { "" })]
+    HoldLimit { scope: &'static str, limit: u64, held: u64, retry_after_seconds: u64 },
+    /// The booking cannot be paid: it is not pending, or its hold ran out.
+    #[error("the booking cannot be paid: {0}")]
+    NotPayable(String),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("booking unavailable: {0}")]
@@ -132,6 +139,16 @@ impl From<BookingError> for Problem {
             }
             BookingError::NotCancellable(_) => {
                 Problem::conflict("booking-not-cancellable", "Booking cannot be cancelled", e.to_string())
+            }
+            BookingError::HoldLimit { scope, limit, held, retry_after_seconds } => {
+                Problem::conflict("seat-hold-limit", "Too many seats held", e.to_string())
+                    .with("scope", scope)
+                    .with("limit", limit)
+                    .with("held", held)
+                    .with_retry_after(retry_after_seconds)
+            }
+            BookingError::NotPayable(_) => {
+                Problem::conflict("booking-not-pending", "Booking cannot be paid", e.to_string())
             }
             BookingError::Unauthenticated(reason) => Problem::unauthorized(reason),
             BookingError::Unavailable(reason) => Problem::unavailable(reason),
@@ -157,6 +174,18 @@ impl From<Problem> for BookingError {
                     .map(SeatId)
                     .collect(),
             ),
+            (409, "seat-hold-limit") => BookingError::HoldLimit {
+                scope: if p.extra("scope").and_then(|v| v.as_str()) == Some("showtime") { "showtime" } else { "user" },
+                limit: p.extra("limit").and_then(serde_json::Value::as_u64).unwrap_or(0),
+                held: p.extra("held").and_then(serde_json::Value::as_u64).unwrap_or(0),
+                retry_after_seconds: p.retry_after_seconds().unwrap_or(1),
+            },
+            (409, "booking-not-pending") => {
+                let detail = p.detail();
+                BookingError::NotPayable(
+                    detail.strip_prefix("the booking cannot be paid: ").unwrap_or(detail).to_owned(),
+                )
+            }
             (409, _) => BookingError::NotCancellable(p.detail().to_owned()),
             (401, _) => BookingError::Unauthenticated(p.detail().to_owned()),
             (503, _) => BookingError::Unavailable(p.detail().to_owned()),
@@ -198,11 +227,29 @@ pub trait BookingApi: Send + Sync {
     /// already cancelled or expired, or the showtime has started.
     async fn cancel(&self, caller: &AuthUser, id: BookingId) -> Result<Booking, BookingError>;
 
+    /// Payment is about to charge the caller's pending booking under `payment`: the booking
+    /// records that charge, and stays pending (the sweeper leaves it) until the charge's
+    /// outcome arrives, even if its hold runs out meanwhile. A charge accepted before the hold
+    /// ran out thus confirms the booking however late `payment.completed` is handled.
+    /// Idempotent per `payment`: the same payment may ask again after its hold ran out.
+    ///
+    /// # Errors
+    /// `NotFound("booking")` unless the caller owns it; `NotPayable` when it is not pending,
+    /// or its hold ran out (and no charge of `payment` was accepted before).
+    async fn hold_for_payment(&self, caller: &AuthUser, id: BookingId, payment: Uuid) -> Result<Booking, BookingError>;
+
     /// The held and booked seats of a showtime (what the seat map shows; public).
     ///
     /// # Errors
     /// Only `Unavailable` / `Internal`.
     async fn seat_states(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, BookingError>;
+}
+
+/// Body of `POST /api/bookings/bookings/{id}/payment-hold` (payment's call; not in api.md).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PaymentHold {
+    /// The payment about to be charged.
+    pub payment_id: Uuid,
 }
 
 /// `booking.created`.

@@ -9,8 +9,9 @@ use platform::identity::AuthUser;
 use platform::pagination::Page;
 use platform::rest::RestClient;
 use reqwest::Method;
+use uuid::Uuid;
 
-use crate::api::{BookRequest, Booking, BookingApi, BookingError, BookingId, BookingQuery};
+use crate::api::{BookRequest, Booking, BookingApi, BookingError, BookingId, BookingQuery, PaymentHold};
 
 pub struct BookingClient {
     rest: RestClient,
@@ -42,6 +43,13 @@ impl BookingApi for BookingClient {
 
     async fn cancel(&self, caller: &AuthUser, id: BookingId) -> Result<Booking, BookingError> {
         let rb = self.rest.request(Method::POST, &format!("/api/bookings/bookings/{id}/cancel"), Some(&caller.bearer));
+        Ok(self.rest.json(rb).await?)
+    }
+
+    async fn hold_for_payment(&self, caller: &AuthUser, id: BookingId, payment: Uuid) -> Result<Booking, BookingError> {
+        let path = format!("/api/bookings/bookings/{id}/payment-hold");
+        let rb =
+            self.rest.request(Method::POST, &path, Some(&caller.bearer)).json(&PaymentHold { payment_id: payment });
         Ok(self.rest.json(rb).await?)
     }
 

@@ -12,7 +12,7 @@ use platform::problem::{Problem, ProblemDocument};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-use crate::api::{BookRequest, BookedSeat, Booking, BookingApi, BookingId, BookingQuery, BookingStatus};
+use crate::api::{BookRequest, BookedSeat, Booking, BookingApi, BookingId, BookingQuery, BookingStatus, PaymentHold};
 
 /// Mounts the routes under `/api/bookings`. They serve the `web::Data<dyn BookingApi>` of the app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/bookings").route(web::get().to(list)))
             .service(web::resource("/bookings/{id}").route(web::get().to(get)))
             .service(web::resource("/bookings/{id}/cancel").route(web::post().to(cancel)))
+            .service(web::resource("/bookings/{id}/payment-hold").route(web::post().to(payment_hold)))
             .service(web::resource("/showtimes/{id}/seat-states").route(web::get().to(seat_states))),
     );
 }
@@ -29,8 +30,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The OpenAPI description of these routes.
 #[derive(OpenApi)]
 #[openapi(
-    paths(book, list, get, cancel, seat_states),
-    components(schemas(BookRequest, Booking, BookedSeat, BookingStatus, BookingId, ProblemDocument)),
+    paths(book, list, get, cancel, payment_hold, seat_states),
+    components(schemas(PaymentHold, BookRequest, Booking, BookedSeat, BookingStatus, BookingId, ProblemDocument)),
     tags((name = "bookings", description = "Seat holds and bookings"))
 )]
 pub struct BookingDoc;
@@ -78,6 +79,25 @@ async fn get(api: Api, caller: AuthUser, id: web::Path<Uuid>) -> Result<HttpResp
     ))]
 async fn cancel(api: Api, caller: AuthUser, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
     Ok(HttpResponse::Ok().json(api.cancel(&caller, BookingId(id.into_inner())).await?))
+}
+
+/// Payment is about to charge the caller's pending booking (the payment module calls this
+/// when booking runs elsewhere; not in api.md): the booking stays pending until the charge's
+/// outcome arrives, even if its hold runs out meanwhile.
+#[utoipa::path(post, path = "/api/bookings/bookings/{id}/payment-hold", tag = "bookings", request_body = PaymentHold,
+    params(("id" = Uuid, Path, description = "The booking")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Held for the charge", body = Booking),
+        (status = 404, description = "No such booking of the caller's", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "Not pending, or its hold ran out (`booking-not-pending`)", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+async fn payment_hold(
+    api: Api,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: Json<PaymentHold>,
+) -> Result<HttpResponse, Problem> {
+    Ok(HttpResponse::Ok().json(api.hold_for_payment(&caller, BookingId(id.into_inner()), body.payment_id).await?))
 }
 
 /// Held and booked seats of a showtime (the movie module's seat map reads it when booking

@@ -158,6 +158,9 @@ pub enum PaymentError {
     InProgress(String),
     #[error("the payment cannot be refunded: {0}")]
     NotRefundable(String),
+    /// Too many declined (or unfinished) payment attempts for the booking or the customer.
+    #[error("{detail}")]
+    TooManyAttempts { detail: String, retry_after_seconds: u64 },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -183,6 +186,13 @@ impl From<PaymentError> for Problem {
             PaymentError::NotRefundable(_) => {
                 Problem::conflict("payment-not-refundable", "Payment cannot be refunded", e.to_string())
             }
+            PaymentError::TooManyAttempts { detail, retry_after_seconds } => Problem::new(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                "payment-attempts-exceeded",
+                "Too many payment attempts",
+                detail,
+            )
+            .with_retry_after(retry_after_seconds),
             PaymentError::Unauthenticated(reason) => Problem::unauthorized(reason),
             PaymentError::Forbidden(reason) => Problem::forbidden(reason),
             PaymentError::Unavailable(reason) => Problem::unavailable(reason),
@@ -212,6 +222,10 @@ impl From<Problem> for PaymentError {
             }
             (409, "payment-in-progress") => PaymentError::InProgress(reason(p.detail(), "a payment is in progress: ")),
             (409, _) => PaymentError::NotRefundable(reason(p.detail(), "the payment cannot be refunded: ")),
+            (429, _) => PaymentError::TooManyAttempts {
+                detail: p.detail().to_owned(),
+                retry_after_seconds: p.retry_after_seconds().unwrap_or(1),
+            },
             (401, _) => PaymentError::Unauthenticated(p.detail().to_owned()),
             (403, _) => PaymentError::Forbidden(p.detail().to_owned()),
             (503, _) => PaymentError::Unavailable(p.detail().to_owned()),
@@ -285,6 +299,11 @@ pub struct PaymentCompleted {
     pub booking_id: BookingId,
     pub user_id: UserId,
     pub amount_cents: i64,
+    /// When the charge was accepted (the booking was held for it, before its hold ran out):
+    /// booking confirms against this, not against when it handles the event. Added in
+    /// issue 11; absent from older events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<DateTime<Utc>>,
 }
 
 /// `payment.failed`.

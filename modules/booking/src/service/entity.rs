@@ -17,6 +17,8 @@ pub mod booking {
         pub created_at: ChronoDateTimeUtc,
         pub expires_at: ChronoDateTimeUtc,
         pub updated_at: ChronoDateTimeUtc,
+        pub charging_payment_id: Option<Uuid>,
+        pub charging_since: Option<ChronoDateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -58,6 +60,23 @@ pub mod seat_claim {
         pub seat_id: Uuid,
         pub booking_id: Uuid,
         pub confirmed: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod hold_lock {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "hold_locks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        pub updated_at: ChronoDateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

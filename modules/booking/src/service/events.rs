@@ -1,14 +1,18 @@
 //! What booking does with payment events (`booking_queue`): `payment.completed` confirms a
 //! pending booking and publishes `booking.confirmed`; `payment.failed` leaves it pending so
-//! the customer can retry until the hold runs out. Each event is recorded in the inbox in the
+//! the customer can retry until the hold runs out (the failed charge no longer keeps an
+//! expired hold from the sweeper). `payment.completed` confirms against the time the charge
+//! was accepted (`accepted_at`), not the time the event is handled. Each event is recorded in the inbox in the
 //! transaction of its effect.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use platform::events::{Envelope, EventHandler, HandlerError};
 use sea_orm::TransactionTrait;
 use serde::Deserialize;
+use uuid::Uuid;
 
 use super::BookingService;
 use crate::api::BookingId;
@@ -18,6 +22,11 @@ use crate::api::QUEUE;
 #[derive(Deserialize)]
 struct PaymentOutcome {
     booking_id: BookingId,
+    payment_id: Uuid,
+    /// When payment accepted the charge (absent in events of older versions: then the time
+    /// of handling decides).
+    #[serde(default)]
+    accepted_at: Option<DateTime<Utc>>,
 }
 
 pub struct PaymentEvents {
@@ -38,8 +47,14 @@ impl EventHandler for PaymentEvents {
         if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());
         }
-        if event.routing_key == "payment.completed"
-            && !self.service.confirm(&txn, outcome.booking_id).await.map_err(|e| HandlerError(e.to_string()))?
+        if event.routing_key == "payment.failed" {
+            self.service.release_payment_hold(&txn, outcome.booking_id, outcome.payment_id).await?;
+        } else if event.routing_key == "payment.completed"
+            && !self
+                .service
+                .confirm(&txn, outcome.booking_id, outcome.accepted_at)
+                .await
+                .map_err(|e| HandlerError(e.to_string()))?
         {
             // Paid after the hold ran out or was cancelled: the booking stays unconfirmed. Its
             // `booking.cancelled` (from the sweeper, or the cancel) makes payment refund it.

@@ -5,6 +5,17 @@
 //! per seat (whose primary key refuses a seat that is already live, whatever the locks said)
 //! and the `booking.created` event in the outbox. Cancel, expiry and confirmation change the
 //! booking and its claims in one transaction with their event.
+//!
+//! Hold caps: each booking first takes its customer's row in `hold_locks`, so one customer's
+//! bookings take turns from there to their commit and the seats they hold are counted without
+//! a race (parallel holds of one customer can never exceed the caps).
+//!
+//! A charge in flight: payment asks for a payment hold ([`BookingApi::hold_for_payment`])
+//! before it charges; a booking so marked is left pending by the sweeper until the charge's
+//! outcome arrives (bounded by `booking.charge_grace_seconds`), and `payment.completed`
+//! confirms it if the charge was accepted before `expires_at`, however late it is handled.
+//! Its seats stay claimed meanwhile, so no one else can book them, whatever the seat locks'
+//! TTL says.
 
 mod entity;
 mod events;
@@ -21,10 +32,10 @@ use platform::identity::{AuthUser, UserId};
 use platform::locks::{Acquired, SeatLocks};
 use platform::pagination::{Page, PageRequest};
 use platform::validation::FieldErrors;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Condition, Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -35,7 +46,7 @@ use crate::api::{
     BookRequest, BookedSeat, Booking, BookingApi, BookingCancelled, BookingCreated, BookingError, BookingId,
     BookingQuery, BookingStatus, CancelReason,
 };
-use entity::{booking, booking_seat, seat_claim};
+use entity::{booking, booking_seat, hold_lock, seat_claim};
 
 /// `[booking]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +59,13 @@ pub struct BookingSettings {
     pub max_seats: usize,
     /// Take seat locks before the database (the fast path); off, the database alone decides.
     pub seat_locks: bool,
+    /// Most seats one customer may hold unpaid (pending) at once, over all showtimes.
+    pub max_held_seats_per_user: u64,
+    /// Most seats one customer may hold unpaid (pending) at once in one showtime.
+    pub max_held_seats_per_showtime: u64,
+    /// A hold whose charge payment accepted before it ran out stays pending until the
+    /// charge's outcome arrives, but at most this many seconds past `expires_at`.
+    pub charge_grace_seconds: u64,
 }
 
 impl BookingSettings {
@@ -62,6 +80,15 @@ impl BookingSettings {
         }
         if self.max_seats == 0 {
             errors.push("booking.max_seats must be greater than 0".to_owned());
+        }
+        // So that one booking of `max_seats` is always possible for a customer who holds nothing.
+        if self.max_held_seats_per_showtime < self.max_seats as u64 {
+            errors.push("booking.max_held_seats_per_showtime must be at least booking.max_seats".to_owned());
+        }
+        if self.max_held_seats_per_user < self.max_held_seats_per_showtime {
+            errors.push(
+                "booking.max_held_seats_per_user must be at least booking.max_held_seats_per_showtime".to_owned(),
+            );
         }
         errors
     }
@@ -219,9 +246,19 @@ impl BookingService {
     /// # Errors
     /// Database failures.
     pub async fn expire_due(&self) -> Result<u64, BookingError> {
+        let now = Utc::now();
+        let grace = chrono::Duration::seconds(i64::try_from(self.settings.charge_grace_seconds).unwrap_or(i64::MAX));
+        // A booking with a charge in flight waits for its outcome (see the module's comment),
+        // up to the grace period: a hold is never kept forever.
+        let waited_out = now.checked_sub_signed(grace).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         let due = booking::Entity::find()
             .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
-            .filter(booking::Column::ExpiresAt.lte(Utc::now()))
+            .filter(booking::Column::ExpiresAt.lte(now))
+            .filter(
+                Condition::any()
+                    .add(booking::Column::ChargingPaymentId.is_null())
+                    .add(booking::Column::ExpiresAt.lte(waited_out)),
+            )
             .order_by_asc(booking::Column::ExpiresAt)
             .limit(100)
             .all(&self.db)
@@ -248,16 +285,22 @@ impl BookingService {
         .await;
     }
 
-    /// Confirms a pending booking paid for before its hold ran out; `false` otherwise (the
-    /// sweeper then expires it, whether or not it got there yet).
-    async fn confirm(&self, txn: &impl ConnectionTrait, id: BookingId) -> Result<bool, BookingError> {
+    /// Confirms a pending booking whose charge was accepted (`accepted_at`, or now for an event
+    /// without it) before its hold ran out; `false` otherwise (the sweeper then expires it,
+    /// whether or not it got there yet).
+    async fn confirm(
+        &self,
+        txn: &impl ConnectionTrait,
+        id: BookingId,
+        accepted_at: Option<chrono::DateTime<Utc>>,
+    ) -> Result<bool, BookingError> {
         let now = Utc::now();
         let confirmed = booking::Entity::update_many()
             .col_expr(booking::Column::Status, Expr::value(BookingStatus::Confirmed.as_str()))
             .col_expr(booking::Column::UpdatedAt, Expr::value(now))
             .filter(booking::Column::Id.eq(id.0))
             .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
-            .filter(booking::Column::ExpiresAt.gt(now))
+            .filter(booking::Column::ExpiresAt.gt(accepted_at.unwrap_or(now)))
             .exec_with_returning(txn)
             .await
             .map_err(db_err)?;
@@ -286,6 +329,24 @@ impl BookingService {
         };
         platform::outbox::enqueue(txn, &event("booking.confirmed", &payload)?).await.map_err(db_err)?;
         Ok(true)
+    }
+
+    /// Forgets the charge of `payment` (it failed): the booking expires as any other once
+    /// its hold has run out.
+    async fn release_payment_hold(
+        &self,
+        txn: &impl ConnectionTrait,
+        id: BookingId,
+        payment: Uuid,
+    ) -> Result<(), DbErr> {
+        booking::Entity::update_many()
+            .col_expr(booking::Column::ChargingPaymentId, Expr::value(Option::<Uuid>::None))
+            .col_expr(booking::Column::ChargingSince, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+            .filter(booking::Column::Id.eq(id.0))
+            .filter(booking::Column::ChargingPaymentId.eq(payment))
+            .exec(txn)
+            .await?;
+        Ok(())
     }
 }
 
@@ -365,6 +426,8 @@ impl BookingApi for BookingService {
             created_at: now,
             expires_at,
             updated_at: now,
+            charging_payment_id: None,
+            charging_since: None,
         };
         let mut booked: Vec<booking_seat::Model> = seats
             .iter()
@@ -389,6 +452,13 @@ impl BookingApi for BookingService {
         };
         match self.insert(&row, &booked, &created).await {
             Ok(()) => {}
+            Err(InsertError::Refused(e)) => {
+                if self.settings.seat_locks {
+                    let _ = self.locks.release(&scope, &keys, &id.to_string()).await;
+                }
+                metrics::counter!("bookings_total", "outcome" => "hold_limit").increment(1);
+                return Err(e);
+            }
             Err(InsertError::Taken) => {
                 if self.settings.seat_locks {
                     let _ = self.locks.release(&scope, &keys, &id.to_string()).await;
@@ -444,6 +514,39 @@ impl BookingApi for BookingService {
         taken_seats(&self.db, showtime).await.map_err(db_err)
     }
 
+    #[tracing::instrument(skip_all, fields(booking_id = %id, payment_id = %payment))]
+    async fn hold_for_payment(&self, caller: &AuthUser, id: BookingId, payment: Uuid) -> Result<Booking, BookingError> {
+        let b = self.visible(caller, id).await?;
+        // Only the owner pays (an admin sees the booking, but pays none of another's).
+        if b.user_id != caller.id.0 {
+            return Err(BookingError::NotFound("booking"));
+        }
+        let now = Utc::now();
+        let held = booking::Entity::update_many()
+            .col_expr(booking::Column::ChargingPaymentId, Expr::value(payment))
+            .col_expr(booking::Column::ChargingSince, Expr::value(now))
+            .filter(booking::Column::Id.eq(id.0))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .filter(
+                Condition::any()
+                    .add(booking::Column::ExpiresAt.gt(now))
+                    // Asked again for the same charge (a retry of it): it was accepted in time.
+                    .add(booking::Column::ChargingPaymentId.eq(payment)),
+            )
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        let b = self.visible(caller, id).await?;
+        if held.rows_affected == 1 {
+            return self.full(b).await;
+        }
+        Err(BookingError::NotPayable(if b.status == BookingStatus::Pending.as_str() {
+            "its hold has expired".to_owned()
+        } else {
+            format!("it is {}", b.status)
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(booking_id = %id))]
     async fn cancel(&self, caller: &AuthUser, id: BookingId) -> Result<Booking, BookingError> {
         let b = self.visible(caller, id).await?;
@@ -467,6 +570,8 @@ impl BookingApi for BookingService {
 enum InsertError {
     /// A seat is claimed by a live booking (the primary key of `seat_claims` said so).
     Taken,
+    /// A hold cap: nothing was booked.
+    Refused(BookingError),
     Failed(BookingError),
 }
 
@@ -479,6 +584,7 @@ impl BookingService {
     ) -> Result<(), InsertError> {
         let failed = |e: DbErr| InsertError::Failed(db_err(e));
         let txn = self.db.begin().await.map_err(failed)?;
+        self.check_hold_caps(&txn, row, seats.len() as u64).await?;
         booking::Entity::insert(booking::ActiveModel::from(row.clone())).exec(&txn).await.map_err(failed)?;
         booking_seat::Entity::insert_many(seats.iter().cloned().map(booking_seat::ActiveModel::from))
             .exec(&txn)
@@ -499,6 +605,63 @@ impl BookingService {
         let envelope = event("booking.created", created).map_err(InsertError::Failed)?;
         platform::outbox::enqueue(&txn, &envelope).await.map_err(failed)?;
         txn.commit().await.map_err(failed)
+    }
+}
+
+impl BookingService {
+    /// Takes the customer's hold lock in `txn` (their bookings take turns from here to the
+    /// commit) and refuses `row` if its `seats` would take the customer past a hold cap.
+    async fn check_hold_caps(
+        &self,
+        txn: &DatabaseTransaction,
+        row: &booking::Model,
+        seats: u64,
+    ) -> Result<(), InsertError> {
+        let failed = |e: DbErr| InsertError::Failed(db_err(e));
+        hold_lock::Entity::insert(hold_lock::ActiveModel {
+            user_id: Set(row.user_id),
+            updated_at: Set(row.created_at),
+        })
+        .on_conflict(
+            OnConflict::column(hold_lock::Column::UserId).update_column(hold_lock::Column::UpdatedAt).to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(failed)?;
+        let pending: Vec<(Uuid, Uuid, chrono::DateTime<Utc>)> = booking::Entity::find()
+            .select_only()
+            .columns([booking::Column::Id, booking::Column::ShowtimeId, booking::Column::ExpiresAt])
+            .filter(booking::Column::UserId.eq(row.user_id))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(failed)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let held_seats: Vec<Uuid> = booking_seat::Entity::find()
+            .select_only()
+            .column(booking_seat::Column::BookingId)
+            .filter(booking_seat::Column::BookingId.is_in(pending.iter().map(|p| p.0)))
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(failed)?;
+        let here: Vec<Uuid> = pending.iter().filter(|p| p.1 == row.showtime_id).map(|p| p.0).collect();
+        let held = held_seats.len() as u64;
+        let held_here = held_seats.iter().filter(|b| here.contains(b)).count() as u64;
+        // Waiting helps once the oldest hold has run out (or been paid).
+        let first_expiry = pending.iter().map(|p| p.2).min().unwrap_or(row.created_at);
+        let retry_after_seconds = u64::try_from((first_expiry - row.created_at).num_seconds()).unwrap_or(1).max(1);
+        let (scope, limit, held) = if held_here + seats > self.settings.max_held_seats_per_showtime {
+            ("showtime", self.settings.max_held_seats_per_showtime, held_here)
+        } else if held + seats > self.settings.max_held_seats_per_user {
+            ("user", self.settings.max_held_seats_per_user, held)
+        } else {
+            return Ok(());
+        };
+        Err(InsertError::Refused(BookingError::HoldLimit { scope, limit, held, retry_after_seconds }))
     }
 }
 

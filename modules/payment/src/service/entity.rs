@@ -66,6 +66,12 @@ pub mod idempotency_key {
         pub response_status: Option<i16>,
         pub response_body: Option<String>,
         pub created_at: ChronoDateTimeUtc,
+        pub booking_id: Option<Uuid>,
+        pub amount_cents: Option<i64>,
+        pub currency: Option<String>,
+        pub card_brand: Option<String>,
+        pub card_last4: Option<String>,
+        pub charging_since: Option<ChronoDateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -86,6 +92,46 @@ pub mod ledger {
         pub payment_id: Option<Uuid>,
         pub lease_until: Option<ChronoDateTimeUtc>,
         pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod attempt_window {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "payment_attempt_windows")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub scope: String,
+        pub window_start: ChronoDateTimeUtc,
+        pub attempts: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod gateway_charge {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "simulated_gateway_charges")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub reference: Uuid,
+        pub outcome: String,
+        pub decline_reason: Option<String>,
+        pub amount_cents: i64,
+        pub currency: String,
+        pub refunded: bool,
+        pub created_at: ChronoDateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

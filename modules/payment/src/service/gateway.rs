@@ -4,9 +4,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::Deserialize;
 
 use super::card::Card;
+use super::entity::gateway_charge;
 use crate::api::PaymentId;
 
 /// A charge to make.
@@ -51,6 +54,16 @@ pub trait PaymentGateway: Send + Sync {
     /// # Errors
     /// `Unavailable` when the outcome is unknown.
     async fn refund(&self, reference: PaymentId, amount_cents: i64, currency: &str) -> Result<(), GatewayError>;
+
+    /// What the gateway did with the charge sent under `reference`: its outcome, or `None`
+    /// if it never received one (nothing was charged). The reconciler asks this about a
+    /// charge whose request died; it asks only after that request's gateway call was given
+    /// up (`payment.lease_seconds` after its claim, twice the call's timeout), so no call
+    /// under the reference is still on its way.
+    ///
+    /// # Errors
+    /// `Unavailable` when the gateway cannot say.
+    async fn status(&self, reference: PaymentId) -> Result<Option<ChargeOutcome>, GatewayError>;
 }
 
 /// `[payment.gateway]`.
@@ -64,40 +77,101 @@ pub struct GatewaySettings {
 
 /// Decides by card number (api.md): `4000000000000002` is declined (`card_declined`),
 /// `4000000000009995` fails with `insufficient_funds`, any other valid card is approved.
-/// Moves no money, so a repeated reference is trivially charged once.
+///
+/// Moves no money, but remembers each reference as a real processor does, in its own table
+/// (`simulated_gateway_charges`), written on its own before the simulated latency and
+/// outside any transaction of payment's: a charge is "made" the moment it is recorded, so a
+/// payment process killed during the latency leaves a charge behind, and the first outcome of
+/// a reference is the one every retry and status query gets.
 pub struct SimulatedGateway {
+    db: DatabaseConnection,
     latency: Duration,
     failure_rate: f64,
 }
 
+const APPROVED: &str = "approved";
+
+fn unavailable(e: sea_orm::DbErr) -> GatewayError {
+    GatewayError::Unavailable(format!("simulated gateway's store: {e}"))
+}
+
 impl SimulatedGateway {
-    pub fn new(settings: &GatewaySettings) -> Self {
-        Self { latency: Duration::from_millis(settings.latency_ms), failure_rate: settings.failure_rate }
+    pub fn new(db: DatabaseConnection, settings: &GatewaySettings) -> Self {
+        Self { db, latency: Duration::from_millis(settings.latency_ms), failure_rate: settings.failure_rate }
     }
 
-    async fn call(&self) -> Result<(), GatewayError> {
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
+    /// As if the gateway could not be reached: nothing happens.
+    fn unreachable(&self) -> Result<(), GatewayError> {
         if self.failure_rate > 0.0 && rand::random::<f64>() < self.failure_rate {
             return Err(GatewayError::Unavailable("simulated failure (payment.gateway.failure_rate)".to_owned()));
         }
         Ok(())
+    }
+
+    async fn round_trip(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+
+    async fn find(&self, reference: PaymentId) -> Result<Option<gateway_charge::Model>, GatewayError> {
+        gateway_charge::Entity::find_by_id(reference.0).one(&self.db).await.map_err(unavailable)
+    }
+}
+
+fn outcome(row: &gateway_charge::Model) -> ChargeOutcome {
+    match &row.decline_reason {
+        Some(reason) if row.outcome != APPROVED => ChargeOutcome::Declined(reason.clone()),
+        _ => ChargeOutcome::Approved,
     }
 }
 
 #[async_trait]
 impl PaymentGateway for SimulatedGateway {
     async fn charge(&self, charge: &Charge<'_>) -> Result<ChargeOutcome, GatewayError> {
-        self.call().await?;
-        Ok(match charge.card.number() {
-            "4000000000000002" => ChargeOutcome::Declined("card_declined".to_owned()),
-            "4000000000009995" => ChargeOutcome::Declined("insufficient_funds".to_owned()),
-            _ => ChargeOutcome::Approved,
-        })
+        self.unreachable()?;
+        let decline = match charge.card.number() {
+            "4000000000000002" => Some("card_declined"),
+            "4000000000009995" => Some("insufficient_funds"),
+            _ => None,
+        };
+        let row = gateway_charge::ActiveModel {
+            reference: Set(charge.reference.0),
+            outcome: Set(if decline.is_some() { "declined" } else { APPROVED }.to_owned()),
+            decline_reason: Set(decline.map(str::to_owned)),
+            amount_cents: Set(charge.amount_cents),
+            currency: Set(charge.currency.to_owned()),
+            refunded: Set(false),
+            created_at: Set(platform::db::now()),
+        };
+        // The first charge under a reference decides; a retry gets its outcome again.
+        gateway_charge::Entity::insert(row)
+            .on_conflict(OnConflict::column(gateway_charge::Column::Reference).do_nothing().to_owned())
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(unavailable)?;
+        let recorded = self
+            .find(charge.reference)
+            .await?
+            .ok_or_else(|| GatewayError::Unavailable("simulated gateway lost a charge".to_owned()))?;
+        self.round_trip().await;
+        Ok(outcome(&recorded))
     }
 
-    async fn refund(&self, _reference: PaymentId, _amount_cents: i64, _currency: &str) -> Result<(), GatewayError> {
-        self.call().await
+    async fn refund(&self, reference: PaymentId, _amount_cents: i64, _currency: &str) -> Result<(), GatewayError> {
+        self.unreachable()?;
+        gateway_charge::Entity::update_many()
+            .col_expr(gateway_charge::Column::Refunded, Expr::value(true))
+            .filter(gateway_charge::Column::Reference.eq(reference.0))
+            .exec(&self.db)
+            .await
+            .map_err(unavailable)?;
+        self.round_trip().await;
+        Ok(())
+    }
+
+    async fn status(&self, reference: PaymentId) -> Result<Option<ChargeOutcome>, GatewayError> {
+        self.unreachable()?;
+        Ok(self.find(reference).await?.as_ref().map(outcome))
     }
 }

@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use platform::kv::KeyValue;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, SqlErr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
@@ -149,6 +151,12 @@ pub async fn claim(
                 response_status: None,
                 response_body: None,
                 created_at: now,
+                booking_id: None,
+                amount_cents: None,
+                currency: None,
+                card_brand: None,
+                card_last4: None,
+                charging_since: None,
             };
             // The unique key decides between first requests that arrive together.
             match key_row::Entity::insert(key_row::ActiveModel::from(fresh.clone())).exec(db).await {
@@ -242,6 +250,108 @@ pub async fn release(
         .await
         .map_err(db_err)?;
     Ok(())
+}
+
+/// The charge a key's request is about to send (see [`record_intent`]).
+pub struct Intent {
+    pub booking_id: Uuid,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub card_brand: String,
+    pub card_last4: String,
+    /// When the booking was held for the charge.
+    pub accepted_at: DateTime<Utc>,
+}
+
+/// Writes down the charge `lease`'s request is about to send, before it calls the gateway:
+/// if the request dies, the reconciler finds it here. `false` if another took the key over.
+///
+/// # Errors
+/// Database failures.
+pub async fn record_intent(
+    db: &DatabaseConnection,
+    user: Uuid,
+    key: &str,
+    lease: Lease,
+    intent: &Intent,
+) -> Result<bool, PaymentError> {
+    let recorded = key_row::Entity::update_many()
+        .col_expr(key_row::Column::BookingId, Expr::value(intent.booking_id))
+        .col_expr(key_row::Column::AmountCents, Expr::value(intent.amount_cents))
+        .col_expr(key_row::Column::Currency, Expr::value(intent.currency.clone()))
+        .col_expr(key_row::Column::CardBrand, Expr::value(intent.card_brand.clone()))
+        .col_expr(key_row::Column::CardLast4, Expr::value(intent.card_last4.clone()))
+        .col_expr(key_row::Column::ChargingSince, Expr::value(intent.accepted_at))
+        .filter(running(user, key, lease.attempt))
+        .exec(db)
+        .await
+        .map_err(db_err)?;
+    Ok(recorded.rows_affected == 1)
+}
+
+/// The intent written for a key, if its request got that far.
+pub fn intent_of(row: &key_row::Model) -> Option<Intent> {
+    Some(Intent {
+        booking_id: row.booking_id?,
+        amount_cents: row.amount_cents?,
+        currency: row.currency.clone()?,
+        card_brand: row.card_brand.clone()?,
+        card_last4: row.card_last4.clone()?,
+        accepted_at: row.charging_since?,
+    })
+}
+
+/// Running keys whose lease ran out before `now` (their request died, or was released
+/// without an answer): the reconciler's work.
+///
+/// # Errors
+/// Database failures.
+pub async fn abandoned(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<key_row::Model>, PaymentError> {
+    key_row::Entity::find()
+        .filter(key_row::Column::State.eq(RUNNING))
+        .filter(key_row::Column::LeaseUntil.lt(now))
+        .order_by_asc(key_row::Column::LeaseUntil)
+        .limit(limit)
+        .all(db)
+        .await
+        .map_err(db_err)
+}
+
+/// Takes the abandoned `row` over (as a retry of its request would); `None` if someone else
+/// did first.
+///
+/// # Errors
+/// Database failures.
+pub async fn take_over(
+    db: &DatabaseConnection,
+    row: &key_row::Model,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<Option<Lease>, PaymentError> {
+    let attempt = row.attempt + 1;
+    let taken = key_row::Entity::update_many()
+        .col_expr(key_row::Column::Attempt, Expr::value(attempt))
+        .col_expr(key_row::Column::LeaseUntil, Expr::value(lease_until))
+        .filter(running(row.user_id, &row.key, row.attempt))
+        .filter(key_row::Column::LeaseUntil.lt(now))
+        .exec(db)
+        .await
+        .map_err(db_err)?;
+    Ok((taken.rows_affected == 1).then_some(Lease { payment_id: row.payment_id, attempt }))
+}
+
+/// Forgets a key whose request never sent its charge: the next request with it starts afresh.
+///
+/// # Errors
+/// Database failures.
+pub async fn forget(db: &impl ConnectionTrait, user: Uuid, key: &str, lease: Lease) -> Result<bool, PaymentError> {
+    let gone =
+        key_row::Entity::delete_many().filter(running(user, key, lease.attempt)).exec(db).await.map_err(db_err)?;
+    Ok(gone.rows_affected == 1)
 }
 
 /// Forgets the answered keys created before `before`; returns how many.

@@ -1,19 +1,33 @@
 //! The in-process implementation of [`PaymentApi`] on the module's own tables.
 //!
 //! Paying: the card is checked, the `Idempotency-Key` claimed (see [`idempotency`]), the
-//! booking read through [`BookingApi`] (the caller's, pending, hold not run out), then the
-//! booking's ledger row is set `charging` for this payment — so no second payment of the same
-//! booking can charge meanwhile — and the gateway is called outside any transaction. One
-//! transaction then records the payment, its charge, the event and the saved answer, and
+//! booking's ledger row set `charging` for this payment — so no second payment of the same
+//! booking can charge meanwhile — an attempt taken in the booking's and the customer's
+//! windows ([`attempts`]), and the booking held for the charge through
+//! [`BookingApi::hold_for_payment`] (the caller's, pending, hold not run out: from then on
+//! booking keeps it pending until the charge's outcome arrives). The charge about to be sent
+//! is written on the key (the intent), and the gateway is called outside any transaction.
+//! One transaction then records the payment, its charge, the event and the saved answer, and
 //! moves the ledger to `paid` (or back to `free` after a decline).
 //!
-//! The expiry race: booking confirms a paid booking only before its hold runs out; a booking
+//! A request that dies mid-charge (a crash, a kill) leaves its key `running`; so does one
+//! released after a 409/503. The reconciler ([`PaymentService::run_reconciler`]) takes such a
+//! key over one lease after its lease ran out: with no intent nothing was sent, and the key is
+//! forgotten; otherwise it asks the gateway what became of the reference and records that
+//! like the request would have (`processing_error` if the gateway never got it). A charge
+//! the gateway approved completes the booking if the ledger still has it (the booking is
+//! pending and held for it: the customer paid in time, and keeps the seats), and is refunded
+//! if the booking was closed meanwhile.
+//!
+//! The expiry race: booking confirms a paid booking if the charge was accepted before its
+//! hold ran out (`accepted_at` in `payment.completed`); a booking
 //! cancelled or expired is `closed` in the ledger when `booking.cancelled` arrives. Closing
 //! and finishing a charge both write the ledger row, so they take turns: whichever comes
 //! second sees the other, and a completed payment of a closed booking is marked
 //! `refund_due` in that same transaction. The refund worker gives the money back (at once,
 //! and again after a crash or a gateway outage until it succeeds).
 
+mod attempts;
 mod card;
 mod entity;
 mod events;
@@ -26,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use booking::api::{BookingApi, BookingError, BookingId, BookingStatus};
+use booking::api::{BookingApi, BookingError, BookingId};
 use chrono::Utc;
 use platform::config::Secret;
 use platform::events::{Envelope, EventHandler};
@@ -49,10 +63,11 @@ use crate::api::{
     PayRequest, Payment, PaymentApi, PaymentCompleted, PaymentError, PaymentFailed, PaymentId, PaymentQuery,
     PaymentRefunded, PaymentStatus, Transaction, TransactionId, TransactionKind, TransactionStatus,
 };
+use attempts::Attempts;
 use card::Card;
 use entity::{ledger, payment, transaction};
 use gateway::{Charge, ChargeOutcome, GatewaySettings, PaymentGateway, SimulatedGateway};
-use idempotency::{Claim, Lease};
+use idempotency::{Claim, Intent, Lease};
 
 /// The generated fingerprint key of a process whose configuration leaves it empty.
 pub const FINGERPRINT_KEY_FILE: &str = "payment-fingerprint.key";
@@ -70,6 +85,13 @@ pub struct PaymentSettings {
     pub refund_interval_ms: u64,
     /// HMAC key of request fingerprints; empty: generated into the data directory.
     pub fingerprint_key: Secret,
+    /// How often the reconciler looks for charges whose request died.
+    pub reconcile_interval_ms: u64,
+    /// Declined (or unfinished) payment attempts allowed per booking, and per customer, in
+    /// one window of `attempt_window_seconds`.
+    pub max_failed_attempts_per_booking: u32,
+    pub max_failed_attempts_per_user: u32,
+    pub attempt_window_seconds: u64,
     pub gateway: GatewaySettings,
 }
 
@@ -85,6 +107,15 @@ impl PaymentSettings {
         }
         if self.refund_interval_ms == 0 {
             errors.push("payment.refund_interval_ms must be greater than 0".to_owned());
+        }
+        if self.reconcile_interval_ms == 0 {
+            errors.push("payment.reconcile_interval_ms must be greater than 0".to_owned());
+        }
+        if self.max_failed_attempts_per_booking == 0 || self.max_failed_attempts_per_user == 0 {
+            errors.push("payment.max_failed_attempts_per_booking and _per_user must be greater than 0".to_owned());
+        }
+        if self.attempt_window_seconds == 0 {
+            errors.push("payment.attempt_window_seconds must be greater than 0".to_owned());
         }
         if !(0.0..=1.0).contains(&self.gateway.failure_rate) {
             errors.push("payment.gateway.failure_rate must be between 0.0 and 1.0".to_owned());
@@ -115,7 +146,11 @@ pub struct PaymentService {
     refunds: Notify,
     /// Copies of saved answers in Redis (split deployment), so replays skip the database.
     answers: Option<idempotency::AnswerCache>,
+    attempts: Attempts,
 }
+
+/// The failure reason of a charge the gateway never received (found by the reconciler).
+const NOT_CHARGED: &str = "processing_error";
 
 fn db_err(e: DbErr) -> PaymentError {
     if platform::db::is_unavailable(&e) {
@@ -136,6 +171,7 @@ fn booking_error(e: BookingError) -> PaymentError {
         BookingError::NotFound(_) => PaymentError::NotFound("booking"),
         BookingError::Unauthenticated(reason) => PaymentError::Unauthenticated(reason),
         BookingError::Unavailable(reason) => PaymentError::Unavailable(format!("booking: {reason}")),
+        BookingError::NotPayable(reason) => PaymentError::BookingNotPending(reason),
         other => PaymentError::Internal(format!("booking: {other}")),
     }
 }
@@ -204,11 +240,18 @@ impl PaymentService {
         } else {
             settings.fingerprint_key.expose().as_bytes().to_vec()
         };
+        let attempts = Attempts {
+            per_booking: settings.max_failed_attempts_per_booking,
+            per_user: settings.max_failed_attempts_per_user,
+            window: chrono::Duration::seconds(i64::try_from(settings.attempt_window_seconds).unwrap_or(3600)),
+        };
+        let gateway = Arc::new(SimulatedGateway::new(db.clone(), &settings.gateway));
         Ok(Self {
+            attempts,
             db,
             settings: settings.clone(),
             bookings,
-            gateway: Arc::new(SimulatedGateway::new(&settings.gateway)),
+            gateway,
             fingerprint_key,
             relay,
             refunds: Notify::new(),
@@ -300,7 +343,8 @@ impl PaymentService {
         }
     }
 
-    /// Reads the booking, charges it and records the outcome with the saved answer.
+    /// Takes the booking's ledger, an attempt and the booking's hold for this charge, writes
+    /// the intent down, charges, and records the outcome with the saved answer.
     #[tracing::instrument(skip_all, fields(booking_id = %booking_id, payment_id = %lease.payment_id))]
     async fn charge(
         &self,
@@ -310,40 +354,91 @@ impl PaymentService {
         card: &Card,
         booking_id: BookingId,
     ) -> Result<Payment, PaymentError> {
-        let booking = self.bookings.booking(caller, booking_id).await.map_err(booking_error)?;
-        if booking.user_id != caller.id {
-            return Err(PaymentError::NotFound("booking"));
-        }
-        if booking.status != BookingStatus::Pending {
-            return Err(PaymentError::BookingNotPending(format!("it is {}", booking.status.as_str())));
-        }
-        if booking.expires_at <= Utc::now() {
-            return Err(PaymentError::BookingNotPending("its hold has expired".to_owned()));
-        }
         self.begin_charge(booking_id, lease.payment_id).await?;
+        let accepted_at = now();
+        let taken = match self.attempts.take(&self.db, caller.id.0, booking_id.0, accepted_at).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                self.abandon_charge(booking_id, lease.payment_id).await;
+                return Err(e);
+            }
+        };
+        let intent = match self.prepare(caller, key, lease, card, booking_id, accepted_at).await {
+            Ok(intent) => intent,
+            Err(e) => {
+                self.abandon_charge(booking_id, lease.payment_id).await;
+                self.attempts.give_back(&self.db, taken).await;
+                return Err(e);
+            }
+        };
         let charge = Charge {
             reference: PaymentId(lease.payment_id),
-            amount_cents: booking.amount_cents,
-            currency: &booking.currency,
+            amount_cents: intent.amount_cents,
+            currency: &intent.currency,
             card,
         };
         // Bounded well within the lease, so neither the key nor the booking is taken over
         // while the gateway still works on this charge. A timeout is an unknown outcome: the
-        // retry charges under the same reference.
+        // retry charges under the same reference (and the reconciler asks about it if none
+        // comes).
         let timeout = Duration::from_secs(self.settings.lease_seconds) / 2;
         let charged = tokio::time::timeout(timeout, self.gateway.charge(&charge)).await;
         let outcome = match charged {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(e)) => {
+            failed => {
                 self.abandon_charge(booking_id, lease.payment_id).await;
-                return Err(PaymentError::Unavailable(e.to_string()));
-            }
-            Err(_) => {
-                self.abandon_charge(booking_id, lease.payment_id).await;
-                return Err(PaymentError::Unavailable(format!("payment gateway: no answer within {timeout:?}")));
+                self.attempts.give_back(&self.db, taken).await;
+                return Err(PaymentError::Unavailable(match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("payment gateway: no answer within {timeout:?}"),
+                }));
             }
         };
+        // Only declines count against the attempt limits.
+        if outcome == ChargeOutcome::Approved {
+            self.attempts.give_back(&self.db, taken).await;
+        }
+        self.record(caller.id, key, lease, &intent, outcome).await
+    }
 
+    /// Holds the booking for the charge (booking checks it is the caller's, pending, its hold
+    /// not run out) and writes the charge about to be sent on the key.
+    async fn prepare(
+        &self,
+        caller: &AuthUser,
+        key: &str,
+        lease: Lease,
+        card: &Card,
+        booking_id: BookingId,
+        accepted_at: chrono::DateTime<Utc>,
+    ) -> Result<Intent, PaymentError> {
+        let booking =
+            self.bookings.hold_for_payment(caller, booking_id, lease.payment_id).await.map_err(booking_error)?;
+        let intent = Intent {
+            booking_id: booking.id.0,
+            amount_cents: booking.amount_cents,
+            currency: booking.currency,
+            card_brand: card.brand.to_owned(),
+            card_last4: card.last4.clone(),
+            accepted_at,
+        };
+        if !idempotency::record_intent(&self.db, caller.id.0, key, lease, &intent).await? {
+            return Err(PaymentError::InProgress("another request took this Idempotency-Key over".to_owned()));
+        }
+        Ok(intent)
+    }
+
+    /// Records the outcome of the charge of `intent` under `lease`: the payment, its charge
+    /// transaction, its event and the key's answer in one transaction, and the ledger moved on.
+    async fn record(
+        &self,
+        user: UserId,
+        key: &str,
+        lease: Lease,
+        intent: &Intent,
+        outcome: ChargeOutcome,
+    ) -> Result<Payment, PaymentError> {
+        let booking_id = BookingId(intent.booking_id);
         let now = now();
         let approved = outcome == ChargeOutcome::Approved;
         let (status, failure_reason) = match outcome {
@@ -352,14 +447,14 @@ impl PaymentService {
         };
         let mut row = payment::Model {
             id: lease.payment_id,
-            user_id: caller.id.0,
+            user_id: user.0,
             booking_id: booking_id.0,
-            amount_cents: booking.amount_cents,
-            currency: booking.currency.clone(),
+            amount_cents: intent.amount_cents,
+            currency: intent.currency.clone(),
             status: status.as_str().to_owned(),
             failure_reason: failure_reason.clone(),
-            card_brand: card.brand.to_owned(),
-            card_last4: card.last4.clone(),
+            card_brand: intent.card_brand.clone(),
+            card_last4: intent.card_last4.clone(),
             refund_due: false,
             created_at: now,
             updated_at: now,
@@ -378,8 +473,9 @@ impl PaymentService {
                 &PaymentCompleted {
                     payment_id: PaymentId(row.id),
                     booking_id,
-                    user_id: caller.id,
+                    user_id: user,
                     amount_cents: row.amount_cents,
+                    accepted_at: Some(intent.accepted_at),
                 },
             )?,
             Some(reason) => event(
@@ -387,7 +483,7 @@ impl PaymentService {
                 &PaymentFailed {
                     payment_id: PaymentId(row.id),
                     booking_id,
-                    user_id: caller.id,
+                    user_id: user,
                     failure_reason: reason.clone(),
                 },
             )?,
@@ -399,14 +495,17 @@ impl PaymentService {
         // First the key: a request whose lease was taken over (it ran longer than
         // `payment.lease_seconds`) records nothing; the one that took over charged under the
         // same reference and answers.
-        if !idempotency::save_answer(&txn, caller.id.0, key, lease, 201, body).await? {
+        if !idempotency::save_answer(&txn, user.0, key, lease, 201, body).await? {
             return Err(PaymentError::InProgress("another request took this Idempotency-Key over".to_owned()));
         }
         let kept = ledger::Entity::update_many()
             .col_expr(ledger::Column::State, Expr::value(if approved { PAID } else { FREE }))
             .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
             .filter(ledger::Column::BookingId.eq(booking_id.0))
-            .filter(ledger::Column::State.eq(CHARGING))
+            // `free` still naming this payment: its request gave the ledger back after a gateway
+            // error (the outcome was unknown) and no other charge began since, so the charge
+            // the reconciler found is still the booking's.
+            .filter(ledger::Column::State.is_in([CHARGING, FREE]))
             .filter(ledger::Column::PaymentId.eq(lease.payment_id))
             .exec(&txn)
             .await
@@ -433,9 +532,9 @@ impl PaymentService {
             Ok(_) => {
                 let refunded = self.full_by_id(lease.payment_id).await?;
                 let body = serde_json::to_string(&refunded).map_err(|e| PaymentError::Internal(e.to_string()))?;
-                idempotency::replace_answer(&self.db, caller.id.0, key, body).await?;
+                idempotency::replace_answer(&self.db, user.0, key, body).await?;
                 if let Some(cache) = &self.answers {
-                    cache.forget(caller.id.0, key).await;
+                    cache.forget(user.0, key).await;
                 }
                 Ok(refunded)
             }
@@ -577,6 +676,81 @@ impl PaymentService {
                 return;
             }
         }
+    }
+
+    /// Resolves every key left `running` one lease after its lease ran out (see the module's
+    /// comment); returns how many.
+    ///
+    /// # Errors
+    /// Database failures (a key that cannot be resolved now is tried again next round).
+    pub async fn reconcile(&self) -> Result<u64, PaymentError> {
+        let now = now();
+        // A key released after a 409/503 is left to its client's retry for one lease first.
+        let rows = idempotency::abandoned(&self.db, now - self.settings.lease(), 100).await?;
+        let mut resolved = 0;
+        for row in rows {
+            match self.reconcile_key(&row, now).await {
+                Ok(true) => resolved += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(payment_id = %row.payment_id, error = %e, "reconciling failed; retrying later")
+                }
+            }
+        }
+        Ok(resolved)
+    }
+
+    async fn reconcile_key(
+        &self,
+        row: &entity::idempotency_key::Model,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<bool, PaymentError> {
+        let cutoff = now - self.settings.lease();
+        let Some(lease) = idempotency::take_over(&self.db, row, cutoff, now + self.settings.lease()).await? else {
+            return Ok(false);
+        };
+        let Some(intent) = idempotency::intent_of(row) else {
+            // The request never sent its charge: nothing to record, the key starts afresh.
+            let txn = self.db.begin().await.map_err(db_err)?;
+            idempotency::forget(&txn, row.user_id, &row.key, lease).await?;
+            ledger::Entity::update_many()
+                .col_expr(ledger::Column::State, Expr::value(FREE))
+                .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
+                .filter(ledger::Column::State.eq(CHARGING))
+                .filter(ledger::Column::PaymentId.eq(lease.payment_id))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+            txn.commit().await.map_err(db_err)?;
+            metrics::counter!("payment_reconciled_total", "outcome" => "forgotten").increment(1);
+            return Ok(true);
+        };
+        let outcome = match self.gateway.status(PaymentId(lease.payment_id)).await {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => ChargeOutcome::Declined(NOT_CHARGED.to_owned()),
+            Err(e) => {
+                if let Err(release) = idempotency::release(&self.db, row.user_id, &row.key, lease, cutoff).await {
+                    tracing::warn!(error = %release, "reconciled key not released; its lease runs out on its own");
+                }
+                return Err(PaymentError::Unavailable(e.to_string()));
+            }
+        };
+        tracing::warn!(payment_id = %lease.payment_id, ?outcome, "recording a charge whose request died");
+        let label = if outcome == ChargeOutcome::Approved { "approved" } else { "declined" };
+        self.record(UserId(row.user_id), &row.key, lease, &intent, outcome).await?;
+        metrics::counter!("payment_reconciled_total", "outcome" => label).increment(1);
+        Ok(true)
+    }
+
+    /// Reconciles every `payment.reconcile_interval_ms` until `stop`.
+    pub async fn run_reconciler(self: Arc<Self>, stop: CancellationToken) {
+        let interval = Duration::from_millis(self.settings.reconcile_interval_ms);
+        platform::tasks::every(interval, stop, || async {
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %e, "reconciling charges failed; retrying");
+            }
+        })
+        .await;
     }
 }
 
