@@ -17,6 +17,7 @@ mod auth_tokens;
 mod booking;
 mod booking_contract;
 mod cli;
+mod events;
 mod fixtures;
 mod input;
 mod movie;
