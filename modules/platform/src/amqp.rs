@@ -518,8 +518,7 @@ async fn handle_delivery(
     let event = match parsed {
         Ok(event) => event,
         Err(e) => {
-            tracing::error!(queue, body = %String::from_utf8_lossy(&delivery.data), error = %e,
-                "undecodable message dead-lettered");
+            tracing::error!(queue, bytes = delivery.data.len(), error = %e, "undecodable message dead-lettered");
             dead_letter(queue, &delivery).await;
             return;
         }
@@ -546,7 +545,7 @@ async fn handle_delivery(
         }
         Err(e) => {
             tracing::error!(queue, event_id = %event.event_id, routing_key = %event.routing_key,
-                body = %event.body, error = %e, "event dead-lettered after {attempt} attempts");
+                error = %e, "event dead-lettered after {attempt} attempts");
             dead_letter(queue, &delivery).await;
         }
     }
