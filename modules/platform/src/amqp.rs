@@ -382,9 +382,20 @@ impl Inner {
         let channel = link.connection.create_channel().await.map_err(unavailable)?;
         let dlq = short(&dead_letter_queue(queue))?;
         let mut outcome = Ok(0);
+        // Only the messages there at the first get: a replayed event that fails again comes
+        // back to the tail meanwhile, and must not be taken (and replayed) twice in one go.
+        let mut behind: Option<u32> = None;
         for _ in 0..DEAD_LETTERS_MAX {
+            if behind == Some(0) {
+                break;
+            }
             match channel.basic_get(dlq.clone(), BasicGetOptions { no_ack: false }).await {
-                Ok(Some(message)) => match visit(message.delivery).await {
+                Ok(Some(message)) => match visit({
+                    behind = Some(behind.map_or(message.message_count, |n| n.saturating_sub(1)));
+                    message.delivery
+                })
+                .await
+                {
                     Ok(consumed) => outcome = outcome.map(|n| n + u64::from(consumed)),
                     Err(e) => {
                         outcome = Err(e);
