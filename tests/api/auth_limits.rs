@@ -107,7 +107,8 @@ async fn an_attacker_elsewhere_can_neither_guess_nor_lock_the_owner_out(backend:
     let mut answers = Vec::new();
     for address in 1..=30 {
         for guess in 0..6 {
-            answers.push(login_from(&app, &format!("203.0.113.{address}"), ADMIN_EMAIL, &format!("guess {guess}")).await);
+            answers
+                .push(login_from(&app, &format!("203.0.113.{address}"), ADMIN_EMAIL, &format!("guess {guess}")).await);
         }
     }
     let statuses = statuses(answers).await;
@@ -170,7 +171,10 @@ async fn failures_from_a_shared_address_leave_its_known_users_alone(backend: Bac
 }
 
 /// An app whose Redis is a private server, hung (paused) once `pause` is called.
-async fn app_on_private_redis(backend: Backend, configure: impl FnOnce(&mut boxoffice::settings::Settings)) -> Option<(TestApp, PrivateRedis)> {
+async fn app_on_private_redis(
+    backend: Backend,
+    configure: impl FnOnce(&mut boxoffice::settings::Settings),
+) -> Option<(TestApp, PrivateRedis)> {
     let redis = PrivateRedis::start().await?;
     let url = redis.url();
     let app = spawn_app_with(backend, |s| {

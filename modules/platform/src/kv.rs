@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -359,11 +359,7 @@ impl RedisKv {
         let manager = Manager::new_with_config(url, connection).map_err(unavailable)?;
         let mut size = PoolSize::new(pool_size);
         size.timeouts = Timeouts { wait: Some(timeout), create: Some(timeout), recycle: Some(timeout) };
-        let pool = Pool::builder(manager)
-            .config(size)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(unavailable)?;
+        let pool = Pool::builder(manager).config(size).runtime(Runtime::Tokio1).build().map_err(unavailable)?;
         Ok(Self {
             pool,
             prefix: prefix.to_owned(),

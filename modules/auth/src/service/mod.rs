@@ -79,7 +79,9 @@ impl AuthSettings {
             );
         }
         if self.login_failure_window_seconds == 0 || self.login_first_wait_seconds == 0 {
-            errors.push("auth.login_failure_window_seconds and login_first_wait_seconds must be greater than 0".to_owned());
+            errors.push(
+                "auth.login_failure_window_seconds and login_first_wait_seconds must be greater than 0".to_owned(),
+            );
         }
         if self.admin_email.is_empty() != self.admin_password.is_empty() {
             errors.push("auth.admin_email and auth.admin_password must be set together".to_owned());
