@@ -89,7 +89,8 @@ impl LoginLimiter {
         client: Option<IpAddr>,
     ) -> Result<Result<Attempt<'a>, AuthError>, KvError> {
         let address = client.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        let known_key = format!("auth:login:known:{account}:{address}");
+        // Kept for weeks, so it names the pair by a digest: no address stays readable in the store.
+        let known_key = format!("auth:login:known:{}", super::token_hash(&format!("{account} {address}")));
         let mut limits = vec![(format!("auth:login:pair:{account}:{address}"), self.pair)];
         if store.get(&known_key).await?.is_none() {
             limits.push((format!("auth:login:account:{account}"), self.account));
