@@ -13,13 +13,14 @@
 //! Each attempt is counted *before* its password is verified, atomically ([`KeyValue::throttle`]),
 //! so concurrent guesses cannot all slip past one check; a success gives its counts back.
 //!
-//! When the shared store (Redis) fails or hangs, the attempt is limited by this process's own
-//! store instead: an attacker who can slow Redis gains at most one budget per replica, and
+//! When the shared store (Redis) fails or hangs, the attempt (and every attempt in the next
+//! second, so a hung Redis does not slow each login by its timeout) is limited by this
+//! process's own store instead: an attacker who can slow Redis gains at most one budget per replica, and
 //! logins go on (failing closed would let that attacker lock everybody out).
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use platform::kv::{Backoff, KeyValue, KvError, MemoryKv, Throttled};
 
@@ -34,7 +35,12 @@ pub struct LoginLimiter {
     account: Backoff,
     address: Backoff,
     known_for: Duration,
+    /// When the shared store last failed; short lock, never held across an await.
+    shared_failed_at: Mutex<Option<Instant>>,
 }
+
+/// After the shared store fails, how long attempts skip it before trying it again.
+const SHARED_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// An attempt that passed the limits: the keys it was counted on, in the store that counted it.
 #[must_use]
@@ -60,6 +66,7 @@ impl LoginLimiter {
             account: backoff(settings.login_max_failures_per_account),
             address: backoff(settings.login_max_failures_per_address),
             known_for: Duration::from_secs(settings.login_known_address_days.saturating_mul(24 * 3600)),
+            shared_failed_at: Mutex::new(None),
         }
     }
 
@@ -69,17 +76,27 @@ impl LoginLimiter {
     /// # Errors
     /// `TooManyAttempts` with the wait until this attempt could pass.
     pub async fn begin(&self, account: &str, client: Option<IpAddr>) -> Result<Attempt<'_>, AuthError> {
-        match self.begin_in(&*self.shared, account, client).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                metrics::counter!("auth_login_limiter_fallbacks_total").increment(1);
-                tracing::warn!(error = %e, "login limiter store unavailable; limiting in this process");
-                match self.begin_in(&self.local, account, client).await {
-                    Ok(answer) => answer,
-                    Err(e) => Err(AuthError::Internal(format!("in-process login limiter: {e}"))),
+        if !self.shared_failed_recently() {
+            match self.begin_in(&*self.shared, account, client).await {
+                Ok(answer) => return answer,
+                Err(e) => {
+                    tracing::warn!(error = %e, "login limiter store unavailable; limiting in this process");
+                    *self.shared_failed_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
                 }
             }
         }
+        metrics::counter!("auth_login_limiter_fallbacks_total").increment(1);
+        match self.begin_in(&self.local, account, client).await {
+            Ok(answer) => answer,
+            Err(e) => Err(AuthError::Internal(format!("in-process login limiter: {e}"))),
+        }
+    }
+
+    /// Whether the shared store failed within [`SHARED_RETRY_AFTER`]: then attempts go straight
+    /// to the local store, so a hung Redis costs one login its timeout per period, not every login.
+    fn shared_failed_recently(&self) -> bool {
+        let failed_at = *self.shared_failed_at.lock().unwrap_or_else(PoisonError::into_inner);
+        failed_at.is_some_and(|at| at.elapsed() < SHARED_RETRY_AFTER)
     }
 
     async fn begin_in<'a>(
