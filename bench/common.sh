@@ -16,6 +16,7 @@ trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm
 BOXOFFICE__DATA_DIR="$data" \
 BOXOFFICE__SERVER__CLIENT_BUDGET_PER_MINUTE=0 \
 BOXOFFICE__AUTH__LOGIN_MAX_FAILURES_PER_ACCOUNT=1000000 \
+BOXOFFICE__AUTH__LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS=1000000 \
 BOXOFFICE__LOG__FILTER=warn \
 BOXOFFICE__DEMO__SEED=true \
   "$CARGO_TARGET_DIR/release/boxoffice" serve --bind "127.0.0.1:$PORT" &

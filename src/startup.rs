@@ -62,8 +62,13 @@ pub fn key_value(settings: &Settings, readiness: &mut Readiness) -> anyhow::Resu
         return Ok(Arc::new(MemoryKv::new()));
     }
     let redis = Arc::new(
-        RedisKv::connect(settings.redis.url.expose(), settings.redis.pool_size, &settings.redis.key_prefix)
-            .map_err(|e| anyhow!("redis.url: {e}"))?,
+        RedisKv::connect(
+            settings.redis.url.expose(),
+            settings.redis.pool_size,
+            &settings.redis.key_prefix,
+            settings.redis.timeout(),
+        )
+        .map_err(|e| anyhow!("redis.url: {e}"))?,
     );
     readiness.add(redis.clone());
     Ok(redis)
@@ -189,9 +194,14 @@ pub fn seat_locks(settings: &Settings) -> anyhow::Result<Arc<dyn SeatLocks>> {
     if settings.redis.url.is_empty() {
         return Ok(Arc::new(MemorySeatLocks::new()));
     }
-    let redis = RedisKv::connect(settings.redis.url.expose(), settings.redis.pool_size, &settings.redis.key_prefix)
-        .map_err(|e| anyhow!("redis.url: {e}"))?;
-    Ok(Arc::new(RedisSeatLocks::new(redis.pool().clone(), &format!("{}seats:", settings.redis.key_prefix))))
+    let redis = RedisKv::connect(
+        settings.redis.url.expose(),
+        settings.redis.pool_size,
+        &settings.redis.key_prefix,
+        settings.redis.timeout(),
+    )
+    .map_err(|e| anyhow!("redis.url: {e}"))?;
+    Ok(Arc::new(RedisSeatLocks::new(&redis, &format!("{}seats:", settings.redis.key_prefix))))
 }
 
 /// In-process movie and booking services on `settings`' storage, without a bus or background

@@ -17,7 +17,8 @@ on_both_backends!(the_service_keeps_the_contract, the_rest_client_keeps_the_cont
 async fn the_service_keeps_the_contract(backend: Backend) {
     let data = tempfile::TempDir::new().unwrap();
     let mut settings = test_settings(&backend, data.path());
-    settings.auth.login_max_failures_per_account = 2;
+    settings.auth.login_max_failures_per_account_address = 3;
+    settings.auth.login_first_wait_seconds = 600;
     let mut readiness = Readiness::default();
     let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
     let service = boxoffice::startup::auth_service(&settings, kv, &mut readiness).await.unwrap();
@@ -26,7 +27,8 @@ async fn the_service_keeps_the_contract(backend: Backend) {
 
 async fn the_rest_client_keeps_the_contract(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.auth.login_max_failures_per_account = 2;
+        s.auth.login_max_failures_per_account_address = 3;
+        s.auth.login_first_wait_seconds = 600;
         s.services.token = Secret::new(SERVICE_TOKEN);
     })
     .await;
@@ -109,7 +111,8 @@ async fn contract(api: Arc<dyn AuthApi>, jwt: &platform::config::JwtSettings) {
     assert!(matches!(api.refresh(&session.refresh_token).await, Err(AuthError::InvalidRefreshToken)));
     api.logout("never-issued").await.unwrap();
 
-    // Two failures per account are allowed; the third attempt is refused.
+    // Three failures per account and address pass (the first was before the logins above,
+    // which count none); the next attempt must wait.
     assert!(matches!(api.login(credentials("pat", "bad 1 horse"), None).await, Err(AuthError::InvalidCredentials)));
     assert!(matches!(api.login(credentials("pat", "bad 2 horse"), None).await, Err(AuthError::InvalidCredentials)));
     match api.login(credentials("pat", "correct horse"), None).await {

@@ -13,6 +13,7 @@ mod helpers;
 
 mod auth;
 mod auth_contract;
+mod auth_limits;
 mod auth_tokens;
 mod booking;
 mod booking_contract;
@@ -31,5 +32,7 @@ mod operations;
 mod payment;
 mod payment_contract;
 mod payment_process;
+#[path = "../../modules/platform/tests/common/private_redis.rs"]
+mod private_redis;
 mod smtp;
 mod split;

@@ -110,6 +110,15 @@ pub struct RedisSettings {
     /// Prefix of every key this deployment writes.
     pub key_prefix: String,
     pub pool_size: usize,
+    /// Longest any one Redis call may take (pool wait, connect, command), in milliseconds;
+    /// then it fails as unavailable and the feature takes its fallback.
+    pub timeout_ms: u64,
+}
+
+impl RedisSettings {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -197,6 +206,9 @@ pub fn check_shared(server: &ServerSettings, database: &DatabaseSettings, redis:
     }
     if redis.pool_size == 0 {
         errors.push("redis.pool_size must be greater than 0".to_owned());
+    }
+    if redis.timeout_ms == 0 {
+        errors.push("redis.timeout_ms must be greater than 0".to_owned());
     }
     errors
 }

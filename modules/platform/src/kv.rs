@@ -4,17 +4,20 @@
 //! split deployment, where every replica must see the same counters.
 //!
 //! Nothing here is the source of truth for money or seats: a lost key only loosens a
-//! limit or costs a cache miss.
+//! limit or costs a cache miss. Every Redis call is bounded by one timeout (`redis.timeout_ms`:
+//! pool wait, connect and command together), so a hung Redis answers `Unavailable` quickly
+//! and each caller takes its fallback instead of stalling the request.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool_redis::redis::{self, AsyncCommands, Script};
-use deadpool_redis::{Config as PoolConfig, Pool, PoolConfig as PoolSize, Runtime};
+use deadpool_redis::redis::{self, AsyncCommands, AsyncConnectionConfig, Script};
+use deadpool_redis::{Manager, Pool, PoolConfig as PoolSize, Runtime, Timeouts};
 
 use crate::health::HealthCheck;
 
@@ -34,12 +37,35 @@ pub struct WindowCount {
     pub resets_in: Duration,
 }
 
+/// How [`KeyValue::throttle`] spaces the hits of a key: the first `free` hits of a window pass
+/// at once; after them one hit passes per wait, the wait starting at `first_wait` and
+/// doubling with each hit that passes, at most `max_wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub free: u64,
+    pub first_wait: Duration,
+    pub max_wait: Duration,
+    /// How long the count lasts from the window's first hit.
+    pub window: Duration,
+}
+
+/// The answer of [`KeyValue::throttle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttled {
+    /// The hit passed and is counted; `count` hits passed in the window, this one included.
+    Passed { count: u64 },
+    /// The hit must wait this long; it was not counted.
+    Wait { retry_after: Duration },
+}
+
 /// Expiring keys and fixed-window counters.
 ///
 /// Contract (checked by the conformance suite for every implementation):
 /// a key is gone once its TTL has passed; `set_if_absent` stores only when the key is
 /// absent and says whether it stored; `incr` starts a window of `window` on the first hit
-/// and counts up until it expires; `peek` reads a counter without counting.
+/// and counts up until it expires; `peek` reads a counter without counting; `throttle`
+/// decides and counts in one atomic step, so concurrent callers can never pass more hits than
+/// its [`Backoff`] allows; `unthrottle` takes one passed hit back.
 #[async_trait]
 pub trait KeyValue: Send + Sync {
     /// # Errors
@@ -64,6 +90,31 @@ pub trait KeyValue: Send + Sync {
     /// # Errors
     /// [`KvError::Unavailable`].
     async fn peek(&self, key: &str) -> Result<Option<WindowCount>, KvError>;
+    /// Counts a hit on the counter of `key` if `backoff` lets it pass now. The counter is the
+    /// one [`KeyValue::peek`] sees; the running wait is kept beside it.
+    ///
+    /// # Errors
+    /// [`KvError::Unavailable`].
+    async fn throttle(&self, key: &str, backoff: Backoff) -> Result<Throttled, KvError>;
+    /// Takes back a hit that [`KeyValue::throttle`] passed (it turned out not to be one to
+    /// count): the count drops by one (never below zero, keeping its window) and the running
+    /// wait ends, so the next hit is decided by the count alone. Nothing when no window is open.
+    ///
+    /// # Errors
+    /// [`KvError::Unavailable`].
+    async fn unthrottle(&self, key: &str) -> Result<(), KvError>;
+}
+
+/// The key that holds the running wait of a throttled key.
+fn wait_key(key: &str) -> String {
+    format!("{key}:wait")
+}
+
+/// The wait that starts after the `count`-th passing hit, if any.
+fn wait_after(count: u64, backoff: Backoff) -> Option<Duration> {
+    let doublings = count.checked_sub(backoff.free)?;
+    let factor = 1u32.checked_shl(u32::try_from(doublings).unwrap_or(u32::MAX)).unwrap_or(u32::MAX);
+    Some(backoff.first_wait.saturating_mul(factor).min(backoff.max_wait).max(Duration::from_millis(1)))
 }
 
 const SHARDS: usize = 32;
@@ -186,6 +237,41 @@ impl KeyValue for MemoryKv {
             _ => None,
         }))
     }
+
+    async fn unthrottle(&self, key: &str) -> Result<(), KvError> {
+        let wait = wait_key(key);
+        self.with_shard(key, |shard, now| {
+            if let Some(Entry { value: Value::Count(n), .. }) = shard.live(key, now) {
+                *n = n.saturating_sub(1);
+            }
+            shard.map.remove(&wait);
+        });
+        Ok(())
+    }
+
+    async fn throttle(&self, key: &str, backoff: Backoff) -> Result<Throttled, KvError> {
+        // The wait lives in the counter's shard (whatever its own hash), so one lock covers both.
+        let wait = wait_key(key);
+        Ok(self.with_shard(key, |shard, now| {
+            if let Some(entry) = shard.live(&wait, now) {
+                return Throttled::Wait { retry_after: entry.expires_at - now };
+            }
+            let count = match shard.live(key, now) {
+                Some(Entry { value: Value::Count(n), .. }) => {
+                    *n += 1;
+                    *n
+                }
+                _ => {
+                    shard.insert(key, Entry { value: Value::Count(1), expires_at: now + backoff.window }, now);
+                    1
+                }
+            };
+            if let Some(pause) = wait_after(count, backoff) {
+                shard.insert(&wait, Entry { value: Value::Bytes(Vec::new()), expires_at: now + pause }, now);
+            }
+            Throttled::Passed { count }
+        }))
+    }
 }
 
 /// Redis store through a deadpool connection pool. Every key is prefixed (a deployment
@@ -193,7 +279,10 @@ impl KeyValue for MemoryKv {
 pub struct RedisKv {
     pool: Pool,
     prefix: String,
+    timeout: Duration,
     incr_script: Script,
+    unthrottle_script: Script,
+    throttle_script: Script,
 }
 
 /// INCR and, on the window's first hit (or a counter somehow left without TTL), PEXPIRE;
@@ -208,8 +297,47 @@ end
 return {n, ttl}
 ";
 
+/// KEYS: the counter, its wait. DECR unless the counter is absent or zero (DECR keeps the
+/// key's expiry), and end the wait.
+const UNTHROTTLE: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n and n > 0 then
+  redis.call('DECR', KEYS[1])
+end
+redis.call('DEL', KEYS[2])
+return 0
+";
+
+/// KEYS: the counter, its wait; ARGV: free, first wait ms, max wait ms, window ms.
+/// Returns {1, count} when the hit passed, {0, wait ms} when it must wait. One script, so no
+/// hit can slip between the check of the wait and the count (see `wait_after`).
+const THROTTLE: &str = r"
+local wait = redis.call('PTTL', KEYS[2])
+if wait > 0 then
+  return {0, wait}
+end
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+local free = tonumber(ARGV[1])
+if n >= free then
+  local pause = math.min(tonumber(ARGV[2]) * 2 ^ math.min(n - free, 62), tonumber(ARGV[3]))
+  redis.call('SET', KEYS[2], '1', 'PX', math.max(1, math.floor(pause)))
+end
+return {1, n}
+";
+
 fn unavailable(e: impl std::fmt::Display) -> KvError {
     KvError::Unavailable(e.to_string())
+}
+
+/// `call`, or an error saying it took longer than `timeout`.
+///
+/// # Errors
+/// The timeout passed; `call` is dropped (a pooled connection then goes back or is discarded).
+pub async fn within<T>(timeout: Duration, call: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(timeout, call).await.map_err(|_| format!("no answer from Redis within {timeout:?}"))
 }
 
 fn millis(d: Duration) -> u64 {
@@ -218,14 +346,33 @@ fn millis(d: Duration) -> u64 {
 
 impl RedisKv {
     /// Builds the pool (connections are opened lazily; readiness reports reachability).
+    /// `timeout` bounds every call: waiting for a pooled connection, opening one, and the
+    /// command itself, together.
     ///
     /// # Errors
     /// The URL is not a valid Redis URL.
-    pub fn connect(url: &str, pool_size: usize, prefix: &str) -> Result<Self, KvError> {
-        let mut cfg = PoolConfig::from_url(url);
-        cfg.pool = Some(PoolSize::new(pool_size));
-        let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(unavailable)?;
-        Ok(Self { pool, prefix: prefix.to_owned(), incr_script: Script::new(INCR_WINDOW) })
+    pub fn connect(url: &str, pool_size: usize, prefix: &str, timeout: Duration) -> Result<Self, KvError> {
+        // The pool's and the connection's own timeouts free a pool slot or a socket that hangs;
+        // `timed` bounds the whole call whatever the mix of them it met.
+        let connection =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(timeout));
+        let manager = Manager::new_with_config(url, connection).map_err(unavailable)?;
+        let mut size = PoolSize::new(pool_size);
+        size.timeouts = Timeouts { wait: Some(timeout), create: Some(timeout), recycle: Some(timeout) };
+        let pool = Pool::builder(manager).config(size).runtime(Runtime::Tokio1).build().map_err(unavailable)?;
+        Ok(Self {
+            pool,
+            prefix: prefix.to_owned(),
+            timeout,
+            incr_script: Script::new(INCR_WINDOW),
+            unthrottle_script: Script::new(UNTHROTTLE),
+            throttle_script: Script::new(THROTTLE),
+        })
+    }
+
+    /// The bound on every call, for other Redis-backed adapters on [`RedisKv::pool`].
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn key(&self, key: &str) -> String {
@@ -234,6 +381,11 @@ impl RedisKv {
 
     async fn conn(&self) -> Result<deadpool_redis::Connection, KvError> {
         self.pool.get().await.map_err(unavailable)
+    }
+
+    /// `call` (which takes its connection from the pool), given up as unavailable after the timeout.
+    async fn timed<T>(&self, call: impl Future<Output = Result<T, KvError>>) -> Result<T, KvError> {
+        within(self.timeout, call).await.map_err(KvError::Unavailable)?
     }
 
     /// The pool, for other Redis-backed adapters of the same deployment.
@@ -245,50 +397,96 @@ impl RedisKv {
 #[async_trait]
 impl KeyValue for RedisKv {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.conn().await?.get(self.key(key)).await.map_err(unavailable)
+        self.timed(async { self.conn().await?.get(self.key(key)).await.map_err(unavailable) }).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), KvError> {
-        self.conn().await?.pset_ex(self.key(key), value, millis(ttl)).await.map_err(unavailable)
+        self.timed(async { self.conn().await?.pset_ex(self.key(key), value, millis(ttl)).await.map_err(unavailable) })
+            .await
     }
 
     async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, KvError> {
-        let stored: Option<String> = redis::cmd("SET")
-            .arg(self.key(key))
-            .arg(value)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis(ttl))
-            .query_async(&mut self.conn().await?)
-            .await
-            .map_err(unavailable)?;
+        let stored: Option<String> = self
+            .timed(async {
+                redis::cmd("SET")
+                    .arg(self.key(key))
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .query_async(&mut self.conn().await?)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
         Ok(stored.is_some())
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.conn().await?.del(self.key(key)).await.map_err(unavailable)
+        self.timed(async { self.conn().await?.del(self.key(key)).await.map_err(unavailable) }).await
     }
 
     async fn incr(&self, key: &str, window: Duration) -> Result<WindowCount, KvError> {
         let (count, ttl_ms): (u64, i64) = self
-            .incr_script
-            .key(self.key(key))
-            .arg(millis(window))
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(unavailable)?;
+            .timed(async {
+                self.incr_script
+                    .key(self.key(key))
+                    .arg(millis(window))
+                    .invoke_async(&mut self.conn().await?)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
         Ok(WindowCount { count, resets_in: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)) })
     }
 
     async fn peek(&self, key: &str) -> Result<Option<WindowCount>, KvError> {
-        let (count, ttl_ms): (Option<u64>, i64) = redis::pipe()
-            .get(self.key(key))
-            .pttl(self.key(key))
-            .query_async(&mut self.conn().await?)
-            .await
-            .map_err(unavailable)?;
+        let (count, ttl_ms): (Option<u64>, i64) = self
+            .timed(async {
+                redis::pipe()
+                    .get(self.key(key))
+                    .pttl(self.key(key))
+                    .query_async(&mut self.conn().await?)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
         Ok(count
             .map(|count| WindowCount { count, resets_in: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)) }))
+    }
+
+    async fn unthrottle(&self, key: &str) -> Result<(), KvError> {
+        self.timed(async {
+            self.unthrottle_script
+                .key(self.key(key))
+                .key(self.key(&wait_key(key)))
+                .invoke_async(&mut self.conn().await?)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn throttle(&self, key: &str, backoff: Backoff) -> Result<Throttled, KvError> {
+        let (passed, value): (u8, u64) = self
+            .timed(async {
+                self.throttle_script
+                    .key(self.key(key))
+                    .key(self.key(&wait_key(key)))
+                    .arg(backoff.free)
+                    .arg(millis(backoff.first_wait))
+                    .arg(millis(backoff.max_wait))
+                    .arg(millis(backoff.window))
+                    .invoke_async(&mut self.conn().await?)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
+        Ok(if passed == 1 {
+            Throttled::Passed { count: value }
+        } else {
+            Throttled::Wait { retry_after: Duration::from_millis(value) }
+        })
     }
 }
 
@@ -299,8 +497,8 @@ impl HealthCheck for RedisKv {
     }
 
     async fn check(&self) -> Result<(), String> {
-        let pong: String = redis::cmd("PING")
-            .query_async(&mut self.conn().await.map_err(|e| e.to_string())?)
+        let pong: String = self
+            .timed(async { redis::cmd("PING").query_async(&mut self.conn().await?).await.map_err(unavailable) })
             .await
             .map_err(|e| e.to_string())?;
         if pong == "PONG" { Ok(()) } else { Err(format!("unexpected PING answer {pong}")) }

@@ -10,11 +10,15 @@
 //! lost Redis key or a hold that expired mid-request can cost a 409 from the database,
 //! never a double booking.
 //!
+//! Every Redis call is bounded by `redis.timeout_ms` (see [`crate::kv`]): with Redis hung,
+//! `acquire` answers `Unavailable` within it and booking goes on with the database alone.
+//!
 //! The port speaks plain strings (a scope, usually the showtime id; seat ids; an owner,
 //! usually the booking id) so the platform knows nothing of booking's types.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,6 +26,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use deadpool_redis::Pool;
 use deadpool_redis::redis::Script;
+
+use crate::kv::{RedisKv, within};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -310,15 +316,22 @@ fn millis(d: Duration) -> u64 {
 pub struct RedisSeatLocks {
     pool: Pool,
     prefix: String,
+    timeout: Duration,
     acquire: Script,
     release: Script,
 }
 
 impl RedisSeatLocks {
-    /// Seat locks on an existing pool (e.g. [`crate::kv::RedisKv::pool`]); every key starts
+    /// Seat locks on the pool of `kv`, each call bounded by its timeout; every key starts
     /// with `prefix` so a deployment or a test can share one Redis without collisions.
-    pub fn new(pool: Pool, prefix: &str) -> Self {
-        Self { pool, prefix: prefix.to_owned(), acquire: Script::new(ACQUIRE), release: Script::new(RELEASE) }
+    pub fn new(kv: &RedisKv, prefix: &str) -> Self {
+        Self {
+            pool: kv.pool().clone(),
+            prefix: prefix.to_owned(),
+            timeout: kv.timeout(),
+            acquire: Script::new(ACQUIRE),
+            release: Script::new(RELEASE),
+        }
     }
 
     /// `<prefix>{<scope>}:<seat>`: the hash tag puts every seat of a scope in one Redis
@@ -333,6 +346,11 @@ impl RedisSeatLocks {
     async fn conn(&self) -> Result<deadpool_redis::Connection, LockError> {
         self.pool.get().await.map_err(unavailable)
     }
+
+    /// `call`, given up as unavailable after the timeout.
+    async fn timed<T>(&self, call: impl Future<Output = Result<T, LockError>>) -> Result<T, LockError> {
+        within(self.timeout, call).await.map_err(LockError::Unavailable)?
+    }
 }
 
 #[async_trait]
@@ -343,13 +361,16 @@ impl SeatLocks for RedisSeatLocks {
             return Ok(Acquired::Held);
         }
         let taken: Vec<usize> = self
-            .acquire
-            .key(self.keys(scope, &seats))
-            .arg(owner)
-            .arg(millis(ttl))
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(unavailable)?;
+            .timed(async {
+                self.acquire
+                    .key(self.keys(scope, &seats))
+                    .arg(owner)
+                    .arg(millis(ttl))
+                    .invoke_async(&mut self.conn().await?)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
         if taken.is_empty() {
             return Ok(Acquired::Held);
         }
@@ -363,12 +384,15 @@ impl SeatLocks for RedisSeatLocks {
         if seats.is_empty() {
             return Ok(0);
         }
-        self.release
-            .key(self.keys(scope, &seats))
-            .arg(owner)
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(unavailable)
+        self.timed(async {
+            self.release
+                .key(self.keys(scope, &seats))
+                .arg(owner)
+                .invoke_async(&mut self.conn().await?)
+                .await
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn holders(&self, scope: &str, seats: &[String]) -> Result<HashMap<String, String>, LockError> {
@@ -376,11 +400,15 @@ impl SeatLocks for RedisSeatLocks {
         if seats.is_empty() {
             return Ok(HashMap::new());
         }
-        let owners: Vec<Option<String>> = deadpool_redis::redis::cmd("MGET")
-            .arg(self.keys(scope, &seats))
-            .query_async(&mut self.conn().await?)
-            .await
-            .map_err(unavailable)?;
+        let owners: Vec<Option<String>> = self
+            .timed(async {
+                deadpool_redis::redis::cmd("MGET")
+                    .arg(self.keys(scope, &seats))
+                    .query_async(&mut self.conn().await?)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
         Ok(seats.iter().zip(owners).filter_map(|(seat, owner)| Some(((*seat).to_owned(), owner?))).collect())
     }
 }

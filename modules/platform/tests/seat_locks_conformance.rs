@@ -174,16 +174,32 @@ async fn memory_seat_locks_keep_the_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_seat_locks_keep_the_contract() {
     let Some((kv, prefix)) = common::redis().await else { return };
-    conformance(Arc::new(RedisSeatLocks::new(kv.pool().clone(), &format!("{prefix}seat:")))).await;
+    conformance(Arc::new(RedisSeatLocks::new(&kv, &format!("{prefix}seat:")))).await;
 }
 
 #[tokio::test]
 async fn redis_seat_locks_report_an_unreachable_server() {
-    let kv = RedisKv::connect("redis://127.0.0.1:9/0", 1, "x:").unwrap();
-    let locks = RedisSeatLocks::new(kv.pool().clone(), "x:");
+    let kv = RedisKv::connect("redis://127.0.0.1:9/0", 1, "x:", LONG).unwrap();
+    let locks = RedisSeatLocks::new(&kv, "x:");
     let request = seats(&["A1"]);
     let unavailable = |r: Result<_, LockError>| matches!(r, Err(LockError::Unavailable(_)));
     assert!(unavailable(locks.acquire("show", &request, "alice", LONG).await.map(|_| ())));
+    assert!(unavailable(locks.release("show", &request, "alice").await.map(|_| ())));
+    assert!(unavailable(locks.holders("show", &request).await.map(|_| ())));
+}
+
+/// A hung Redis answers `Unavailable` within `redis.timeout_ms` (booking then goes on with
+/// the database alone); without the timeout each call would wait out the whole pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_seat_locks_give_up_on_a_hung_server() {
+    let Some(redis) = common::PrivateRedis::start().await else { return };
+    let kv = RedisKv::connect(&redis.url(), 2, "x:", Duration::from_millis(200)).unwrap();
+    let locks = RedisSeatLocks::new(&kv, "x:");
+    let request = seats(&["A1"]);
+    assert_eq!(locks.acquire("show", &request, "alice", LONG).await.unwrap(), Acquired::Held);
+    redis.pause(Duration::from_secs(120)).await;
+    let unavailable = |r: Result<_, LockError>| matches!(r, Err(LockError::Unavailable(_)));
+    assert!(unavailable(locks.acquire("show", &request, "bob", LONG).await.map(|_| ())));
     assert!(unavailable(locks.release("show", &request, "alice").await.map(|_| ())));
     assert!(unavailable(locks.holders("show", &request).await.map(|_| ())));
 }

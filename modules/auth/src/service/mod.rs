@@ -2,6 +2,7 @@
 
 mod entity;
 mod keys;
+mod limiter;
 mod password;
 mod validate;
 
@@ -32,6 +33,7 @@ use crate::api::{AuthApi, AuthError, Credentials, Registration, TokenPair, UserV
 use entity::{refresh_token, user};
 pub use keys::KEY_FILE;
 use keys::SigningKeys;
+use limiter::LoginLimiter;
 use password::Passwords;
 
 /// `[auth]` settings.
@@ -41,9 +43,13 @@ pub struct AuthSettings {
     pub refresh_token_ttl_seconds: u64,
     /// Ed25519 private key as PKCS#8 PEM; empty: generated into the data dir on first start.
     pub signing_key: Secret,
+    /// Failed-login limits; the rule is in `limiter` and `config/default.toml`.
+    pub login_max_failures_per_account_address: u64,
     pub login_max_failures_per_account: u64,
     pub login_max_failures_per_address: u64,
     pub login_failure_window_seconds: u64,
+    pub login_first_wait_seconds: u64,
+    pub login_known_address_days: u64,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
@@ -63,8 +69,19 @@ impl AuthSettings {
         if self.refresh_token_ttl_seconds < self.access_token_ttl_seconds {
             errors.push("auth.refresh_token_ttl_seconds must be at least auth.access_token_ttl_seconds".to_owned());
         }
-        if self.login_max_failures_per_account == 0 || self.login_max_failures_per_address == 0 {
-            errors.push("auth.login_max_failures_per_account and _per_address must be greater than 0".to_owned());
+        if self.login_max_failures_per_account_address == 0
+            || self.login_max_failures_per_account == 0
+            || self.login_max_failures_per_address == 0
+        {
+            errors.push(
+                "auth.login_max_failures_per_account_address, _per_account and _per_address must be greater than 0"
+                    .to_owned(),
+            );
+        }
+        if self.login_failure_window_seconds == 0 || self.login_first_wait_seconds == 0 {
+            errors.push(
+                "auth.login_failure_window_seconds and login_first_wait_seconds must be greater than 0".to_owned(),
+            );
         }
         if self.admin_email.is_empty() != self.admin_password.is_empty() {
             errors.push("auth.admin_email and auth.admin_password must be set together".to_owned());
@@ -79,7 +96,7 @@ pub struct AuthService {
     jwt: JwtSettings,
     keys: SigningKeys,
     passwords: Passwords,
-    limits: Arc<dyn KeyValue>,
+    limiter: LoginLimiter,
 }
 
 fn db_err(e: DbErr) -> AuthError {
@@ -155,7 +172,7 @@ impl AuthService {
             )?,
             settings: settings.clone(),
             jwt: jwt.clone(),
-            limits,
+            limiter: LoginLimiter::new(limits, settings),
         })
     }
 
@@ -300,31 +317,6 @@ impl AuthService {
             .map_err(db_err)?;
         Ok(())
     }
-
-    /// Refuses the attempt when the account or the address has used up its failures.
-    async fn check_login_budget(&self, keys: &[String]) -> Result<(), AuthError> {
-        let limits = [self.settings.login_max_failures_per_account, self.settings.login_max_failures_per_address];
-        for (key, max) in keys.iter().zip(limits) {
-            match self.limits.peek(key).await {
-                Ok(Some(window)) if window.count >= max => {
-                    return Err(AuthError::TooManyAttempts { retry_after_seconds: window.resets_in.as_secs().max(1) });
-                }
-                Ok(_) => {}
-                // The limiter is a guard, not the source of truth: without it, logins go on.
-                Err(e) => tracing::warn!(error = %e, "login limiter unavailable; not limiting"),
-            }
-        }
-        Ok(())
-    }
-
-    async fn record_login_failure(&self, keys: &[String]) {
-        let window = Duration::from_secs(self.settings.login_failure_window_seconds);
-        for key in keys {
-            if let Err(e) = self.limits.incr(key, window).await {
-                tracing::warn!(error = %e, "login limiter unavailable; failure not counted");
-            }
-        }
-    }
 }
 
 /// A username from an email's local part, made to fit the username rules.
@@ -352,24 +344,17 @@ impl AuthApi for AuthService {
         // An existing account is counted by id, whether named by username or email; an unknown
         // name by a digest of it (bounded key size, no addresses in the store).
         let account = found.as_ref().map_or_else(|| token_hash(&identifier), |u| u.id.to_string());
-        let limit_keys = [
-            format!("auth:login-failures:account:{account}"),
-            format!("auth:login-failures:address:{}", client.map_or_else(|| "unknown".to_owned(), |a| a.to_string())),
-        ];
-        self.check_login_budget(&limit_keys).await?;
+        let attempt = self.limiter.begin(&account, client).await?;
         let matches =
             self.passwords.verify(credentials.password, found.as_ref().map(|u| u.password_hash.clone())).await?;
         let user = match found {
             Some(user) if matches => user,
             _ => {
-                self.record_login_failure(&limit_keys).await;
                 metrics::counter!("auth_logins_total", "outcome" => "failed").increment(1);
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        if let Err(e) = self.limits.delete(&limit_keys[0]).await {
-            tracing::warn!(error = %e, "could not reset the account's login failures");
-        }
+        self.limiter.succeeded(attempt).await;
         metrics::counter!("auth_logins_total", "outcome" => "succeeded").increment(1);
         self.issue_pair(&self.db, &user, Uuid::now_v7()).await
     }

@@ -1,8 +1,12 @@
 //! What the platform's test binaries share: the services they run against when configured.
 #![allow(dead_code)] // each test binary uses a part
 
+mod private_redis;
+
 use platform::health::HealthCheck;
 use platform::kv::RedisKv;
+#[allow(unused_imports)] // each test binary uses a part
+pub use private_redis::PrivateRedis;
 
 /// The URL in the environment variable `var`, or `None` (the caller skips its test). Under
 /// `CI=true` a missing URL fails the test instead.
@@ -20,7 +24,7 @@ pub fn service_url(var: &str) -> Option<String> {
 pub async fn redis() -> Option<(RedisKv, String)> {
     let url = service_url("BOXOFFICE_TEST_REDIS_URL")?;
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let kv = RedisKv::connect(&url, 8, &prefix).expect("a valid Redis URL");
+    let kv = RedisKv::connect(&url, 8, &prefix, std::time::Duration::from_secs(5)).expect("a valid Redis URL");
     kv.check().await.expect("redis answers PING");
     Some((kv, prefix))
 }
