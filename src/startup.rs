@@ -280,8 +280,9 @@ pub async fn notification_service(
 ) -> anyhow::Result<Arc<notification::service::NotificationService>> {
     let db = open_database(settings, Module::Notification).await?;
     readiness.add(Arc::new(platform::db::DatabaseHealth::new("notification", db.clone())));
-    let service = notification::service::NotificationService::new(db, &settings.notification, auth, movies)
-        .map_err(|e| anyhow!(e))?;
+    let service =
+        notification::service::NotificationService::new(db, &settings.notification, &settings.data_dir, auth, movies)
+            .map_err(|e| anyhow!(e))?;
     Ok(Arc::new(service))
 }
 

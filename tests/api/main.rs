@@ -26,6 +26,7 @@ mod movie_contract;
 mod movie_events;
 mod notification;
 mod notification_contract;
+mod notification_file;
 mod notification_process;
 mod notification_smtp;
 mod operations;

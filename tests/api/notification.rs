@@ -2,9 +2,9 @@
 //! cancel flow (created, payment failed, confirmed, cancelled, refund), an expired hold, one
 //! notification per event however often it is delivered, ownership and pagination.
 //!
-//! Apps here send email with the `log` adapter (the single binary's default); the SMTP tests
-//! are in `notification_smtp.rs`. Nothing sleeps for a fixed time: notifications are polled
-//! for with a deadline.
+//! Apps here send email with the single binary's default adapter (`file`); what the outbox
+//! holds is tested in `notification_file.rs`, SMTP in `notification_smtp.rs`. Nothing sleeps
+//! for a fixed time: notifications are polled for with a deadline.
 
 use std::time::{Duration as StdDuration, Instant};
 

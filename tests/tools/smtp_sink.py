@@ -21,8 +21,6 @@ Needs aiosmtpd (`pip install aiosmtpd`). The Rust side is tests/api/smtp.rs.
 
 import argparse
 import asyncio
-import email
-import email.policy
 import json
 import os
 import signal
@@ -30,18 +28,8 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP
 
-
-def body(message, subtype):
-    """The decoded text/SUBTYPE body of a message, or None."""
-    part = message.get_body(preferencelist=(subtype,))
-    if part is None:
-        return None
-    return part.get_content().replace("\r\n", "\n")
-
-
-def header(message, name):
-    value = message[name]
-    return None if value is None else str(value)
+# Beside this script: the message's fields, decoded the same way for the file outbox's tests.
+from email_json import record
 
 
 class Sink:
@@ -53,21 +41,12 @@ class Sink:
         self.last = max(numbers, default=0)
 
     async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        record = {
-            "mail_from": envelope.mail_from,
-            "rcpt_tos": list(envelope.rcpt_tos),
-            "from": header(message, "From"),
-            "to": header(message, "To"),
-            "subject": header(message, "Subject"),
-            "text": body(message, "plain"),
-            "html": body(message, "html"),
-            "content_type": message.get_content_type(),
-        }
+        fields = {"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos)}
+        fields.update(record(envelope.content))
         self.last += 1
         name = f"{self.last:06d}.json"
         temporary = self.directory / f".{name}.tmp"
-        temporary.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+        temporary.write_text(json.dumps(fields, ensure_ascii=False, indent=2), encoding="utf-8")
         os.rename(temporary, self.directory / name)
         return "250 OK: message accepted"
 

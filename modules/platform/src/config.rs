@@ -213,6 +213,18 @@ pub fn check_shared(server: &ServerSettings, database: &DatabaseSettings, redis:
     errors
 }
 
+/// Creates `dir` and any missing parents owner-only (0700), as every directory of the
+/// data directory is: it holds keys, user data and outgoing mail. An existing directory keeps
+/// the mode its operator gave it.
+///
+/// # Errors
+/// A directory cannot be created.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// The contents of a private file under the data directory (a generated key): read if it
 /// exists (its permissions narrowed to the owner if they were wider), else written once,
 /// owner-only, from `generate`. Only for keys that configuration may leave empty in a single
@@ -235,7 +247,7 @@ pub fn private_file(path: &Path, generate: impl FnOnce() -> Result<Vec<u8>, Stri
     }
     let contents = generate()?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(named)?;
     file.write_all(&contents).map_err(named)?;

@@ -1,6 +1,7 @@
 //! One database connection pool per module.
 //!
-//! SQLite (the default): one file per module, `<data_dir>/<module>.db`, in WAL mode.
+//! SQLite (the default): one file per module, `<data_dir>/<module>.db`, in WAL mode; the files
+//! (and the data directory, when created here) are owner-only, like the generated keys.
 //! PostgreSQL: one schema per module (named after it, after `database.schema_prefix`) in the configured database, so
 //! modules never share a table and nothing joins across them.
 
@@ -40,7 +41,7 @@ pub async fn connect(
     let url = settings.url.expose();
     let timeout = Duration::from_secs(settings.connect_timeout_seconds);
     if url.is_empty() {
-        std::fs::create_dir_all(data_dir)
+        crate::config::private_dir(data_dir)
             .map_err(|e| DbErr::Custom(format!("cannot create data_dir {}: {e}", data_dir.display())))?;
         let path = data_dir.join(format!("{module}.db"));
         let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
@@ -55,15 +56,19 @@ pub async fn connect(
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
-        let lock_path = data_dir.join(format!("{module}.db.lock"));
-        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path)?;
-            file.lock()?;
-            Ok(file)
+        let lock = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
+            let lock_path = path.with_extension("db.lock");
+            let lock = private_sqlite_file(&lock_path)?;
+            lock.lock().map_err(|e| format!("{}: {e}", lock_path.display()))?;
+            private_sqlite_file(&path)?;
+            for companion in ["db-wal", "db-shm"] {
+                narrow_to_owner(&path.with_extension(companion))?;
+            }
+            Ok(lock)
         })
         .await
         .map_err(|e| DbErr::Custom(format!("migration lock: {e}")))?
-        .map_err(|e| DbErr::Custom(format!("migration lock: {e}")))?;
+        .map_err(|e| DbErr::Custom(format!("database files of {module}: {e}")))?;
         // Opened under the lock too: switching a new file to WAL needs it to itself.
         let db = Database::connect(options).await?;
         let migrated = migrate(&db).await;
@@ -96,6 +101,41 @@ pub async fn connect(
         .sqlx_logging(false)
         .set_schema_search_path(schema);
     Database::connect(options).await
+}
+
+/// Opens `path`, creating it owner-only (0600) if missing, or narrowing it to the owner if an
+/// older version left it wider. The database file is made here rather than by SQLite because
+/// SQLite creates it with the process umask (usually world-readable) and then gives its `-wal`
+/// and `-shm` files the database file's mode: a 0600 database keeps all three private.
+fn private_sqlite_file(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    narrow_to_owner(path)?;
+    Ok(file)
+}
+
+/// Takes group and other permissions off `path` if it exists.
+fn narrow_to_owner(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let named = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mode = match std::fs::metadata(path) {
+        Ok(metadata) => metadata.permissions().mode(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(named(e)),
+    };
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "database file readable by others; restricting to owner");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700)).map_err(named)?;
+    }
+    Ok(())
 }
 
 /// A stable 63-bit key for `pg_advisory_lock` from a schema name (FNV-1a).

@@ -120,6 +120,7 @@ impl NotificationService {
         };
         let outgoing = Outgoing {
             id: NotificationId(n.id),
+            kind: &n.kind,
             recipient: &message.recipient,
             subject: &message.subject,
             text: &message.text,

@@ -35,14 +35,17 @@ use tokio::sync::Notify;
 use crate::api::{
     Channel, DeliveryStatus, Notification, NotificationApi, NotificationError, NotificationId, NotificationKind,
 };
-use channel::{EmailAdapter, LogEmail, Sender, SmtpEmail, SmtpSettings};
+use channel::{EmailAdapter, FileEmail, LogEmail, Sender, SmtpEmail, SmtpSettings};
 use entity::notification;
 use templates::Templates;
+
+/// The file outbox of `notification.email = "file"`, under `data_dir`.
+pub const OUTBOX_DIR: &str = "outbox";
 
 /// `[notification]` settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NotificationSettings {
-    /// Which adapter sends email: `log` or `smtp`.
+    /// Which adapter sends email: `file`, `log` or `smtp`.
     pub email: EmailAdapter,
     /// The sender of every email, e.g. `boxoffice <tickets@example.com>`.
     pub from: String,
@@ -116,21 +119,22 @@ fn db_err(e: DbErr) -> NotificationError {
 impl NotificationService {
     /// # Errors
     /// The templates do not load (a file of `templates_dir` is unreadable or broken), or the
-    /// SMTP adapter cannot be built; the message names the key or file.
+    /// email adapter cannot be built (SMTP's TLS, the file outbox's directory under
+    /// `data_dir`); the message names the key or file.
     pub fn new(
         db: DatabaseConnection,
         settings: &NotificationSettings,
+        data_dir: &Path,
         auth: Arc<dyn AuthApi>,
         movies: Arc<dyn MovieApi>,
     ) -> Result<Self, String> {
         let dir = Some(Path::new(&settings.templates_dir)).filter(|d| !d.as_os_str().is_empty());
         let templates = Templates::load(dir).map_err(|e| format!("notification.templates_dir: {e}"))?;
+        let from = || settings.from.parse().map_err(|e| format!("notification.from: {e}"));
         let sender: Arc<dyn Sender> = match settings.email {
+            EmailAdapter::File => Arc::new(FileEmail::new(data_dir.join(OUTBOX_DIR), from()?)?),
             EmailAdapter::Log => Arc::new(LogEmail),
-            EmailAdapter::Smtp => {
-                let from = settings.from.parse().map_err(|e| format!("notification.from: {e}"))?;
-                Arc::new(SmtpEmail::new(&settings.smtp, from)?)
-            }
+            EmailAdapter::Smtp => Arc::new(SmtpEmail::new(&settings.smtp, from()?)?),
         };
         Ok(Self { db, settings: settings.clone(), auth, movies, templates, sender, wake: Notify::new() })
     }
