@@ -119,6 +119,7 @@ pub async fn dead_letter_store(settings: &Settings) -> anyhow::Result<DeadLetter
 ///
 /// # Errors
 /// The bus refuses the subscription.
+#[cfg(any(feature = "movie", feature = "booking", feature = "payment", feature = "notification"))]
 async fn subscribe(
     settings: &Settings,
     bus: &Arc<dyn EventBus>,

@@ -89,7 +89,9 @@ pub fn test_settings(backend: &Backend, data_dir: &Path) -> Settings {
         Backend::Postgres { database_url, redis_url, amqp_url } => {
             s.database.url = platform::config::Secret::new(database_url.clone());
             s.database.schema_prefix = format!("t_{}_", &unique[..12]);
-            s.database.max_connections = 5;
+            // Pools open all their connections at start: 5 modules × 3 keeps a test app at 15 of
+            // PostgreSQL's 100, with room for tests that start several apps side by side.
+            s.database.max_connections = 3;
             s.redis.url = platform::config::Secret::new(redis_url.clone());
             s.redis.key_prefix = format!("test:{unique}:");
             // The split deployment's bus, on an exchange and queues of this test's own.

@@ -113,6 +113,8 @@ impl Server {
             .env("BOXOFFICE__AUTH__ARGON2_MEMORY_KIB", "1024")
             .env("BOXOFFICE__AUTH__ARGON2_ITERATIONS", "1")
             .env("BOXOFFICE__DEMO__SEED", "true")
+            // 5 modules × 3 connections, not the default 10: tests run side by side on one PostgreSQL.
+            .env("BOXOFFICE__DATABASE__MAX_CONNECTIONS", "3")
             .env("BOXOFFICE__LOG__FORMAT", "json")
             .env("RUST_LOG", "trace")
             .env("NO_COLOR", "1")
