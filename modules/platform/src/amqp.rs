@@ -41,7 +41,6 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use tokio::sync::{Mutex, watch};
 
-use crate::dead_letters::selected;
 use crate::events::{BusError, DeadLetter, Envelope, EventBus, EventHandler, HandlerError, Replay, RetryPolicy};
 use crate::health::HealthCheck;
 
@@ -649,7 +648,7 @@ impl EventBus for RabbitBus {
             replayed += self
                 .inner
                 .each_dead_letter(queue, |delivery| async move {
-                    if !selected(which, &dead_letter_of(queue, &delivery)) {
+                    if !which.covers(dead_letter_of(queue, &delivery).event_id) {
                         return Ok(false);
                     }
                     // A fresh copy (attempts from 1) straight to its queue; the dead letter

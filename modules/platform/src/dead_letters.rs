@@ -52,7 +52,8 @@ pub enum Replay {
 }
 
 impl Replay {
-    fn covers(self, event_id: Uuid) -> bool {
+    /// Whether the dead letter of `event_id` is one this names.
+    pub fn covers(self, event_id: Uuid) -> bool {
         match self {
             Replay::Event(id) => id == event_id,
             Replay::All => true,
@@ -139,7 +140,7 @@ impl DeadLetterStore {
     /// # Errors
     /// Database failures.
     pub async fn list(&self) -> Result<Vec<DeadLetter>, DbErr> {
-        self.select(None).await
+        self.select(false).await
     }
 
     /// Dead letters whose replay was asked for.
@@ -147,10 +148,10 @@ impl DeadLetterStore {
     /// # Errors
     /// Database failures.
     pub async fn requested(&self) -> Result<Vec<DeadLetter>, DbErr> {
-        self.select(Some(())).await
+        self.select(true).await
     }
 
-    async fn select(&self, requested_only: Option<()>) -> Result<Vec<DeadLetter>, DbErr> {
+    async fn select(&self, requested_only: bool) -> Result<Vec<DeadLetter>, DbErr> {
         let mut select = Query::select();
         select
             .columns([
@@ -166,7 +167,7 @@ impl DeadLetterStore {
             .from(name(TABLE))
             .order_by(name("dead_at"), Order::Asc)
             .order_by(name("event_id"), Order::Asc);
-        if requested_only.is_some() {
+        if requested_only {
             select.and_where(Expr::col(name("replay_requested_at")).is_not_null());
         }
         let rows = self.db.query_all(&select).await?;
@@ -213,11 +214,6 @@ impl DeadLetterStore {
             .to_owned();
         self.db.execute(&delete).await.map(drop)
     }
-}
-
-/// Whether `letter` is one `which` names (used by implementations that filter in memory).
-pub fn selected(which: Replay, letter: &DeadLetter) -> bool {
-    which.covers(letter.event_id)
 }
 
 /// The OpenAPI description of the dead-letter routes.
