@@ -291,3 +291,27 @@ pub async fn pay_ok(app: &TestApp, token: &str, body: &Value) -> Value {
     assert_eq!(location, format!("{PAYMENTS}/{}", id(&payment)));
     payment
 }
+
+/// What [`ada_pays_beside_bob`] leaves: Ada's confirmed booking of A1 and A2, and Bob's
+/// pending booking of A3 beside it.
+pub struct PaidBesideAnother {
+    pub screen: Screening,
+    pub ada: Customer,
+    pub booking: Value,
+    pub bob: Customer,
+    pub bobs: Value,
+}
+
+/// Ada books A1 and A2 and pays with a good card while Bob books A3 and does not pay; returns
+/// once Ada's booking is confirmed (within `settle`). What the mail tests send and check.
+pub async fn ada_pays_beside_bob(app: &TestApp, settle: StdDuration) -> PaidBesideAnother {
+    let screen = screening(app, ROW_A).await;
+    let ada = customer(app, "ada").await;
+    let bob = customer(app, "bob").await;
+    let booking = book(app, &ada.token, &screen, &["A1", "A2"]).await;
+    let bobs = book(app, &bob.token, &screen, &["A3"]).await;
+    let paid = pay_ok(app, &ada.token, &card(&booking, GOOD)).await;
+    assert_eq!(paid["status"], "completed", "{paid}");
+    wait_for_status(app, &ada.token, booking["id"].as_str().unwrap(), "confirmed", settle).await;
+    PaidBesideAnother { screen, ada, booking, bob, bobs }
+}

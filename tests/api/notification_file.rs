@@ -18,7 +18,7 @@ use std::time::Duration;
 use notification::service::channel::EmailAdapter;
 use serde_json::Value;
 
-use crate::fixtures::{GOOD, ROW_A, book, card, customer, pay_ok, screening, wait_for_status};
+use crate::fixtures::{GOOD, PaidBesideAnother, ROW_A, ada_pays_beside_bob, book, card, customer, pay_ok, screening};
 use crate::helpers::{Backend, TestApp, spawn_app_with, start, test_settings, time};
 use crate::notification::{all_sent, kinds, wait_for_notifications};
 
@@ -58,16 +58,10 @@ fn read_eml(path: &Path) -> Value {
 
 async fn the_file_outbox_holds_each_message_as_an_eml_file_to_its_user_only(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.notification.email = EmailAdapter::File).await;
-    let screen = screening(&app, ROW_A).await;
-    let ada = customer(&app, "ada").await;
-    let bob = customer(&app, "bob").await;
-    let booking = book(&app, &ada.token, &screen, &["A1", "A2"]).await;
+    // Another user's booking at the same time: his mail must not reach her, nor hers him.
+    let PaidBesideAnother { screen, ada, booking, bob, bobs } = ada_pays_beside_bob(&app, SETTLE).await;
     let booking_id = booking["id"].as_str().unwrap();
-    let bobs = book(&app, &bob.token, &screen, &["A3"]).await;
     let bobs_id = bobs["id"].as_str().unwrap();
-    let paid = pay_ok(&app, &ada.token, &card(&booking, GOOD)).await;
-    assert_eq!(paid["status"], "completed", "{paid}");
-    wait_for_status(&app, &ada.token, booking_id, "confirmed", SETTLE).await;
 
     // A notification is `sent` once its file is in place.
     let hers = wait_for_notifications(&app, &ada.token, |items| items.len() == 2 && all_sent(items)).await;

@@ -21,7 +21,10 @@ use boxoffice::settings::Settings;
 use notification::service::channel::{EmailAdapter, SmtpTls};
 use serde_json::Value;
 
-use crate::fixtures::{GOOD, ROW_A, book, card, customer, get_booking, pay_ok, screening, wait_for_status};
+use crate::fixtures::{
+    GOOD, PaidBesideAnother, ROW_A, ada_pays_beside_bob, book, card, customer, get_booking, pay_ok, screening,
+    wait_for_status,
+};
 use crate::helpers::{Backend, TestApp, counter, spawn_app_with, time};
 use crate::notification::{kinds, notifications, wait_for_notifications};
 use crate::smtp::SmtpSink;
@@ -97,18 +100,10 @@ async fn wait_for_deliveries(app: &TestApp, outcome: &str, at_least: f64) {
 async fn the_confirmation_email_arrives_with_the_ticket(backend: Backend) {
     let sink = SmtpSink::start().await;
     let app = spawn_app_with(backend, |s| smtp_on(s, sink.port())).await;
-    let screen = screening(&app, ROW_A).await;
-    let ada = customer(&app, "ada").await;
-    let bob = customer(&app, "bob").await;
-
-    let booking = book(&app, &ada.token, &screen, &["A1", "A2"]).await;
-    let booking_id = booking["id"].as_str().unwrap();
     // Another user's booking at the same time: his mail must not reach her, nor hers him.
-    let bobs = book(&app, &bob.token, &screen, &["A3"]).await;
+    let PaidBesideAnother { screen, ada, booking, bob, bobs } = ada_pays_beside_bob(&app, SETTLE).await;
+    let booking_id = booking["id"].as_str().unwrap();
     let bobs_id = bobs["id"].as_str().unwrap();
-    let paid = pay_ok(&app, &ada.token, &card(&booking, GOOD)).await;
-    assert_eq!(paid["status"], "completed", "{paid}");
-    wait_for_status(&app, &ada.token, booking_id, "confirmed", SETTLE).await;
 
     // A notification is `sent` once the server accepted it: the sink has it by then.
     let items =

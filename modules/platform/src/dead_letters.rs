@@ -63,6 +63,9 @@ impl Replay {
 
 const TABLE: &str = "dead_letters";
 
+/// The columns [`DeadLetterStore::record`] writes.
+const RECORDED: [&str; 7] = ["queue", "event_id", "routing_key", "body", "attempts", "error", "dead_at"];
+
 fn name(s: &str) -> Alias {
     Alias::new(s)
 }
@@ -107,15 +110,7 @@ impl DeadLetterStore {
     pub async fn record(&self, queue: &str, event: &Envelope, attempts: u32, error: &str) -> Result<(), DbErr> {
         let insert = Query::insert()
             .into_table(name(TABLE))
-            .columns([
-                name("queue"),
-                name("event_id"),
-                name("routing_key"),
-                name("body"),
-                name("attempts"),
-                name("error"),
-                name("dead_at"),
-            ])
+            .columns(RECORDED.map(name))
             .values_panic([
                 queue.into(),
                 event.event_id.into(),
@@ -154,16 +149,8 @@ impl DeadLetterStore {
     async fn select(&self, requested_only: bool) -> Result<Vec<DeadLetter>, DbErr> {
         let mut select = Query::select();
         select
-            .columns([
-                name("queue"),
-                name("event_id"),
-                name("routing_key"),
-                name("body"),
-                name("attempts"),
-                name("error"),
-                name("dead_at"),
-                name("replay_requested_at"),
-            ])
+            .columns(RECORDED.map(name))
+            .column(name("replay_requested_at"))
             .from(name(TABLE))
             .order_by(name("dead_at"), Order::Asc)
             .order_by(name("event_id"), Order::Asc);
