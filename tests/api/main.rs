@@ -30,5 +30,6 @@ mod operations;
 mod payment;
 mod payment_contract;
 mod payment_process;
+mod process;
 mod smtp;
 mod split;
