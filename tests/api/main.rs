@@ -11,12 +11,14 @@
 #[macro_use]
 mod helpers;
 
+mod audit;
 mod auth;
 mod auth_contract;
 mod auth_tokens;
 mod booking;
 mod booking_contract;
 mod cli;
+mod crash;
 mod fixtures;
 mod input;
 mod movie;
