@@ -72,6 +72,41 @@ impl Stores {
     }
 }
 
+impl Stores {
+    /// Events booking and payment wrote and have not sent yet (held back by a broker outage).
+    pub async fn unsent_events(&self) -> i64 {
+        let mut unsent = 0;
+        for store in [&self.booking, &self.payment] {
+            let sql = format!("SELECT COUNT(*) AS n FROM {} WHERE published_at IS NULL", store.table("outbox_events"));
+            unsent += get::<i64>(&store.rows(&sql).await[0], "n");
+        }
+        unsent
+    }
+
+    /// Pending bookings held for a charge whose hold has run out: paid in time, with the
+    /// outcome not yet heard.
+    pub async fn overdue_charged_holds(&self) -> Vec<Uuid> {
+        let sql = format!(
+            "SELECT id, expires_at FROM {} WHERE status = 'pending' AND charging_payment_id IS NOT NULL",
+            self.booking.table("bookings")
+        );
+        let now = chrono::Utc::now();
+        self.booking
+            .rows(&sql)
+            .await
+            .iter()
+            .filter(|r| get::<chrono::DateTime<chrono::Utc>>(r, "expires_at") < now)
+            .map(|r| get(r, "id"))
+            .collect()
+    }
+
+    /// The status of booking `id`.
+    pub async fn booking_status(&self, id: Uuid) -> String {
+        let sql = format!("SELECT status FROM {} WHERE id = '{id}'", self.booking.table("bookings"));
+        get(&self.booking.rows(&sql).await[0], "status")
+    }
+}
+
 /// A booking as the audit sees it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Booking {

@@ -33,6 +33,8 @@ const KILLS: usize = 3;
 const CUSTOMERS: usize = 6;
 /// Requests the load makes between two faults (at least).
 const REQUESTS_PER_PHASE: u64 = 60;
+/// Events that must pile up in the outboxes while RabbitMQ is cut off.
+const HELD_BACK: i64 = 20;
 /// How long the background work may take to bring the data to rest after the load stops.
 const SETTLE: Duration = Duration::from_secs(40);
 
@@ -400,8 +402,12 @@ async fn kill_9_under_a_mixed_load_loses_no_booking_payment_or_event(backend: Ba
     let admin = deployment.admin_token().await;
     let counts = settle(&stores, &deployment.client, &deployment.server.base, &tokens, &admin, SETTLE).await;
     eprintln!(
-        "crash suite ({backend:?}): {KILLS} kill -9 survived; {}; audited {} bookings {:?}, {} payments {:?}, {} events \
+        "crash suite ({}): {KILLS} kill -9 survived; {}; audited {} bookings {:?}, {} payments {:?}, {} events \
          ({} deliveries to bound queues); {:.1} s",
+        match backend {
+            Backend::Sqlite => "SQLite, single binary",
+            Backend::Postgres { .. } => "PostgreSQL + Redis + RabbitMQ, one process",
+        },
         load.report(),
         counts.bookings.values().sum::<usize>(),
         counts.bookings,
@@ -552,6 +558,27 @@ async fn rabbitmq_cut_off_and_redis_paused_under_load_lose_nothing() {
     proxy.cut();
     deployment.wait_readiness(false, "RabbitMQ cut off").await;
     load.wait_for_requests(REQUESTS_PER_PHASE, "during the broker outage").await;
+    // Long enough that events piled up unsent in the outboxes.
+    let stores = deployment.stores().await;
+    let deadline = Instant::now() + PATIENCE;
+    let held_back = loop {
+        let unsent = stores.unsent_events().await;
+        if unsent >= HELD_BACK {
+            break unsent;
+        }
+        assert!(Instant::now() < deadline, "only {unsent} events held back by the broker outage after {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // And until some booking paid in time saw its hold run out with payment.completed held
+    // back: it must end confirmed all the same.
+    let paid_in_time = loop {
+        let overdue = stores.overdue_charged_holds().await;
+        if !overdue.is_empty() {
+            break overdue;
+        }
+        assert!(Instant::now() < deadline, "no paid hold ran out during the broker outage within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     proxy.restore();
     deployment.wait_readiness(true, "RabbitMQ back").await;
     let broker_down = outage.elapsed();
@@ -572,14 +599,21 @@ async fn rabbitmq_cut_off_and_redis_paused_under_load_lose_nothing() {
     load.stop(tasks).await;
     load.assert_no_server_errors();
 
-    let stores = deployment.stores().await;
     let admin = deployment.admin_token().await;
     let counts = settle(&stores, &deployment.client, &deployment.server.base, &tokens, &admin, SETTLE).await;
+    for booking in &paid_in_time {
+        assert_eq!(
+            stores.booking_status(*booking).await,
+            "confirmed",
+            "booking {booking}, paid before its hold ran out"
+        );
+    }
     eprintln!(
-        "fault suite (PostgreSQL + private Redis + RabbitMQ through a proxy): RabbitMQ cut off {:.1} s, Redis paused 3 s \
+        "fault suite (PostgreSQL + private Redis + RabbitMQ through a proxy): RabbitMQ cut off {:.1} s ({held_back} events held back, {} paid holds ran out meanwhile and were confirmed), Redis paused 3 s \
          ({during_pause} requests during the pause), 1 kill -9 survived; {}; audited {} bookings {:?}, {} payments {:?}, \
          {} events ({} deliveries to bound queues); {:.1} s",
         broker_down.as_secs_f64(),
+        paid_in_time.len(),
         load.report(),
         counts.bookings.values().sum::<usize>(),
         counts.bookings,
