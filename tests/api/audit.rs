@@ -49,26 +49,29 @@ impl Stores {
     /// The stores of a deployment on `backend`: SQLite files under `data_dir`, or the schemas
     /// named by `schema_prefix` in the backend's PostgreSQL database.
     pub async fn open(backend: &Backend, data_dir: &std::path::Path, schema_prefix: &str) -> Self {
-        let store = |module: &str| {
-            let (url, schema) = match backend {
-                Backend::Sqlite => {
-                    (format!("sqlite://{}?mode=rw", data_dir.join(format!("{module}.db")).display()), None)
-                }
-                Backend::Postgres { database_url, .. } => {
-                    (database_url.clone(), Some(format!("{schema_prefix}{module}")))
-                }
-            };
-            async move {
-                let conn = Database::connect(&url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
-                Store { conn, schema }
-            }
+        // Few connections, and one pool for all four PostgreSQL schemas: the test's app and
+        // the tests running beside it need the server's connections more.
+        let connect = |url: String| async move {
+            let mut options = sea_orm::ConnectOptions::new(url.clone());
+            options.max_connections(2).min_connections(0).connect_timeout(Duration::from_secs(30)).sqlx_logging(false);
+            Database::connect(options).await.unwrap_or_else(|e| panic!("open {url}: {e}"))
         };
-        Stores {
-            booking: store("booking").await,
-            payment: store("payment").await,
-            movie: store("movie").await,
-            notification: store("notification").await,
+        let shared = match backend {
+            Backend::Postgres { database_url, .. } => Some(connect(database_url.clone()).await),
+            Backend::Sqlite => None,
+        };
+        let mut stores = Vec::new();
+        for module in ["booking", "payment", "movie", "notification"] {
+            stores.push(match &shared {
+                Some(conn) => Store { conn: conn.clone(), schema: Some(format!("{schema_prefix}{module}")) },
+                None => {
+                    let file = data_dir.join(format!("{module}.db"));
+                    Store { conn: connect(format!("sqlite://{}?mode=rw", file.display())).await, schema: None }
+                }
+            });
         }
+        let [booking, payment, movie, notification] = <[Store; 4]>::try_from(stores).ok().unwrap();
+        Stores { booking, payment, movie, notification }
     }
 }
 
