@@ -46,6 +46,10 @@ const QUICK: &[(&str, &str)] = &[
     ("RUST_LOG", "warn"),
     ("BOXOFFICE__SERVER__WORKERS", "2"),
     ("BOXOFFICE__SERVER__CLIENT_BUDGET_PER_MINUTE", "0"),
+    // PostgreSQL's connections are shared with the tests running beside this one.
+    ("BOXOFFICE__DATABASE__MAX_CONNECTIONS", "3"),
+    // The audit compares seats_available with the bookings: read it uncached.
+    ("BOXOFFICE__MOVIE__CACHE_TTL_SECONDS", "0"),
     ("BOXOFFICE__AUTH__ADMIN_EMAIL", ADMIN_EMAIL),
     ("BOXOFFICE__AUTH__ADMIN_PASSWORD", ADMIN_PASSWORD),
     ("BOXOFFICE__BOOKING__HOLD_TTL_SECONDS", "4"),
