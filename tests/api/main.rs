@@ -11,6 +11,7 @@
 #[macro_use]
 mod helpers;
 
+mod audit;
 mod auth;
 mod auth_contract;
 mod auth_limits;
@@ -18,6 +19,7 @@ mod auth_tokens;
 mod booking;
 mod booking_contract;
 mod cli;
+mod crash;
 mod events;
 mod fixtures;
 mod input;
@@ -35,5 +37,6 @@ mod payment_contract;
 mod payment_process;
 #[path = "../../modules/platform/tests/common/private_redis.rs"]
 mod private_redis;
+mod process;
 mod smtp;
 mod split;

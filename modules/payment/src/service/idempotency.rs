@@ -252,6 +252,28 @@ pub async fn release(
     Ok(())
 }
 
+/// Writes on the key the booking its request is about to hold for the charge, before it asks
+/// booking to: a request that dies between the hold and its intent leaves the reconciler the
+/// booking to let go of (`PaymentService::reconcile_key`). `false` if the key was taken over.
+///
+/// # Errors
+/// Database failures.
+pub async fn record_hold(
+    db: &DatabaseConnection,
+    user: Uuid,
+    key: &str,
+    lease: Lease,
+    booking: Uuid,
+) -> Result<bool, PaymentError> {
+    let recorded = key_row::Entity::update_many()
+        .col_expr(key_row::Column::BookingId, Expr::value(booking))
+        .filter(running(user, key, lease.attempt))
+        .exec(db)
+        .await
+        .map_err(db_err)?;
+    Ok(recorded.rows_affected == 1)
+}
+
 /// The charge a key's request is about to send (see [`record_intent`]).
 pub struct Intent {
     pub booking_id: Uuid,

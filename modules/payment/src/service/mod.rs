@@ -13,7 +13,8 @@
 //! A request that dies mid-charge (a crash, a kill) leaves its key `running`; so does one
 //! released after a 409/503. The reconciler ([`PaymentService::run_reconciler`]) takes such a
 //! key over one lease after its lease ran out: with no intent nothing was sent, and the key is
-//! forgotten; otherwise it asks the gateway what became of the reference and records that
+//! forgotten (with a `payment.failed` for the booking the request was about to hold, so a hold
+//! it took does not keep the seats); otherwise it asks the gateway what became of the reference and records that
 //! like the request would have (`processing_error` if the gateway never got it). A charge
 //! the gateway approved completes the booking if the ledger still has it (the booking is
 //! pending and held for it: the customer paid in time, and keeps the seats), and is refunded
@@ -412,6 +413,9 @@ impl PaymentService {
         booking_id: BookingId,
         accepted_at: chrono::DateTime<Utc>,
     ) -> Result<Intent, PaymentError> {
+        if !idempotency::record_hold(&self.db, caller.id.0, key, lease, booking_id.0).await? {
+            return Err(PaymentError::InProgress("another request took this Idempotency-Key over".to_owned()));
+        }
         let booking =
             self.bookings.hold_for_payment(caller, booking_id, lease.payment_id).await.map_err(booking_error)?;
         let intent = Intent {
@@ -713,6 +717,19 @@ impl PaymentService {
             // The request never sent its charge: nothing to record, the key starts afresh.
             let txn = self.db.begin().await.map_err(db_err)?;
             idempotency::forget(&txn, row.user_id, &row.key, lease).await?;
+            // It may have held the booking for this charge (killed, or failed, between the hold
+            // and its intent): booking keeps such a hold pending until the charge's outcome
+            // arrives, so it is told the charge failed (nothing was charged); otherwise the
+            // seats would stay claimed for `booking.charge_grace_seconds`.
+            if let Some(booking_id) = row.booking_id {
+                let failed = PaymentFailed {
+                    payment_id: PaymentId(lease.payment_id),
+                    booking_id: BookingId(booking_id),
+                    user_id: UserId(row.user_id),
+                    failure_reason: NOT_CHARGED.to_owned(),
+                };
+                platform::outbox::enqueue(&txn, &event("payment.failed", &failed)?).await.map_err(db_err)?;
+            }
             ledger::Entity::update_many()
                 .col_expr(ledger::Column::State, Expr::value(FREE))
                 .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
@@ -722,6 +739,7 @@ impl PaymentService {
                 .await
                 .map_err(db_err)?;
             txn.commit().await.map_err(db_err)?;
+            self.relay.notify_one();
             metrics::counter!("payment_reconciled_total", "outcome" => "forgotten").increment(1);
             return Ok(true);
         };
