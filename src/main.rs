@@ -206,6 +206,7 @@ async fn seed_demo(settings: &Settings) -> anyhow::Result<()> {
     let seat_states = std::sync::Arc::new(booking::client::BookingClient::new(
         &settings.services.booking,
         platform::rest::http_client()?,
+        settings.services.token.clone(),
     ));
     let movies = boxoffice::startup::movie_service(settings, kv, seat_states, &mut readiness).await?;
     if movies.seed_demo().await? {

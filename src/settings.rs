@@ -167,6 +167,11 @@ impl Settings {
                 "services.token must be set: notification reads addresses from auth over REST with it".to_owned(),
             );
         }
+        if token.is_empty() && self.serves(Module::Payment) && !self.serves(Module::Booking) {
+            errors.push(
+                "services.token must be set: payment holds bookings for their charges over REST with it".to_owned(),
+            );
+        }
         if self.events.retention_hours < 24 {
             errors.push("events.retention_hours must be at least 24".to_owned());
         }

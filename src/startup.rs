@@ -362,7 +362,8 @@ impl Application {
         } else {
             None
         };
-        let booking_client = Arc::new(BookingClient::new(&settings.services.booking, http.clone()));
+        let booking_client =
+            Arc::new(BookingClient::new(&settings.services.booking, http.clone(), settings.services.token.clone()));
         #[cfg(feature = "booking")]
         let seat_states: Arc<dyn SeatStates> = match &booking_db {
             Some(db) => Arc::new(booking::service::BookingSeatStates::new(db.clone())),

@@ -26,7 +26,8 @@ async fn the_service_keeps_the_contract(backend: Backend) {
 async fn the_rest_client_keeps_the_contract(backend: Backend) {
     let app = spawn_app(backend).await;
     let movies = Arc::new(MovieClient::new(&app.address, reqwest::Client::new()));
-    let bookings = Arc::new(BookingClient::new(&app.address, reqwest::Client::new()));
+    let bookings =
+        Arc::new(BookingClient::new(&app.address, reqwest::Client::new(), app.settings.services.token.clone()));
     contract(movies, bookings, &app.callers("cora", "otto").await).await;
 }
 

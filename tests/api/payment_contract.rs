@@ -50,7 +50,11 @@ async fn the_rest_client_keeps_the_contract(backend: Backend) {
     let app = spawn_app(backend).await;
     let apis = Apis {
         movies: Arc::new(MovieClient::new(&app.address, reqwest::Client::new())),
-        bookings: Arc::new(BookingClient::new(&app.address, reqwest::Client::new())),
+        bookings: Arc::new(BookingClient::new(
+            &app.address,
+            reqwest::Client::new(),
+            app.settings.services.token.clone(),
+        )),
         payments: Arc::new(PaymentClient::new(&app.address, reqwest::Client::new())),
     };
     contract(&apis, &app.callers("pia", "olaf").await).await;

@@ -254,6 +254,8 @@ async fn payment_runs_as_its_own_process_beside_booking() {
     let data_a = Arc::new(tempfile::TempDir::new().unwrap());
     let mut settings_a = test_settings(&backend, data_a.path());
     settings_a.modules = Some(vec![Module::Auth, Module::Movie, Module::Booking]);
+    // Payment holds bookings for its charges through booking's internal route with it.
+    settings_a.services.token = platform::config::Secret::new("a service token of at least thirty-two characters");
     let a = start(settings_a, data_a, Arc::new(|_| {})).await;
 
     // Process B: payment alone, on A's database, Redis and bus, reaching A over REST.
@@ -283,6 +285,12 @@ async fn payment_runs_as_its_own_process_beside_booking() {
     assert_eq!(problem["resource"], "booking", "{problem}");
     let unknown = json!({"booking_id": uuid::Uuid::new_v4(), "card_number": GOOD, "card_expiry": future_expiry(), "card_cvc": "123"});
     assert_problem(pay(&b.client, &b.address, &token, "unknown", &unknown).await, 404).await;
+
+    // The hold for a charge is payment's to ask, never a customer's: frozen past its expiry,
+    // a customer's own hold would outlast every other customer's.
+    let hold = format!("/internal/bookings/bookings/{}/payment-hold", booking["id"].as_str().unwrap());
+    let body = json!({"payment_id": uuid::Uuid::new_v4(), "user_id": a.caller(token.clone(), platform::identity::Role::Customer).await.id});
+    assert_problem(a.send_as(Method::POST, &hold, &token, &body).await, 401).await;
 
     // Paid at B.
     let res = pay(&b.client, &b.address, &token, "split", &card(&booking)).await;

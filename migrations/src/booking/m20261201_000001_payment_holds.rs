@@ -9,7 +9,7 @@ pub struct Migration;
 enum Bookings {
     Table,
     /// The payment whose charge payment accepted while the hold ran (set by the payment
-    /// hold, `POST /api/bookings/bookings/{id}/payment-hold`): the sweeper leaves the booking
+    /// hold, `POST /internal/bookings/bookings/{id}/payment-hold`): the sweeper leaves the booking
     /// pending until that payment's outcome arrives (at most `booking.charge_grace_seconds`
     /// past `expires_at`). Null: no charge accepted, or the last one failed.
     ChargingPaymentId,

@@ -245,11 +245,15 @@ pub trait BookingApi: Send + Sync {
     async fn seat_states(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, BookingError>;
 }
 
-/// Body of `POST /api/bookings/bookings/{id}/payment-hold` (payment's call; not in api.md).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// Body of `POST /internal/bookings/bookings/{id}/payment-hold`: payment's call with the
+/// service token, vouching for the customer it has authenticated. Internal, never routed by
+/// the gateway: a customer who could call it would freeze their own hold past its expiry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PaymentHold {
     /// The payment about to be charged.
     pub payment_id: Uuid,
+    /// The customer paying (payment checked their token).
+    pub user_id: platform::identity::UserId,
 }
 
 /// `booking.created`.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use movie::api::{MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId};
+use platform::config::Secret;
 use platform::identity::AuthUser;
 use platform::pagination::Page;
 use platform::rest::RestClient;
@@ -15,12 +16,14 @@ use crate::api::{BookRequest, Booking, BookingApi, BookingError, BookingId, Book
 
 pub struct BookingClient {
     rest: RestClient,
+    /// `services.token`, for the internal hold route.
+    service_token: Secret,
 }
 
 impl BookingClient {
     /// `base_url` is where booking serves `/api/bookings` (e.g. `http://booking:8003`).
-    pub fn new(base_url: &str, http: reqwest::Client) -> Self {
-        Self { rest: RestClient::new(base_url, http) }
+    pub fn new(base_url: &str, http: reqwest::Client, service_token: Secret) -> Self {
+        Self { rest: RestClient::new(base_url, http), service_token }
     }
 }
 
@@ -47,9 +50,9 @@ impl BookingApi for BookingClient {
     }
 
     async fn hold_for_payment(&self, caller: &AuthUser, id: BookingId, payment: Uuid) -> Result<Booking, BookingError> {
-        let path = format!("/api/bookings/bookings/{id}/payment-hold");
-        let rb =
-            self.rest.request(Method::POST, &path, Some(&caller.bearer)).json(&PaymentHold { payment_id: payment });
+        let path = format!("/internal/bookings/bookings/{id}/payment-hold");
+        let hold = PaymentHold { payment_id: payment, user_id: caller.id };
+        let rb = self.rest.request(Method::POST, &path, Some(self.service_token.expose())).json(&hold);
         Ok(self.rest.json(rb).await?)
     }
 

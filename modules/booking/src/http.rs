@@ -1,4 +1,4 @@
-//! The `/api/bookings` routes. They call [`BookingApi`], so they serve the same contract
+//! The `/api/bookings` routes (and payment's internal hold route). They call [`BookingApi`], so they serve the same contract
 //! whichever implementation is behind it.
 
 use std::collections::HashMap;
@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use movie::api::{SeatId, SeatStatus, ShowtimeId};
 use platform::extract::{Json, Query};
-use platform::identity::AuthUser;
+use platform::identity::{AuthUser, Role, ServiceCaller};
 use platform::problem::{Problem, ProblemDocument};
 use utoipa::OpenApi;
 use uuid::Uuid;
@@ -22,16 +22,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/bookings").route(web::get().to(list)))
             .service(web::resource("/bookings/{id}").route(web::get().to(get)))
             .service(web::resource("/bookings/{id}/cancel").route(web::post().to(cancel)))
-            .service(web::resource("/bookings/{id}/payment-hold").route(web::post().to(payment_hold)))
             .service(web::resource("/showtimes/{id}/seat-states").route(web::get().to(seat_states))),
-    );
+    )
+    .service(web::resource("/internal/bookings/bookings/{id}/payment-hold").route(web::post().to(payment_hold)));
 }
 
 /// The OpenAPI description of these routes.
 #[derive(OpenApi)]
 #[openapi(
-    paths(book, list, get, cancel, payment_hold, seat_states),
-    components(schemas(PaymentHold, BookRequest, Booking, BookedSeat, BookingStatus, BookingId, ProblemDocument)),
+    paths(book, list, get, cancel, seat_states),
+    components(schemas(BookRequest, Booking, BookedSeat, BookingStatus, BookingId, ProblemDocument)),
     tags((name = "bookings", description = "Seat holds and bookings"))
 )]
 pub struct BookingDoc;
@@ -81,23 +81,19 @@ async fn cancel(api: Api, caller: AuthUser, id: web::Path<Uuid>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(api.cancel(&caller, BookingId(id.into_inner())).await?))
 }
 
-/// Payment is about to charge the caller's pending booking (the payment module calls this
-/// when booking runs elsewhere; not in api.md): the booking stays pending until the charge's
-/// outcome arrives, even if its hold runs out meanwhile.
-#[utoipa::path(post, path = "/api/bookings/bookings/{id}/payment-hold", tag = "bookings", request_body = PaymentHold,
-    params(("id" = Uuid, Path, description = "The booking")), security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Held for the charge", body = Booking),
-        (status = 404, description = "No such booking of the caller's", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 409, description = "Not pending, or its hold ran out (`booking-not-pending`)", body = ProblemDocument, content_type = "application/problem+json"),
-    ))]
+/// Payment is about to charge its customer's pending booking (internal: the payment module
+/// calls it with the service token when booking runs elsewhere): the booking stays pending
+/// until the charge's outcome arrives, even if its hold runs out meanwhile. 404 when the
+/// booking is not that customer's, 409 when it is not pending or its hold ran out.
 async fn payment_hold(
     api: Api,
-    caller: AuthUser,
+    _service: ServiceCaller,
     id: web::Path<Uuid>,
     body: Json<PaymentHold>,
 ) -> Result<HttpResponse, Problem> {
-    Ok(HttpResponse::Ok().json(api.hold_for_payment(&caller, BookingId(id.into_inner()), body.payment_id).await?))
+    let PaymentHold { payment_id, user_id } = body.into_inner();
+    let customer = AuthUser { id: user_id, role: Role::Customer, bearer: String::new() };
+    Ok(HttpResponse::Ok().json(api.hold_for_payment(&customer, BookingId(id.into_inner()), payment_id).await?))
 }
 
 /// Held and booked seats of a showtime (the movie module's seat map reads it when booking
