@@ -88,9 +88,9 @@ impl Stores {
 
     /// Pending bookings held for a charge whose hold has run out: paid in time, with the
     /// outcome not yet heard.
-    pub async fn overdue_charged_holds(&self) -> Vec<Uuid> {
+    pub async fn overdue_charged_holds(&self) -> Vec<(Uuid, Uuid)> {
         let sql = format!(
-            "SELECT id, expires_at FROM {} WHERE status = 'pending' AND charging_payment_id IS NOT NULL",
+            "SELECT id, expires_at, charging_payment_id FROM {} WHERE status = 'pending' AND charging_payment_id IS NOT NULL",
             self.booking.table("bookings")
         );
         let now = chrono::Utc::now();
@@ -99,7 +99,7 @@ impl Stores {
             .await
             .iter()
             .filter(|r| get::<chrono::DateTime<chrono::Utc>>(r, "expires_at") < now)
-            .map(|r| get(r, "id"))
+            .map(|r| (get(r, "id"), get(r, "charging_payment_id")))
             .collect()
     }
 
@@ -107,6 +107,12 @@ impl Stores {
     pub async fn booking_status(&self, id: Uuid) -> String {
         let sql = format!("SELECT status FROM {} WHERE id = '{id}'", self.booking.table("bookings"));
         get(&self.booking.rows(&sql).await[0], "status")
+    }
+
+    /// The status of payment `id`, if it was recorded.
+    pub async fn payment_status(&self, id: Uuid) -> Option<String> {
+        let sql = format!("SELECT status FROM {} WHERE id = '{id}'", self.payment.table("payments"));
+        self.payment.rows(&sql).await.first().map(|r| get(r, "status"))
     }
 }
 
