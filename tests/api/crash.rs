@@ -100,13 +100,16 @@ impl Deployment {
         Self { backend: backend.clone(), data, logs, env, server, runs: 1, client }
     }
 
-    /// SIGKILL, then a new process on the same data.
-    async fn kill_and_restart(&mut self) {
+    /// SIGKILL while `load` has a charge in flight, then a new process on the same data, which
+    /// the load goes on against.
+    async fn kill_under(&mut self, load: &Load) {
+        load.wait_for_a_charge().await;
         self.server.kill();
         self.runs += 1;
         let logs = self.logs.path().join(format!("run-{}", self.runs));
         self.server = Server::start_with(self.data.path(), &logs, &env_of(&self.env));
         self.server.wait_ready(&self.client).await;
+        *load.base.write().unwrap() = self.server.base.clone();
     }
 
     async fn stores(&self) -> Stores {
@@ -393,9 +396,7 @@ async fn kill_9_under_a_mixed_load_loses_no_booking_payment_or_event(backend: Ba
 
     for kill in 1..=KILLS {
         load.wait_for_requests(REQUESTS_PER_PHASE, &format!("before kill {kill}")).await;
-        load.wait_for_a_charge().await;
-        deployment.kill_and_restart().await;
-        *load.base.write().unwrap() = deployment.server.base.clone();
+        deployment.kill_under(&load).await;
     }
     load.wait_for_requests(REQUESTS_PER_PHASE, "after the last restart").await;
     load.stop(tasks).await;
@@ -554,9 +555,7 @@ async fn rabbitmq_cut_off_and_redis_paused_under_load_lose_nothing() {
 
     // And once more a kill -9 with everything back, for good measure.
     load.wait_for_requests(REQUESTS_PER_PHASE, "after the outages").await;
-    load.wait_for_a_charge().await;
-    deployment.kill_and_restart().await;
-    *load.base.write().unwrap() = deployment.server.base.clone();
+    deployment.kill_under(&load).await;
     load.wait_for_requests(REQUESTS_PER_PHASE, "after the restart").await;
     load.stop(tasks).await;
     load.assert_no_server_errors();

@@ -47,6 +47,21 @@ pub struct SendError {
     pub permanent: bool,
 }
 
+impl SendError {
+    /// A failure to send `message`, its recipient's address blanked out of `text`: a mail
+    /// server's reply often quotes it ("550 <ada@…>: recipient rejected"), and the text goes to
+    /// the log and the notification's `error`, which keep no address.
+    fn of(message: &Outgoing<'_>, text: &str, permanent: bool) -> Self {
+        let mut text = text.to_owned();
+        for address in [message.recipient.to_owned(), message.recipient.to_lowercase()] {
+            if !address.is_empty() {
+                text = text.replace(&address, "<recipient>");
+            }
+        }
+        Self { message: text, permanent }
+    }
+}
+
 /// The channel port.
 #[async_trait]
 pub trait Sender: Send + Sync {
@@ -127,10 +142,8 @@ impl Sender for LogEmail {
 /// The email message of `message`, from `from`; its `Message-ID` is the notification id, so
 /// a message sent again is recognisably the same one.
 fn email(from: &Mailbox, message: &Outgoing<'_>) -> Result<Message, SendError> {
-    let to: Mailbox = message
-        .recipient
-        .parse()
-        .map_err(|e| SendError { message: format!("recipient address: {e}"), permanent: true })?;
+    let to: Mailbox =
+        message.recipient.parse().map_err(|e| SendError::of(message, &format!("recipient address: {e}"), true))?;
     let domain = from.email.domain();
     Message::builder()
         .from(from.clone())
@@ -250,7 +263,7 @@ impl Sender for SmtpEmail {
             .send(email)
             .await
             .map(drop)
-            .map_err(|e| SendError { message: format!("smtp: {e}"), permanent: e.is_permanent() })
+            .map_err(|e| SendError::of(message, &format!("smtp: {e}"), e.is_permanent()))
     }
 }
 
@@ -261,6 +274,20 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    #[test]
+    fn a_send_error_keeps_no_recipient_address() {
+        let message = Outgoing {
+            id: crate::api::NotificationId(uuid::Uuid::nil()),
+            kind: "booking_confirmed",
+            recipient: "Ada@Example.com",
+            subject: "s",
+            text: "t",
+            html: "h",
+        };
+        let e = SendError::of(&message, "smtp: 550 <ada@example.com> (Ada@Example.com) rejected", true);
+        assert_eq!(e.message, "smtp: 550 <<recipient>> (<recipient>) rejected");
+    }
 
     /// A log destination kept in memory.
     #[derive(Clone, Default)]
