@@ -12,7 +12,7 @@ use movie::api::{MovieApi, SeatId, ShowtimeId, TheaterInput};
 use movie::client::MovieClient;
 
 use crate::fixtures::{row, typed_screening};
-use crate::helpers::{Backend, Callers, spawn_app, test_settings};
+use crate::helpers::{Backend, Callers, spawn_app_with, test_settings};
 
 on_both_backends!(the_service_keeps_the_contract, the_rest_client_keeps_the_contract);
 
@@ -24,7 +24,8 @@ async fn the_service_keeps_the_contract(backend: Backend) {
 }
 
 async fn the_rest_client_keeps_the_contract(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let token = "a service token of at least thirty-two characters";
+    let app = spawn_app_with(backend, |s| s.services.token = platform::config::Secret::new(token)).await;
     let movies = Arc::new(MovieClient::new(&app.address, reqwest::Client::new()));
     let bookings =
         Arc::new(BookingClient::new(&app.address, reqwest::Client::new(), app.settings.services.token.clone()));
@@ -144,6 +145,13 @@ async fn contract(movies: Arc<dyn MovieApi>, api: Arc<dyn BookingApi>, callers: 
     assert_eq!(invalid_fields(api.list(customer, query(None, None, Some(0))).await), ["per_page"]);
     assert_eq!(invalid_fields(api.list(customer, query(None, Some(0), None)).await), ["page"]);
 
+    // Held for a charge: the owner's pending booking only, again for the same charge.
+    let charge = uuid::Uuid::new_v4();
+    assert_not_found(api.hold_for_payment(other, second.id, charge).await, "booking");
+    assert_not_found(api.hold_for_payment(customer, BookingId(uuid::Uuid::new_v4()), charge).await, "booking");
+    assert_eq!(api.hold_for_payment(customer, second.id, charge).await.unwrap(), second);
+    assert_eq!(api.hold_for_payment(customer, second.id, charge).await.unwrap(), second);
+
     // Cancel: the owner, once; the seats are free again at once.
     assert_not_found(api.cancel(other, first.id).await, "booking");
     assert_not_found(api.cancel(customer, BookingId(uuid::Uuid::new_v4())).await, "booking");
@@ -154,6 +162,10 @@ async fn contract(movies: Arc<dyn MovieApi>, api: Arc<dyn BookingApi>, callers: 
     match api.cancel(customer, first.id).await {
         Err(BookingError::NotCancellable(_)) => {}
         result => panic!("expected NotCancellable, got {result:?}"),
+    }
+    match api.hold_for_payment(customer, first.id, charge).await {
+        Err(BookingError::NotPayable(_)) => {}
+        result => panic!("expected NotPayable, got {result:?}"),
     }
     let cancelled_only = api.list(customer, query(Some(BookingStatus::Cancelled), None, None)).await.unwrap();
     assert_eq!((cancelled_only.items, cancelled_only.total), (vec![cancelled.clone()], 1));
