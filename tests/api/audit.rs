@@ -144,6 +144,21 @@ pub struct Counts {
     pub deliveries: usize,
 }
 
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "audited {} bookings {:?}, {} payments {:?}, {} events ({} deliveries to bound queues)",
+            self.bookings.values().sum::<usize>(),
+            self.bookings,
+            self.payments.values().sum::<usize>(),
+            self.payments,
+            self.events,
+            self.deliveries
+        )
+    }
+}
+
 /// The money invariants over one view (the API's or the databases'), as violations.
 fn money(bookings: &[Booking], payments: &[Payment], view: &str, violations: &mut Vec<String>) {
     let mut of_booking: BTreeMap<Uuid, Vec<&Payment>> = BTreeMap::new();

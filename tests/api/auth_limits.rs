@@ -26,6 +26,14 @@ on_both_backends!(
 /// A wait no test outlives: a refused attempt stays refused for the whole test.
 const LONG_WAIT_SECONDS: u64 = 3600;
 
+/// Per-address budget `limit`, with the account budgets out of reach and a long first wait.
+fn only_the_address_budget(s: &mut boxoffice::settings::Settings, limit: u64) {
+    s.auth.login_max_failures_per_account_address = 100;
+    s.auth.login_max_failures_per_account = 100;
+    s.auth.login_max_failures_per_address = limit;
+    s.auth.login_first_wait_seconds = LONG_WAIT_SECONDS;
+}
+
 async fn login_from(app: &TestApp, address: &str, username: &str, password: &str) -> reqwest::Response {
     app.client
         .post(app.url("/api/auth/token"))
@@ -74,13 +82,7 @@ async fn concurrent_guesses_on_one_account_verify_at_most_its_budget(backend: Ba
 }
 
 async fn concurrent_guesses_from_one_address_verify_at_most_its_budget(backend: Backend) {
-    let app = spawn_app_with(backend, |s| {
-        s.auth.login_max_failures_per_account_address = 100;
-        s.auth.login_max_failures_per_account = 100;
-        s.auth.login_max_failures_per_address = 20;
-        s.auth.login_first_wait_seconds = LONG_WAIT_SECONDS;
-    })
-    .await;
+    let app = spawn_app_with(backend, |s| only_the_address_budget(s, 20)).await;
     let names: Vec<String> = (0..10).map(|i| format!("sprayed{i}")).collect();
     for name in &names {
         app.register(name).await;
@@ -149,13 +151,7 @@ async fn a_mistyping_owner_waits_seconds_not_the_whole_window(backend: Backend) 
 
 async fn failures_from_a_shared_address_leave_its_known_users_alone(backend: Backend) {
     // No trusted X-Forwarded-For: every client shares the gateway's address.
-    let app = spawn_app_with(backend, |s| {
-        s.auth.login_max_failures_per_account_address = 100;
-        s.auth.login_max_failures_per_account = 100;
-        s.auth.login_max_failures_per_address = 5;
-        s.auth.login_first_wait_seconds = LONG_WAIT_SECONDS;
-    })
-    .await;
+    let app = spawn_app_with(backend, |s| only_the_address_budget(s, 5)).await;
     app.register("ivan").await;
     assert_eq!(app.login("ivan", "correct horse").await.status(), 200);
     // Someone behind the same gateway sprays guesses over many names.

@@ -406,19 +406,12 @@ async fn kill_9_under_a_mixed_load_loses_no_booking_payment_or_event(backend: Ba
     let admin = deployment.admin_token().await;
     let counts = settle(&stores, &deployment.client, &deployment.server.base, &tokens, &admin, SETTLE).await;
     eprintln!(
-        "crash suite ({}): {KILLS} kill -9 survived; {}; audited {} bookings {:?}, {} payments {:?}, {} events \
-         ({} deliveries to bound queues); {:.1} s",
+        "crash suite ({}): {KILLS} kill -9 survived; {}; {counts}; {:.1} s",
         match backend {
             Backend::Sqlite => "SQLite, single binary",
             Backend::Postgres { .. } => "PostgreSQL + Redis + RabbitMQ, one process",
         },
         load.report(),
-        counts.bookings.values().sum::<usize>(),
-        counts.bookings,
-        counts.payments.values().sum::<usize>(),
-        counts.payments,
-        counts.events,
-        counts.deliveries,
         started.elapsed().as_secs_f64()
     );
     assert!(counts.bookings.values().sum::<usize>() > 0 && counts.events > 0, "the load did nothing");
@@ -568,17 +561,10 @@ async fn rabbitmq_cut_off_and_redis_paused_under_load_lose_nothing() {
     }
     eprintln!(
         "fault suite (PostgreSQL + private Redis + RabbitMQ through a proxy): RabbitMQ cut off {:.1} s ({held_back} events held back, {} paid holds ran out meanwhile and were confirmed), Redis paused 3 s \
-         ({during_pause} requests during the pause), 1 kill -9 survived; {}; audited {} bookings {:?}, {} payments {:?}, \
-         {} events ({} deliveries to bound queues); {:.1} s",
+         ({during_pause} requests during the pause), 1 kill -9 survived; {}; {counts}; {:.1} s",
         broker_down.as_secs_f64(),
         paid_in_time.len(),
         load.report(),
-        counts.bookings.values().sum::<usize>(),
-        counts.bookings,
-        counts.payments.values().sum::<usize>(),
-        counts.payments,
-        counts.events,
-        counts.deliveries,
         started.elapsed().as_secs_f64()
     );
     deployment.server.stop();
