@@ -538,7 +538,7 @@ async fn handle_delivery(
     let outcome = AssertUnwindSafe(handler.handle(&event))
         .catch_unwind()
         .await
-        .unwrap_or_else(|_| Err(HandlerError("the event handler panicked".to_owned())));
+        .unwrap_or_else(|_| Err(HandlerError::msg("the event handler panicked")));
     match outcome {
         Ok(()) => {
             metrics::counter!("events_consumed_total", "queue" => queue.to_owned()).increment(1);
@@ -548,14 +548,14 @@ async fn handle_delivery(
             }
         }
         Err(e) if attempt < retry.max_attempts => {
-            tracing::warn!(queue, event_id = %event.event_id, attempt, error = %e, "event handler failed; retrying");
+            tracing::warn!(queue, event_id = %event.event_id, attempt, error = %crate::error::chain(&e), "event handler failed; retrying");
             // The wait happens off the consumer loop so later events keep flowing; the
             // original stays unacknowledged (and safe with the broker) until its copy is.
             tokio::spawn(retry_later(Arc::clone(sub), link.clone(), retry, delivery, attempt));
         }
         Err(e) => {
             tracing::error!(queue, event_id = %event.event_id, routing_key = %event.routing_key,
-                error = %e, "event dead-lettered after {attempt} attempts");
+                error = %crate::error::chain(&e), "event dead-lettered after {attempt} attempts");
             dead_letter(queue, &delivery).await;
         }
     }

@@ -178,3 +178,15 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 pub fn is_unavailable(e: &DbErr) -> bool {
     matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
 }
+
+/// The one way a database failure becomes a module's error (each module's `From<DbErr>`
+/// calls it): unreachable is `unavailable` (503, the client may retry), anything else is
+/// `internal`, keeping the error as the cause. `context` names the database, e.g.
+/// `booking database`.
+pub fn db_err<E: crate::problem::ProblemKind>(context: &'static str, e: DbErr) -> E {
+    if is_unavailable(&e) {
+        E::unavailable(format!("{context}: {e}"))
+    } else {
+        E::internal(crate::error::Failure::new(context, e))
+    }
+}

@@ -27,6 +27,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::error::chain;
+
 pub use crate::dead_letters::{DeadLetter, DeadLetterStore, Replay};
 
 /// One event: its routing key and the JSON document api.md specifies, which always carries
@@ -89,20 +91,26 @@ pub enum BusError {
     Unavailable(String),
 }
 
-/// Why a handler could not handle an event; the delivery is retried, then dead-lettered.
+/// Why a handler could not handle an event, with its cause. Whatever the variant, the
+/// delivery is retried with backoff, then dead-lettered: a failure that looks permanent (an
+/// unreadable payload) may be a consumer older than its publisher, which a deployment fixes,
+/// and a dead letter can be replayed then.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HandlerError(pub String);
-
-impl From<sea_orm::DbErr> for HandlerError {
-    fn from(e: sea_orm::DbErr) -> Self {
-        Self(format!("database: {e}"))
-    }
+pub enum HandlerError {
+    #[error("database")]
+    Database(#[from] sea_orm::DbErr),
+    /// The payload is not what its routing key promises.
+    #[error("unreadable event")]
+    Unreadable(#[from] serde_json::Error),
+    /// Anything else: what failed and why.
+    #[error(transparent)]
+    Failed(#[from] crate::error::Failure),
 }
 
-impl From<serde_json::Error> for HandlerError {
-    fn from(e: serde_json::Error) -> Self {
-        Self(format!("unreadable event: {e}"))
+impl HandlerError {
+    /// A failure with no underlying error (an event the handler has no use for, a panic).
+    pub fn msg(context: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self::Failed(crate::error::Failure::msg(context))
     }
 }
 
@@ -259,25 +267,26 @@ impl InProcessBus {
             let outcome = AssertUnwindSafe(handler.handle(event))
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|_| Err(HandlerError("the event handler panicked".to_owned())));
+                .unwrap_or_else(|_| Err(HandlerError::msg("the event handler panicked")));
             match outcome {
                 Ok(()) => {
                     metrics::counter!("events_consumed_total", "queue" => name.to_owned()).increment(1);
                     return Ok(Delivered::Handled);
                 }
                 Err(e) if attempt < self.retry.max_attempts => {
-                    tracing::warn!(queue = name, event_id = %event.event_id, attempt, error = %e, "event handler failed; retrying");
+                    tracing::warn!(queue = name, event_id = %event.event_id, attempt, error = %chain(&e), "event handler failed; retrying");
                     tokio::time::sleep(self.retry.backoff(attempt)).await;
                     attempt += 1;
                 }
                 Err(e) => {
+                    let error = chain(&e).to_string();
                     // Not recorded means not delivered: publish fails and the outbox keeps the event.
                     self.dead_letters
-                        .record(name, event, attempt, &e.to_string())
+                        .record(name, event, attempt, &error)
                         .await
                         .map_err(|db| BusError::Unavailable(format!("dead letter of {name} not recorded: {db}")))?;
                     tracing::error!(queue = name, event_id = %event.event_id, routing_key = %event.routing_key,
-                        error = %e, "event dead-lettered after {attempt} attempts");
+                        error, "event dead-lettered after {attempt} attempts");
                     metrics::counter!("events_dead_lettered_total", "queue" => name.to_owned()).increment(1);
                     return Ok(Delivered::DeadLettered);
                 }

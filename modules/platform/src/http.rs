@@ -117,7 +117,7 @@ pub async fn catch_panics(
                 .unwrap_or_else(|| "a panic without a message".to_owned());
             metrics::counter!("http_panics_total").increment(1);
             let cause = format!("panic while serving {method} {}: {message}", uri.path());
-            let mut problem = Problem::internal(&cause);
+            let mut problem = Problem::internal(&crate::error::Failure::msg(cause.clone()));
             let id = current_request_id();
             if let Some(id) = &id {
                 problem = problem.with("request_id", id.clone());
@@ -156,7 +156,9 @@ pub async fn problem_bodies(
             "Method not allowed",
             format!("{} is not allowed on {}", res.request().method(), res.request().path()),
         ),
-        StatusCode::INTERNAL_SERVER_ERROR => Problem::internal(&format!("unhandled 500 from {}", res.request().path())),
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            Problem::internal(&crate::error::Failure::msg(format!("unhandled 500 from {}", res.request().path())))
+        }
         s => Problem::new(s, "http-error", "Request failed", s.canonical_reason().unwrap_or("request failed")),
     };
     let (req, original) = res.into_parts();

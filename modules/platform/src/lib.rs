@@ -10,6 +10,7 @@ pub mod amqp;
 pub mod config;
 pub mod db;
 pub mod dead_letters;
+pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;

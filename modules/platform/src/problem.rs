@@ -4,6 +4,11 @@
 //! [`crate::http`] build them too, so malformed input never produces actix's plain-text
 //! defaults. Internal failures are logged with their cause and shown to the client only
 //! as a generic 500 with the request id to quote.
+//!
+//! Every module error enum has the same face, [`ProblemKind`]: each variant has its own
+//! stable problem type (`/problems/{kind}`, plus extension members for its data), and the
+//! REST client reads the variant back from that type alone, never from the status or the
+//! text. [`assert_round_trip`] checks that contract in each module's tests.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,10 +19,88 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::error::{Failure, chain};
 use crate::validation::{FieldError, FieldErrors};
 
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Every problem type is this base followed by its kind, e.g. `/problems/seats-unavailable`:
+/// a URI reference relative to the server that answered.
+pub const TYPE_BASE: &str = "/problems/";
+
+/// The kinds (problem types after [`TYPE_BASE`]) every module shares; a module's own kinds are
+/// constants beside its error enum.
+pub mod kind {
+    pub const MALFORMED_REQUEST: &str = "malformed-request";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const NOT_FOUND: &str = "not-found";
+    pub const VALIDATION: &str = "validation";
+    pub const RATE_LIMITED: &str = "rate-limited";
+    pub const UNAVAILABLE: &str = "dependency-unavailable";
+    pub const INTERNAL: &str = "internal";
+}
+
+/// A module's error enum as it crosses the wire: the one face the five modules share.
+///
+/// `Into<Problem>` gives each variant its status, title, detail and extension members;
+/// `From<Problem>` is its inverse for the REST client, choosing the variant by
+/// [`Problem::kind`] alone (an unknown kind is `internal`, keeping the problem as its cause).
+pub trait ProblemKind: Sized + fmt::Debug + Into<Problem> + From<Problem> {
+    /// The stable kind of this variant: its problem type after [`TYPE_BASE`]. Clients match
+    /// on it, so it never changes once published.
+    fn problem_type(&self) -> &'static str;
+
+    /// The variant for a dependency that cannot be reached (503, [`kind::UNAVAILABLE`]);
+    /// `reason` is shown to the client.
+    fn unavailable(reason: String) -> Self;
+
+    /// The variant for a failure inside the process (500, [`kind::INTERNAL`]); `cause` is
+    /// logged where it becomes a problem, never shown.
+    fn internal(cause: Failure) -> Self;
+}
+
+/// What a REST client makes of `error`: the response the server sends for it, read back.
+pub fn through_the_wire<E: ProblemKind>(error: E) -> E {
+    use actix_web::body::MessageBody;
+
+    let response = error.into().error_response();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = response.into_body().try_into_bytes().unwrap_or_default();
+    match serde_json::from_slice(&body) {
+        Ok(doc) => E::from(Problem::from_document(status, doc, retry_after)),
+        Err(e) => E::internal(Failure::new("unreadable problem document", e)),
+    }
+}
+
+/// The contract of a module's error enum, for its round-trip test: `errors` (one value of
+/// every variant but the internal one) each come back from [`through_the_wire`] as they left,
+/// under a kind of their own; an internal error comes back internal, without its cause.
+///
+/// # Panics
+/// When the contract is broken (it is a test).
+pub fn assert_round_trip<E: ProblemKind>(errors: impl IntoIterator<Item = E>) {
+    let mut kinds = std::collections::HashSet::new();
+    for original in errors {
+        let (expected, kind) = (format!("{original:?}"), original.problem_type());
+        assert!(kinds.insert(kind), "two variants share the problem type {kind}");
+        let received = through_the_wire(original);
+        assert_eq!(format!("{received:?}"), expected, "{kind} does not survive the trip to a client");
+        assert_eq!(received.problem_type(), kind);
+    }
+    let secret = "root cause the client must not see";
+    let internal = E::internal(Failure::new("context", std::io::Error::other(secret)));
+    assert!(kinds.insert(internal.problem_type()), "an internal error shares its problem type");
+    let received = through_the_wire(internal);
+    assert_eq!(received.problem_type(), kind::INTERNAL);
+    assert!(!format!("{received:?}").contains(secret), "an internal error leaks its cause: {received:?}");
+}
 
 /// An RFC 7807 problem document plus the response headers some problems need.
 #[derive(Clone)]
@@ -44,19 +127,19 @@ impl Problem {
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed-request", "Malformed request", detail)
+        Self::new(StatusCode::BAD_REQUEST, kind::MALFORMED_REQUEST, "Malformed request", detail)
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", detail)
+        Self::new(StatusCode::UNAUTHORIZED, kind::UNAUTHORIZED, "Authentication required", detail)
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", detail)
+        Self::new(StatusCode::FORBIDDEN, kind::FORBIDDEN, "Not allowed", detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+        Self::new(StatusCode::NOT_FOUND, kind::NOT_FOUND, "Not found", detail)
     }
 
     pub fn conflict(kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
@@ -65,12 +148,12 @@ impl Problem {
 
     /// 422 naming every offending field, in `detail` and as `errors: [{field, message}]`.
     pub fn validation(errors: &FieldErrors) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request values", errors.to_string())
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, kind::VALIDATION, "Invalid request values", errors.to_string())
             .with("errors", serde_json::to_value(errors.as_slice()).unwrap_or(Value::Null))
     }
 
     pub fn too_many_requests(retry_after_seconds: u64, detail: impl Into<String>) -> Self {
-        let mut p = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests", detail);
+        let mut p = Self::new(StatusCode::TOO_MANY_REQUESTS, kind::RATE_LIMITED, "Too many requests", detail);
         p.retry_after_seconds = Some(retry_after_seconds.max(1));
         p
     }
@@ -79,7 +162,7 @@ impl Problem {
     pub fn unavailable(detail: impl Into<String>) -> Self {
         let mut p = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "dependency-unavailable",
+            kind::UNAVAILABLE,
             "Service temporarily unavailable",
             detail,
         );
@@ -94,13 +177,13 @@ impl Problem {
         self
     }
 
-    /// A bug or an unexpected infrastructure failure. The cause is logged here, with the
-    /// request's span, and never sent to the client.
-    pub fn internal(cause: &dyn fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
+    /// A bug or an unexpected infrastructure failure. The cause is logged here, with its
+    /// whole chain and the request's span, and never sent to the client.
+    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %chain(cause), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            kind::INTERNAL,
             "Internal error",
             "An unexpected error occurred; quote the X-Request-Id when reporting it.",
         )
@@ -148,7 +231,7 @@ impl Problem {
 
     /// Rebuilds a problem received from another boxoffice service (see [`crate::rest`]).
     pub fn from_document(status: StatusCode, doc: ProblemDocument, retry_after_seconds: Option<u64>) -> Self {
-        let kind = doc.kind.strip_prefix("/problems/").unwrap_or(&doc.kind).to_owned();
+        let kind = doc.kind.strip_prefix(TYPE_BASE).unwrap_or(&doc.kind).to_owned();
         Self {
             status,
             kind: Cow::Owned(kind),
@@ -162,7 +245,7 @@ impl Problem {
     /// The wire form of this problem.
     pub fn document(&self) -> ProblemDocument {
         ProblemDocument {
-            kind: format!("/problems/{}", self.kind),
+            kind: format!("{TYPE_BASE}{}", self.kind),
             title: self.title.to_string(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),

@@ -42,7 +42,7 @@ impl EventHandler for Recorder {
         let mut seen = self.seen.lock().unwrap();
         seen.push(event.clone());
         let attempts = seen.iter().filter(|e| e.event_id == event.event_id).count();
-        if attempts <= self.failures { Err(HandlerError(format!("failure #{attempts}"))) } else { Ok(()) }
+        if attempts <= self.failures { Err(HandlerError::msg(format!("failure #{attempts}"))) } else { Ok(()) }
     }
 }
 
