@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use movie::api::{SeatId, SeatStatus, ShowtimeId};
 use platform::identity::{AuthUser, UserId};
 use platform::pagination::Page;
-use platform::problem::Problem;
+use platform::error::Failure;
+use platform::problem::{Problem, ProblemKind, kind};
 use platform::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -123,36 +124,67 @@ pub enum BookingError {
     Unauthenticated(String),
     #[error("booking unavailable: {0}")]
     Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error")]
+    Internal(#[source] Failure),
+}
+
+impl BookingError {
+    pub const SEATS_UNAVAILABLE: &str = "seats-unavailable";
+    pub const NOT_CANCELLABLE: &str = "booking-not-cancellable";
+    pub const HOLD_LIMIT: &str = "seat-hold-limit";
+    pub const NOT_PAYABLE: &str = "booking-not-pending";
+}
+
+impl ProblemKind for BookingError {
+    fn problem_type(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => kind::VALIDATION,
+            Self::NotFound(_) => kind::NOT_FOUND,
+            Self::SeatsUnavailable(_) => Self::SEATS_UNAVAILABLE,
+            Self::NotCancellable(_) => Self::NOT_CANCELLABLE,
+            Self::HoldLimit { .. } => Self::HOLD_LIMIT,
+            Self::NotPayable(_) => Self::NOT_PAYABLE,
+            Self::Unauthenticated(_) => kind::UNAUTHORIZED,
+            Self::Unavailable(_) => kind::UNAVAILABLE,
+            Self::Internal(_) => kind::INTERNAL,
+        }
+    }
+
+    fn unavailable(reason: String) -> Self {
+        Self::Unavailable(reason)
+    }
+
+    fn internal(cause: Failure) -> Self {
+        Self::Internal(cause)
+    }
 }
 
 impl From<BookingError> for Problem {
     fn from(e: BookingError) -> Self {
+        let kind = e.problem_type();
         match e {
             BookingError::Validation(errors) => Problem::validation(&errors),
             BookingError::NotFound(what) => Problem::not_found(e.to_string()).with("resource", what),
             BookingError::SeatsUnavailable(ref seats) => {
                 let ids: Vec<String> = seats.iter().map(ToString::to_string).collect();
-                Problem::conflict("seats-unavailable", "Seats unavailable", e.to_string())
-                    .with("unavailable_seat_ids", ids)
+                Problem::conflict(kind, "Seats unavailable", e.to_string()).with("unavailable_seat_ids", ids)
             }
-            BookingError::NotCancellable(_) => {
-                Problem::conflict("booking-not-cancellable", "Booking cannot be cancelled", e.to_string())
+            BookingError::NotCancellable(ref reason) => {
+                Problem::conflict(kind, "Booking cannot be cancelled", e.to_string()).with("reason", reason.clone())
             }
             BookingError::HoldLimit { scope, limit, held, retry_after_seconds } => {
-                Problem::conflict("seat-hold-limit", "Too many seats held", e.to_string())
+                Problem::conflict(kind, "Too many seats held", e.to_string())
                     .with("scope", scope)
                     .with("limit", limit)
                     .with("held", held)
                     .with_retry_after(retry_after_seconds)
             }
-            BookingError::NotPayable(_) => {
-                Problem::conflict("booking-not-pending", "Booking cannot be paid", e.to_string())
+            BookingError::NotPayable(ref reason) => {
+                Problem::conflict(kind, "Booking cannot be paid", e.to_string()).with("reason", reason.clone())
             }
             BookingError::Unauthenticated(reason) => Problem::unauthorized(reason),
             BookingError::Unavailable(reason) => Problem::unavailable(reason),
-            BookingError::Internal(cause) => Problem::internal(&cause),
+            BookingError::Internal(_) => Problem::internal(&e),
         }
     }
 }
@@ -160,13 +192,16 @@ impl From<BookingError> for Problem {
 impl From<Problem> for BookingError {
     /// The inverse of `From<BookingError> for Problem`, for answers received over REST.
     fn from(p: Problem) -> Self {
-        match (p.status().as_u16(), p.kind()) {
-            (422, _) => BookingError::Validation(p.field_errors()),
-            (404, _) => BookingError::NotFound(match p.extra("resource").and_then(|v| v.as_str()) {
-                Some("showtime") => "showtime",
-                _ => "booking",
+        let text = |key: &str| p.extra(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let number = |key: &str| p.extra(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        match p.kind() {
+            kind::VALIDATION => Self::Validation(p.field_errors()),
+            kind::NOT_FOUND => Self::NotFound(if text("resource").as_deref() == Some("showtime") {
+                "showtime"
+            } else {
+                "booking"
             }),
-            (409, "seats-unavailable") => BookingError::SeatsUnavailable(
+            Self::SEATS_UNAVAILABLE => Self::SeatsUnavailable(
                 p.extra("unavailable_seat_ids")
                     .and_then(|v| serde_json::from_value::<Vec<Uuid>>(v.clone()).ok())
                     .unwrap_or_default()
@@ -174,22 +209,17 @@ impl From<Problem> for BookingError {
                     .map(SeatId)
                     .collect(),
             ),
-            (409, "seat-hold-limit") => BookingError::HoldLimit {
-                scope: if p.extra("scope").and_then(|v| v.as_str()) == Some("showtime") { "showtime" } else { "user" },
-                limit: p.extra("limit").and_then(serde_json::Value::as_u64).unwrap_or(0),
-                held: p.extra("held").and_then(serde_json::Value::as_u64).unwrap_or(0),
+            Self::NOT_CANCELLABLE => Self::NotCancellable(text("reason").unwrap_or_default()),
+            Self::HOLD_LIMIT => Self::HoldLimit {
+                scope: if text("scope").as_deref() == Some("showtime") { "showtime" } else { "user" },
+                limit: number("limit"),
+                held: number("held"),
                 retry_after_seconds: p.retry_after_seconds().unwrap_or(1),
             },
-            (409, "booking-not-pending") => {
-                let detail = p.detail();
-                BookingError::NotPayable(
-                    detail.strip_prefix("the booking cannot be paid: ").unwrap_or(detail).to_owned(),
-                )
-            }
-            (409, _) => BookingError::NotCancellable(p.detail().to_owned()),
-            (401, _) => BookingError::Unauthenticated(p.detail().to_owned()),
-            (503, _) => BookingError::Unavailable(p.detail().to_owned()),
-            _ => BookingError::Internal(format!("{p:?}")),
+            Self::NOT_PAYABLE => Self::NotPayable(text("reason").unwrap_or_default()),
+            kind::UNAUTHORIZED => Self::Unauthenticated(p.detail().to_owned()),
+            kind::UNAVAILABLE => Self::Unavailable(p.detail().to_owned()),
+            _ => Self::Internal(Failure::new("booking answered", p)),
         }
     }
 }
@@ -299,3 +329,25 @@ pub struct BookingCancelled {
 /// The queue booking consumes: payment outcomes confirm or release a hold.
 pub const QUEUE: platform::events::QueueSpec =
     platform::events::QueueSpec { name: "booking_queue", patterns: &["payment.completed", "payment.failed"] };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the REST client receives must map back to what the service returned.
+    #[test]
+    fn every_error_survives_the_trip_through_a_problem_document() {
+        platform::problem::assert_round_trip([
+            BookingError::Validation(FieldErrors::single("seat_ids", "must not be empty")),
+            BookingError::NotFound("showtime"),
+            BookingError::NotFound("booking"),
+            BookingError::SeatsUnavailable(vec![SeatId(Uuid::now_v7()), SeatId(Uuid::now_v7())]),
+            BookingError::NotCancellable("the showtime has started".to_owned()),
+            BookingError::HoldLimit { scope: "showtime", limit: 6, held: 4, retry_after_seconds: 30 },
+            BookingError::HoldLimit { scope: "user", limit: 10, held: 9, retry_after_seconds: 1 },
+            BookingError::NotPayable("its hold ran out".to_owned()),
+            BookingError::Unauthenticated("token expired".to_owned()),
+            BookingError::Unavailable("booking database: down".to_owned()),
+        ]);
+    }
+}

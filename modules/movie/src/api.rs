@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use platform::identity::AuthUser;
 use platform::pagination::{Page, PageRequest};
-use platform::problem::Problem;
+use platform::error::Failure;
+use platform::problem::{Problem, ProblemKind, kind};
 use platform::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -267,11 +268,14 @@ pub enum MovieError {
     Forbidden,
     #[error("movie unavailable: {0}")]
     Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error")]
+    Internal(#[source] Failure),
 }
 
 impl MovieError {
+    pub const HAS_FUTURE_SHOWTIMES: &str = "movie-has-showtimes";
+    pub const OVERLAP: &str = "showtime-overlap";
+
     fn not_found_kind(what: &str) -> &'static str {
         match what {
             "movie" => "movie",
@@ -282,23 +286,44 @@ impl MovieError {
     }
 }
 
+impl ProblemKind for MovieError {
+    fn problem_type(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => kind::VALIDATION,
+            Self::NotFound(_) => kind::NOT_FOUND,
+            Self::HasFutureShowtimes(_) => Self::HAS_FUTURE_SHOWTIMES,
+            Self::Overlap(_) => Self::OVERLAP,
+            Self::Unauthenticated(_) => kind::UNAUTHORIZED,
+            Self::Forbidden => kind::FORBIDDEN,
+            Self::Unavailable(_) => kind::UNAVAILABLE,
+            Self::Internal(_) => kind::INTERNAL,
+        }
+    }
+
+    fn unavailable(reason: String) -> Self {
+        Self::Unavailable(reason)
+    }
+
+    fn internal(cause: Failure) -> Self {
+        Self::Internal(cause)
+    }
+}
+
 impl From<MovieError> for Problem {
     fn from(e: MovieError) -> Self {
+        let kind = e.problem_type();
         match e {
             MovieError::Validation(errors) => Problem::validation(&errors),
             MovieError::NotFound(what) => Problem::not_found(e.to_string()).with("resource", what),
             MovieError::HasFutureShowtimes(n) => {
-                Problem::conflict("movie-has-showtimes", "Movie has showtimes to come", e.to_string())
-                    .with("future_showtimes", n)
+                Problem::conflict(kind, "Movie has showtimes to come", e.to_string()).with("future_showtimes", n)
             }
-            MovieError::Overlap(other) => {
-                Problem::conflict("showtime-overlap", "Showtime overlaps another", e.to_string())
-                    .with("conflicting_showtime_id", other.to_string())
-            }
+            MovieError::Overlap(other) => Problem::conflict(kind, "Showtime overlaps another", e.to_string())
+                .with("conflicting_showtime_id", other.to_string()),
             MovieError::Unauthenticated(reason) => Problem::unauthorized(reason),
             MovieError::Forbidden => Problem::forbidden(e.to_string()),
             MovieError::Unavailable(reason) => Problem::unavailable(reason),
-            MovieError::Internal(cause) => Problem::internal(&cause),
+            MovieError::Internal(_) => Problem::internal(&e),
         }
     }
 }
@@ -307,19 +332,20 @@ impl From<Problem> for MovieError {
     /// The inverse of `From<MovieError> for Problem`, for answers received over REST.
     fn from(p: Problem) -> Self {
         let extra_str = |key: &str| p.extra(key).and_then(|v| v.as_str()).map(str::to_owned);
-        match (p.status().as_u16(), p.kind()) {
-            (422, _) => MovieError::Validation(p.field_errors()),
-            (404, _) => MovieError::NotFound(Self::not_found_kind(&extra_str("resource").unwrap_or_default())),
-            (409, "movie-has-showtimes") => MovieError::HasFutureShowtimes(
+        match p.kind() {
+            kind::VALIDATION => Self::Validation(p.field_errors()),
+            kind::NOT_FOUND => Self::NotFound(Self::not_found_kind(&extra_str("resource").unwrap_or_default())),
+            Self::HAS_FUTURE_SHOWTIMES => Self::HasFutureShowtimes(
                 p.extra("future_showtimes").and_then(serde_json::Value::as_u64).unwrap_or(1),
             ),
-            (409, "showtime-overlap") => extra_str("conflicting_showtime_id")
-                .and_then(|s| Uuid::parse_str(&s).ok())
-                .map_or_else(|| MovieError::Internal(format!("{p:?}")), |id| MovieError::Overlap(ShowtimeId(id))),
-            (401, _) => MovieError::Unauthenticated(p.detail().to_owned()),
-            (403, _) => MovieError::Forbidden,
-            (503, _) => MovieError::Unavailable(p.detail().to_owned()),
-            _ => MovieError::Internal(format!("{p:?}")),
+            Self::OVERLAP => match extra_str("conflicting_showtime_id").and_then(|s| Uuid::parse_str(&s).ok()) {
+                Some(id) => Self::Overlap(ShowtimeId(id)),
+                None => Self::Internal(Failure::new("movie answered an overlap without the showtime", p)),
+            },
+            kind::UNAUTHORIZED => Self::Unauthenticated(p.detail().to_owned()),
+            kind::FORBIDDEN => Self::Forbidden,
+            kind::UNAVAILABLE => Self::Unavailable(p.detail().to_owned()),
+            _ => Self::Internal(Failure::new("movie answered", p)),
         }
     }
 }
@@ -419,3 +445,24 @@ pub const QUEUE: platform::events::QueueSpec = platform::events::QueueSpec {
     name: "movie_queue",
     patterns: &["booking.created", "booking.confirmed", "booking.cancelled"],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the REST client receives must map back to what the service returned.
+    #[test]
+    fn every_error_survives_the_trip_through_a_problem_document() {
+        platform::problem::assert_round_trip([
+            MovieError::Validation(FieldErrors::single("title", "must not be empty")),
+            MovieError::NotFound("movie"),
+            MovieError::NotFound("theater"),
+            MovieError::NotFound("showtime"),
+            MovieError::HasFutureShowtimes(3),
+            MovieError::Overlap(ShowtimeId(Uuid::now_v7())),
+            MovieError::Unauthenticated("token expired".to_owned()),
+            MovieError::Forbidden,
+            MovieError::Unavailable("movie database: down".to_owned()),
+        ]);
+    }
+}

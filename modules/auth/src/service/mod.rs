@@ -99,11 +99,9 @@ pub struct AuthService {
     limiter: LoginLimiter,
 }
 
-fn db_err(e: DbErr) -> AuthError {
-    if platform::db::is_unavailable(&e) {
-        AuthError::Unavailable(format!("auth database: {e}"))
-    } else {
-        AuthError::Internal(format!("auth database: {e}"))
+impl From<DbErr> for AuthError {
+    fn from(e: DbErr) -> Self {
+        platform::db::db_err("auth database", e)
     }
 }
 
@@ -137,7 +135,7 @@ impl AuthService {
             .filter(refresh_token::Column::ExpiresAt.lt(Utc::now()))
             .exec(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         Ok(purged.rows_affected)
     }
 
@@ -238,7 +236,7 @@ impl AuthService {
                 self.ensure_free(&valid.email, &username_key).await?;
                 Err(AuthError::Internal(format!("unique violation on a free email and username: {e}")))
             }
-            Err(e) => Err(db_err(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -247,7 +245,7 @@ impl AuthService {
             .filter(Condition::any().add(user::Column::Email.eq(email)).add(user::Column::UsernameKey.eq(username_key)))
             .all(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         if taken.iter().any(|u| u.email == email) {
             return Err(AuthError::EmailTaken);
         }
@@ -298,7 +296,7 @@ impl AuthService {
         })
         .exec(db)
         .await
-        .map_err(db_err)?;
+        ?;
         Ok(TokenPair {
             access_token: self.access_token(user.id, role)?,
             token_type: "bearer".to_owned(),
@@ -314,7 +312,7 @@ impl AuthService {
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         Ok(())
     }
 }
@@ -340,7 +338,7 @@ impl AuthApi for AuthService {
     async fn login(&self, credentials: Credentials, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
         let identifier = credentials.username.trim().to_lowercase();
         let column = if identifier.contains('@') { user::Column::Email } else { user::Column::UsernameKey };
-        let found = user::Entity::find().filter(column.eq(identifier.as_str())).one(&self.db).await.map_err(db_err)?;
+        let found = user::Entity::find().filter(column.eq(identifier.as_str())).one(&self.db).await?;
         // An existing account is counted by id, whether named by username or email; an unknown
         // name by a digest of it (bounded key size, no addresses in the store).
         let account = found.as_ref().map_or_else(|| token_hash(&identifier), |u| u.id.to_string());
@@ -365,7 +363,7 @@ impl AuthApi for AuthService {
             .filter(refresh_token::Column::TokenHash.eq(token_hash(refresh_token)))
             .one(&self.db)
             .await
-            .map_err(db_err)?
+            ?
             .ok_or(AuthError::InvalidRefreshToken)?;
         if found.revoked_at.is_some() {
             return Err(AuthError::InvalidRefreshToken);
@@ -378,7 +376,7 @@ impl AuthApi for AuthService {
         if found.expires_at <= Utc::now() {
             return Err(AuthError::InvalidRefreshToken);
         }
-        let txn = self.db.begin().await.map_err(db_err)?;
+        let txn = self.db.begin().await?;
         // Claim the token: of two concurrent refreshes with it, exactly one updates the row.
         let claimed = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::UsedAt, Expr::value(Utc::now()))
@@ -387,7 +385,7 @@ impl AuthApi for AuthService {
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(&txn)
             .await
-            .map_err(db_err)?;
+            ?;
         if claimed.rows_affected != 1 {
             drop(txn);
             tracing::warn!(family = %found.family_id, "refresh token used concurrently; revoking its family");
@@ -397,10 +395,10 @@ impl AuthApi for AuthService {
         let user = user::Entity::find_by_id(found.user_id)
             .one(&txn)
             .await
-            .map_err(db_err)?
+            ?
             .ok_or(AuthError::InvalidRefreshToken)?;
         let pair = self.issue_pair(&txn, &user, found.family_id).await?;
-        txn.commit().await.map_err(db_err)?;
+        txn.commit().await?;
         Ok(pair)
     }
 
@@ -410,7 +408,7 @@ impl AuthApi for AuthService {
             .filter(refresh_token::Column::TokenHash.eq(token_hash(refresh_token)))
             .one(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         if let Some(token) = found {
             self.revoke_family(token.family_id).await?;
         }
@@ -422,7 +420,7 @@ impl AuthApi for AuthService {
     }
 
     async fn user(&self, id: UserId) -> Result<UserView, AuthError> {
-        user::Entity::find_by_id(id.0).one(&self.db).await.map_err(db_err)?.map_or(Err(AuthError::NotFound), view)
+        user::Entity::find_by_id(id.0).one(&self.db).await?.map_or(Err(AuthError::NotFound), view)
     }
 
     async fn jwks(&self) -> Result<Jwks, AuthError> {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use platform::error::Failure;
 use platform::events::{Envelope, EventHandler, HandlerError};
 use sea_orm::TransactionTrait;
 use serde::Deserialize;
@@ -54,7 +55,7 @@ impl EventHandler for PaymentEvents {
                 .service
                 .confirm(&txn, outcome.booking_id, outcome.accepted_at)
                 .await
-                .map_err(|e| HandlerError(e.to_string()))?
+                .map_err(|e| Failure::new("confirming the booking", e))?
         {
             // Paid after the hold ran out or was cancelled: the booking stays unconfirmed. Its
             // `booking.cancelled` (from the sweeper, or the cancel) makes payment refund it.

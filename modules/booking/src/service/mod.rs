@@ -27,6 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId};
+use platform::error::Failure;
 use platform::events::{Envelope, EventHandler};
 use platform::identity::{AuthUser, UserId};
 use platform::locks::{Acquired, SeatLocks};
@@ -103,16 +104,14 @@ pub struct BookingService {
     relay: Arc<Notify>,
 }
 
-fn db_err(e: DbErr) -> BookingError {
-    if platform::db::is_unavailable(&e) {
-        BookingError::Unavailable(format!("booking database: {e}"))
-    } else {
-        BookingError::Internal(format!("booking database: {e}"))
+impl From<DbErr> for BookingError {
+    fn from(e: DbErr) -> Self {
+        platform::db::db_err("booking database", e)
     }
 }
 
 fn event<T: serde::Serialize>(key: &str, payload: &T) -> Result<Envelope, BookingError> {
-    Envelope::new(key, payload).map_err(|e| BookingError::Internal(format!("event {key}: {e}")))
+    Envelope::new(key, payload).map_err(|e| BookingError::Internal(Failure::new(format!("event {key}"), e)))
 }
 
 fn seat_keys(seats: &[SeatId]) -> Vec<String> {
@@ -124,7 +123,7 @@ fn view(b: booking::Model, seats: Vec<booking_seat::Model>) -> Result<Booking, B
         id: BookingId(b.id),
         user_id: UserId(b.user_id),
         showtime_id: ShowtimeId(b.showtime_id),
-        status: BookingStatus::parse(&b.status).map_err(BookingError::Internal)?,
+        status: BookingStatus::parse(&b.status).map_err(|e| BookingError::Internal(Failure::msg(e)))?,
         seats: seats
             .into_iter()
             .map(|s| BookedSeat {
@@ -165,7 +164,7 @@ impl BookingService {
             .order_by_asc(booking_seat::Column::Number)
             .all(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         for row in rows {
             by_booking.entry(row.booking_id).or_default().push(row);
         }
@@ -174,7 +173,7 @@ impl BookingService {
 
     /// The booking if `caller` may see it (owner or admin); `NotFound` otherwise.
     async fn visible(&self, caller: &AuthUser, id: BookingId) -> Result<booking::Model, BookingError> {
-        let found = booking::Entity::find_by_id(id.0).one(&self.db).await.map_err(db_err)?;
+        let found = booking::Entity::find_by_id(id.0).one(&self.db).await?;
         found.filter(|b| b.user_id == caller.id.0 || caller.is_admin()).ok_or(BookingError::NotFound("booking"))
     }
 
@@ -190,7 +189,7 @@ impl BookingService {
             .filter(seat_claim::Column::SeatId.is_in(seats.iter().map(|s| s.0)))
             .all(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         let taken: Vec<Uuid> = rows.iter().map(|r| r.seat_id).collect();
         Ok(seats.iter().copied().filter(|s| taken.contains(&s.0)).collect())
     }
@@ -198,7 +197,7 @@ impl BookingService {
     /// Ends a live booking: `status` in its row, its claims gone, `booking.cancelled` in the
     /// outbox, in one transaction. `false` if it was no longer live (someone else ended it).
     async fn end(&self, b: &booking::Model, status: BookingStatus, reason: CancelReason) -> Result<bool, BookingError> {
-        let txn = self.db.begin().await.map_err(db_err)?;
+        let txn = self.db.begin().await?;
         let was_paid = b.status == BookingStatus::Confirmed.as_str();
         let ended = booking::Entity::update_many()
             .col_expr(booking::Column::Status, Expr::value(status.as_str()))
@@ -207,7 +206,7 @@ impl BookingService {
             .filter(booking::Column::Status.eq(b.status.clone()))
             .exec(&txn)
             .await
-            .map_err(db_err)?;
+            ?;
         if ended.rows_affected != 1 {
             return Ok(false);
         }
@@ -215,7 +214,7 @@ impl BookingService {
             .filter(seat_claim::Column::BookingId.eq(b.id))
             .all(&txn)
             .await
-            .map_err(db_err)?
+            ?
             .into_iter()
             .map(|c| SeatId(c.seat_id))
             .collect();
@@ -223,7 +222,7 @@ impl BookingService {
             .filter(seat_claim::Column::BookingId.eq(b.id))
             .exec(&txn)
             .await
-            .map_err(db_err)?;
+            ?;
         let cancelled = BookingCancelled {
             booking_id: BookingId(b.id),
             user_id: UserId(b.user_id),
@@ -232,8 +231,8 @@ impl BookingService {
             reason,
             was_paid,
         };
-        platform::outbox::enqueue(&txn, &event("booking.cancelled", &cancelled)?).await.map_err(db_err)?;
-        txn.commit().await.map_err(db_err)?;
+        platform::outbox::enqueue(&txn, &event("booking.cancelled", &cancelled)?).await?;
+        txn.commit().await?;
         self.relay.notify_one();
         if let Err(e) = self.locks.release(&b.showtime_id.to_string(), &seat_keys(&seats), &b.id.to_string()).await {
             tracing::warn!(error = %e, "seat locks not released; they expire on their own");
@@ -263,7 +262,7 @@ impl BookingService {
             .limit(100)
             .all(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         let mut expired = 0;
         for b in &due {
             if self.end(b, BookingStatus::Expired, CancelReason::Expired).await? {
@@ -303,7 +302,7 @@ impl BookingService {
             .filter(booking::Column::ExpiresAt.gt(accepted_at.unwrap_or(now)))
             .exec_with_returning(txn)
             .await
-            .map_err(db_err)?;
+            ?;
         let Some(b) = confirmed.into_iter().next() else {
             return Ok(false);
         };
@@ -312,12 +311,12 @@ impl BookingService {
             .filter(seat_claim::Column::BookingId.eq(b.id))
             .exec(txn)
             .await
-            .map_err(db_err)?;
+            ?;
         let seats = booking_seat::Entity::find()
             .filter(booking_seat::Column::BookingId.eq(b.id))
             .all(txn)
             .await
-            .map_err(db_err)?
+            ?
             .into_iter()
             .map(|s| SeatId(s.seat_id))
             .collect();
@@ -327,7 +326,7 @@ impl BookingService {
             showtime_id: ShowtimeId(b.showtime_id),
             seat_ids: seats,
         };
-        platform::outbox::enqueue(txn, &event("booking.confirmed", &payload)?).await.map_err(db_err)?;
+        platform::outbox::enqueue(txn, &event("booking.confirmed", &payload)?).await?;
         Ok(true)
     }
 
@@ -354,7 +353,7 @@ fn movie_error(e: MovieError) -> BookingError {
     match e {
         MovieError::NotFound(_) => BookingError::NotFound("showtime"),
         MovieError::Unavailable(reason) => BookingError::Unavailable(reason),
-        other => BookingError::Internal(format!("movie: {other}")),
+        other => BookingError::Internal(Failure::new("movie", other)),
     }
 }
 
@@ -485,7 +484,7 @@ impl BookingApi for BookingService {
         if let Some(status) = query.status {
             select = select.filter(booking::Column::Status.eq(status.as_str()));
         }
-        let total = select.clone().count(&self.db).await.map_err(db_err)?;
+        let total = select.clone().count(&self.db).await?;
         let rows = select
             .order_by_desc(booking::Column::CreatedAt)
             .order_by_desc(booking::Column::Id)
@@ -493,7 +492,7 @@ impl BookingApi for BookingService {
             .limit(pagination.per_page)
             .all(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         let mut seats = self.seats_of(&rows.iter().map(|b| b.id).collect::<Vec<_>>()).await?;
         let items = rows
             .into_iter()
@@ -511,7 +510,7 @@ impl BookingApi for BookingService {
     }
 
     async fn seat_states(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, BookingError> {
-        taken_seats(&self.db, showtime).await.map_err(db_err)
+        taken_seats(&self.db, showtime).await.map_err(Into::into)
     }
 
     #[tracing::instrument(skip_all, fields(booking_id = %id, payment_id = %payment))]
@@ -535,7 +534,7 @@ impl BookingApi for BookingService {
             )
             .exec(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         let b = self.visible(caller, id).await?;
         if held.rows_affected == 1 {
             return self.full(b).await;
@@ -550,7 +549,7 @@ impl BookingApi for BookingService {
     #[tracing::instrument(skip_all, fields(booking_id = %id))]
     async fn cancel(&self, caller: &AuthUser, id: BookingId) -> Result<Booking, BookingError> {
         let b = self.visible(caller, id).await?;
-        let status = BookingStatus::parse(&b.status).map_err(BookingError::Internal)?;
+        let status = BookingStatus::parse(&b.status).map_err(|e| BookingError::Internal(Failure::msg(e)))?;
         if !status.is_live() {
             return Err(BookingError::NotCancellable(format!("it is already {}", status.as_str())));
         }
@@ -582,7 +581,7 @@ impl BookingService {
         seats: &[booking_seat::Model],
         created: &BookingCreated,
     ) -> Result<(), InsertError> {
-        let failed = |e: DbErr| InsertError::Failed(db_err(e));
+        let failed = |e: DbErr| InsertError::Failed(e.into());
         let txn = self.db.begin().await.map_err(failed)?;
         self.check_hold_caps(&txn, row, seats.len() as u64).await?;
         booking::Entity::insert(booking::ActiveModel::from(row.clone())).exec(&txn).await.map_err(failed)?;
@@ -617,7 +616,7 @@ impl BookingService {
         row: &booking::Model,
         seats: u64,
     ) -> Result<(), InsertError> {
-        let failed = |e: DbErr| InsertError::Failed(db_err(e));
+        let failed = |e: DbErr| InsertError::Failed(e.into());
         hold_lock::Entity::insert(hold_lock::ActiveModel {
             user_id: Set(row.user_id),
             updated_at: Set(row.created_at),
@@ -680,7 +679,7 @@ impl BookingSeatStates {
 #[async_trait]
 impl SeatStates for BookingSeatStates {
     async fn taken_seats(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, MovieError> {
-        taken_seats(&self.db, showtime).await.map_err(|e| MovieError::Unavailable(format!("booking database: {e}")))
+        taken_seats(&self.db, showtime).await.map_err(|e| platform::db::db_err("booking database", e))
     }
 }
 

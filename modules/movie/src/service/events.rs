@@ -6,6 +6,7 @@
 //! booking crate, which depends on movie.
 
 use async_trait::async_trait;
+use platform::error::Failure;
 use platform::events::{Envelope, EventHandler, HandlerError};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
@@ -39,7 +40,7 @@ impl SeatsAvailable {
 impl EventHandler for SeatsAvailable {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
         let seats: SeatsOfBooking = event.decode()?;
-        let count = i32::try_from(seats.seat_ids.len()).map_err(|e| HandlerError(e.to_string()))?;
+        let count = i32::try_from(seats.seat_ids.len()).map_err(|e| Failure::new("seat count", e))?;
         let delta = match event.routing_key.as_str() {
             "booking.created" => -count,
             "booking.cancelled" => count,

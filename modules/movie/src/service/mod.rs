@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveTime, Utc};
+use platform::error::Failure;
 use platform::identity::AuthUser;
 use platform::kv::KeyValue;
 use platform::pagination::{Page, PageRequest, Pagination};
@@ -101,11 +102,9 @@ pub struct MovieService {
     seat_states: Arc<dyn SeatStates>,
 }
 
-fn db_err(e: DbErr) -> MovieError {
-    if platform::db::is_unavailable(&e) {
-        MovieError::Unavailable(format!("movie database: {e}"))
-    } else {
-        MovieError::Internal(format!("movie database: {e}"))
+impl From<DbErr> for MovieError {
+    fn from(e: DbErr) -> Self {
+        platform::db::db_err("movie database", e)
     }
 }
 
@@ -139,7 +138,7 @@ fn seat_view(s: seat::Model) -> Result<Seat, MovieError> {
         id: SeatId(s.id),
         row: s.row_label,
         number: count(s.number),
-        seat_type: SeatType::parse(&s.seat_type).map_err(MovieError::Internal)?,
+        seat_type: SeatType::parse(&s.seat_type).map_err(|e| MovieError::Internal(Failure::msg(e)))?,
     })
 }
 
@@ -163,7 +162,7 @@ async fn future_showtimes(db: &impl ConnectionTrait, id: MovieId) -> Result<u64,
         .filter(showtime::Column::StartTime.gt(Utc::now()))
         .count(db)
         .await
-        .map_err(db_err)
+        .map_err(Into::into)
 }
 
 /// A cache key part for free-form query text: bounded length whatever was sent.
@@ -222,14 +221,14 @@ impl MovieService {
             .order_by_asc(seat::Column::Position)
             .all(db)
             .await
-            .map_err(db_err)
+            .map_err(Into::into)
     }
 
     async fn load_theater(&self, id: TheaterId) -> Result<Theater, MovieError> {
         let t = theater::Entity::find_by_id(id.0)
             .one(&self.db)
             .await
-            .map_err(db_err)?
+            ?
             .ok_or(MovieError::NotFound("theater"))?;
         let seats = self.seats_of(&self.db, &[t.id]).await?.into_iter().map(seat_view).collect::<Result<_, _>>()?;
         Ok(Theater { id: TheaterId(t.id), name: t.name, location: t.location, seats })
@@ -253,7 +252,7 @@ impl MovieService {
         })
         .exec_with_returning(&self.db)
         .await
-        .map_err(db_err)?;
+        ?;
         self.cache.invalidate().await;
         Ok(movie_view(created))
     }
@@ -274,7 +273,7 @@ impl MovieService {
                 });
             }
         }
-        let txn = self.db.begin().await.map_err(db_err)?;
+        let txn = self.db.begin().await?;
         theater::Entity::insert(theater::ActiveModel {
             id: Set(theater_id),
             name: Set(valid.name.clone()),
@@ -283,7 +282,7 @@ impl MovieService {
         })
         .exec(&txn)
         .await
-        .map_err(db_err)?;
+        ?;
         // One multi-row INSERT per chunk (bind-parameter limits), never one per seat.
         for chunk in seats.chunks(500) {
             let models = chunk.iter().cloned().map(|s| seat::ActiveModel {
@@ -294,9 +293,9 @@ impl MovieService {
                 position: Set(s.position),
                 seat_type: Set(s.seat_type),
             });
-            seat::Entity::insert_many(models).exec(&txn).await.map_err(db_err)?;
+            seat::Entity::insert_many(models).exec(&txn).await?;
         }
-        txn.commit().await.map_err(db_err)?;
+        txn.commit().await?;
         self.cache.invalidate().await;
         Ok(Theater {
             id: TheaterId(theater_id),
@@ -313,7 +312,7 @@ impl MovieService {
         input: &ShowtimeInput,
         valid: validate::ValidShowtime,
     ) -> Result<Showtime, MovieError> {
-        let txn = self.db.begin().await.map_err(db_err)?;
+        let txn = self.db.begin().await?;
         // Writing the theater's row first serialises showtime creation per theater (a row
         // lock in PostgreSQL, the write lock in SQLite), so two overlapping showtimes
         // created at once cannot both pass the check below.
@@ -322,7 +321,7 @@ impl MovieService {
             .filter(theater::Column::Id.eq(input.theater_id.0))
             .exec(&txn)
             .await
-            .map_err(db_err)?;
+            ?;
         let mut errors = FieldErrors::new();
         if locked.rows_affected == 0 {
             errors.add("theater_id", "no such theater");
@@ -334,7 +333,7 @@ impl MovieService {
             .filter(movie::Column::DeletedAt.is_null())
             .exec_with_returning(&txn)
             .await
-            .map_err(db_err)?;
+            ?;
         let Some(film) = film.into_iter().next() else {
             errors.add("movie_id", "no such movie");
             return Err(MovieError::Validation(errors));
@@ -350,7 +349,7 @@ impl MovieService {
             .filter(showtime::Column::EndTime.gt(start - gap))
             .one(&txn)
             .await
-            .map_err(db_err)?;
+            ?;
         if let Some(other) = clash {
             return Err(MovieError::Overlap(ShowtimeId(other.id)));
         }
@@ -358,7 +357,7 @@ impl MovieService {
             .filter(seat::Column::TheaterId.eq(input.theater_id.0))
             .count(&txn)
             .await
-            .map_err(db_err)?;
+            ?;
         let seats_total = i32::try_from(seats_total).unwrap_or(i32::MAX);
         let created = showtime::Entity::insert(showtime::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -374,8 +373,8 @@ impl MovieService {
         })
         .exec_with_returning(&txn)
         .await
-        .map_err(db_err)?;
-        txn.commit().await.map_err(db_err)?;
+        ?;
+        txn.commit().await?;
         self.cache.invalidate().await;
         Ok(showtime_view(created))
     }
@@ -386,11 +385,11 @@ impl MovieService {
             .filter(movie::Column::DeletedAt.is_null())
             .one(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         if film.is_none() {
             errors.add("movie_id", "no such movie");
         }
-        if theater::Entity::find_by_id(input.theater_id.0).one(&self.db).await.map_err(db_err)?.is_none() {
+        if theater::Entity::find_by_id(input.theater_id.0).one(&self.db).await?.is_none() {
             errors.add("theater_id", "no such theater");
         }
         Ok(())
@@ -406,7 +405,7 @@ impl MovieService {
     /// Whether the catalog has no movie at all (deleted ones count: a catalog that was used
     /// is never re-seeded).
     pub async fn is_empty(&self) -> Result<bool, MovieError> {
-        Ok(movie::Entity::find().one(&self.db).await.map_err(db_err)?.is_none())
+        Ok(movie::Entity::find().one(&self.db).await?.is_none())
     }
 }
 
@@ -434,7 +433,7 @@ impl MovieApi for MovieService {
                     select =
                         select.filter(ExprTrait::like(lower_title, LikeExpr::new(contains_pattern(q)).escape('\\')));
                 }
-                let total = select.clone().count(&self.db).await.map_err(db_err)?;
+                let total = select.clone().count(&self.db).await?;
                 let items = select
                     .order_by_asc(movie::Column::Title)
                     .order_by_asc(movie::Column::Id)
@@ -442,7 +441,7 @@ impl MovieApi for MovieService {
                     .limit(pagination.per_page)
                     .all(&self.db)
                     .await
-                    .map_err(db_err)?;
+                    ?;
                 Ok(Page::new(items.into_iter().map(movie_view).collect(), pagination, total))
             })
             .await
@@ -455,7 +454,7 @@ impl MovieApi for MovieService {
                     .filter(movie::Column::DeletedAt.is_null())
                     .one(&self.db)
                     .await
-                    .map_err(db_err)?
+                    ?
                     .map(movie_view)
                     .ok_or(MovieError::NotFound("movie"))
             })
@@ -473,7 +472,7 @@ impl MovieApi for MovieService {
     async fn update_movie(&self, caller: &AuthUser, id: MovieId, input: MovieInput) -> Result<Movie, MovieError> {
         admin(caller)?;
         let valid = validate::movie(input).map_err(MovieError::Validation)?;
-        let txn = self.db.begin().await.map_err(db_err)?;
+        let txn = self.db.begin().await?;
         // Lock the row (as showtime creation does), then refuse a new duration while
         // showtimes planned with the old one are to come.
         let current = movie::Entity::update_many()
@@ -482,7 +481,7 @@ impl MovieApi for MovieService {
             .filter(movie::Column::DeletedAt.is_null())
             .exec_with_returning(&txn)
             .await
-            .map_err(db_err)?
+            ?
             .into_iter()
             .next()
             .ok_or(MovieError::NotFound("movie"))?;
@@ -504,9 +503,9 @@ impl MovieApi for MovieService {
             .filter(movie::Column::Id.eq(id.0))
             .exec_with_returning(&txn)
             .await
-            .map_err(db_err)?;
+            ?;
         let updated = updated.into_iter().next().ok_or(MovieError::NotFound("movie"))?;
-        txn.commit().await.map_err(db_err)?;
+        txn.commit().await?;
         self.cache.invalidate().await;
         Ok(movie_view(updated))
     }
@@ -514,7 +513,7 @@ impl MovieApi for MovieService {
     #[tracing::instrument(skip_all, fields(movie_id = %id))]
     async fn delete_movie(&self, caller: &AuthUser, id: MovieId) -> Result<(), MovieError> {
         admin(caller)?;
-        let txn = self.db.begin().await.map_err(db_err)?;
+        let txn = self.db.begin().await?;
         // Lock the movie's row first: showtime creation takes the same lock.
         let locked = movie::Entity::update_many()
             .col_expr(movie::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -522,7 +521,7 @@ impl MovieApi for MovieService {
             .filter(movie::Column::DeletedAt.is_null())
             .exec(&txn)
             .await
-            .map_err(db_err)?;
+            ?;
         if locked.rows_affected == 0 {
             return Err(MovieError::NotFound("movie"));
         }
@@ -535,8 +534,8 @@ impl MovieApi for MovieService {
             .filter(movie::Column::Id.eq(id.0))
             .exec(&txn)
             .await
-            .map_err(db_err)?;
-        txn.commit().await.map_err(db_err)?;
+            ?;
+        txn.commit().await?;
         self.cache.invalidate().await;
         Ok(())
     }
@@ -545,7 +544,7 @@ impl MovieApi for MovieService {
         let pagination = page.validate().map_err(MovieError::Validation)?;
         self.cache
             .get_or_load(&format!("theaters:{}:{}", pagination.page, pagination.per_page), async {
-                let total = theater::Entity::find().count(&self.db).await.map_err(db_err)?;
+                let total = theater::Entity::find().count(&self.db).await?;
                 let theaters = theater::Entity::find()
                     .order_by_asc(theater::Column::Name)
                     .order_by_asc(theater::Column::Id)
@@ -553,7 +552,7 @@ impl MovieApi for MovieService {
                     .limit(pagination.per_page)
                     .all(&self.db)
                     .await
-                    .map_err(db_err)?;
+                    ?;
                 let ids: Vec<Uuid> = theaters.iter().map(|t| t.id).collect();
                 let mut seats: HashMap<Uuid, Vec<Seat>> = HashMap::new();
                 for s in self.seats_of(&self.db, &ids).await? {
@@ -616,7 +615,7 @@ impl MovieApi for MovieService {
                 if let Some(theater_id) = query.theater_id {
                     select = select.filter(showtime::Column::TheaterId.eq(theater_id.0));
                 }
-                let total = select.clone().count(&self.db).await.map_err(db_err)?;
+                let total = select.clone().count(&self.db).await?;
                 let items = select
                     .order_by_asc(showtime::Column::StartTime)
                     .order_by_asc(showtime::Column::Id)
@@ -624,7 +623,7 @@ impl MovieApi for MovieService {
                     .limit(pagination.per_page)
                     .all(&self.db)
                     .await
-                    .map_err(db_err)?;
+                    ?;
                 Ok(Page::new(items.into_iter().map(showtime_view).collect(), pagination, total))
             })
             .await
@@ -636,7 +635,7 @@ impl MovieApi for MovieService {
                 showtime::Entity::find_by_id(id.0)
                     .one(&self.db)
                     .await
-                    .map_err(db_err)?
+                    ?
                     .map(showtime_view)
                     .ok_or(MovieError::NotFound("showtime"))
             })
@@ -662,7 +661,7 @@ impl MovieApi for MovieService {
         let show = showtime::Entity::find_by_id(id.0)
             .one(&self.db)
             .await
-            .map_err(db_err)?
+            ?
             .ok_or(MovieError::NotFound("showtime"))?;
         let layout = self.layout(show.theater_id).await?;
         let prices = self.settings.price_multipliers;

@@ -108,11 +108,9 @@ pub struct NotificationService {
     wake: Notify,
 }
 
-fn db_err(e: DbErr) -> NotificationError {
-    if platform::db::is_unavailable(&e) {
-        NotificationError::Unavailable(format!("notification database: {e}"))
-    } else {
-        NotificationError::Internal(format!("notification database: {e}"))
+impl From<DbErr> for NotificationError {
+    fn from(e: DbErr) -> Self {
+        platform::db::db_err("notification database", e)
     }
 }
 
@@ -169,7 +167,7 @@ impl NotificationApi for NotificationService {
     async fn list(&self, caller: &AuthUser, page: PageRequest) -> Result<Page<Notification>, NotificationError> {
         let pagination = page.validate().map_err(NotificationError::Validation)?;
         let select = notification::Entity::find().filter(notification::Column::UserId.eq(caller.id.0));
-        let total = select.clone().count(&self.db).await.map_err(db_err)?;
+        let total = select.clone().count(&self.db).await?;
         let rows = select
             .order_by_desc(notification::Column::CreatedAt)
             .order_by_desc(notification::Column::Id)
@@ -177,7 +175,7 @@ impl NotificationApi for NotificationService {
             .limit(pagination.per_page)
             .all(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         let items = rows.into_iter().map(view).collect::<Result<_, _>>()?;
         Ok(Page::new(items, pagination, total))
     }

@@ -9,7 +9,6 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::db_err;
 use super::entity::attempt_window as window;
 use crate::api::PaymentError;
 
@@ -50,7 +49,7 @@ impl Attempts {
             let reopens = window::Entity::find_by_id(scope.clone())
                 .one(db)
                 .await
-                .map_err(db_err)?
+                ?
                 .map_or(1, |w| (w.window_start + self.window - now).num_seconds());
             return Err(PaymentError::TooManyAttempts {
                 detail: format!("{limit} declined or unfinished payment attempts for {what}; try again later"),
@@ -85,7 +84,7 @@ impl Attempts {
                     .to_owned(),
             )
             .to_owned();
-        let done = db.execute(&upsert).await.map_err(db_err)?;
+        let done = db.execute(&upsert).await?;
         Ok(done.rows_affected() == 1)
     }
 

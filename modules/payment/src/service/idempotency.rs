@@ -19,7 +19,6 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use super::card::Card;
-use super::db_err;
 use super::entity::idempotency_key as key_row;
 use crate::api::{PayRequest, PaymentError};
 
@@ -136,7 +135,7 @@ pub async fn claim(
     lease_until: DateTime<Utc>,
 ) -> Result<Claim, PaymentError> {
     // Read first: a replay or a waiting duplicate is then a primary-key read, never a write.
-    let existing = key_row::Entity::find_by_id((user, key.to_owned())).one(db).await.map_err(db_err)?;
+    let existing = key_row::Entity::find_by_id((user, key.to_owned())).one(db).await?;
     let found = match existing {
         Some(found) => found,
         None => {
@@ -162,7 +161,7 @@ pub async fn claim(
             match key_row::Entity::insert(key_row::ActiveModel::from(fresh.clone())).exec(db).await {
                 Ok(_) => return Ok(Claim::Run(Lease { payment_id: fresh.payment_id, attempt: 0 })),
                 Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => return Ok(Claim::Busy),
-                Err(e) => return Err(db_err(e)),
+                Err(e) => return Err(e.into()),
             }
         }
     };
@@ -183,7 +182,7 @@ pub async fn claim(
         .filter(running(user, key, found.attempt))
         .exec(db)
         .await
-        .map_err(db_err)?;
+        ?;
     Ok(if taken.rows_affected == 1 {
         tracing::warn!(payment_id = %found.payment_id, attempt, "taking over a payment whose request died");
         Claim::Run(Lease { payment_id: found.payment_id, attempt })
@@ -211,7 +210,7 @@ pub async fn save_answer(
         .filter(running(user, key, lease.attempt))
         .exec(db)
         .await
-        .map_err(db_err)?;
+        ?;
     Ok(saved.rows_affected == 1)
 }
 
@@ -227,7 +226,7 @@ pub async fn replace_answer(db: &DatabaseConnection, user: Uuid, key: &str, body
         .filter(key_row::Column::State.eq(DONE))
         .exec(db)
         .await
-        .map_err(db_err)?;
+        ?;
     Ok(())
 }
 
@@ -248,7 +247,7 @@ pub async fn release(
         .filter(running(user, key, lease.attempt))
         .exec(db)
         .await
-        .map_err(db_err)?;
+        ?;
     Ok(())
 }
 
@@ -270,7 +269,7 @@ pub async fn record_hold(
         .filter(running(user, key, lease.attempt))
         .exec(db)
         .await
-        .map_err(db_err)?;
+        ?;
     Ok(recorded.rows_affected == 1)
 }
 
@@ -307,7 +306,7 @@ pub async fn record_intent(
         .filter(running(user, key, lease.attempt))
         .exec(db)
         .await
-        .map_err(db_err)?;
+        ?;
     Ok(recorded.rows_affected == 1)
 }
 
@@ -340,7 +339,7 @@ pub async fn abandoned(
         .limit(limit)
         .all(db)
         .await
-        .map_err(db_err)
+        .map_err(Into::into)
 }
 
 /// Takes the abandoned `row` over (as a retry of its request would); `None` if someone else
@@ -362,7 +361,7 @@ pub async fn take_over(
         .filter(key_row::Column::LeaseUntil.lt(now))
         .exec(db)
         .await
-        .map_err(db_err)?;
+        ?;
     Ok((taken.rows_affected == 1).then_some(Lease { payment_id: row.payment_id, attempt }))
 }
 
@@ -372,7 +371,7 @@ pub async fn take_over(
 /// Database failures.
 pub async fn forget(db: &impl ConnectionTrait, user: Uuid, key: &str, lease: Lease) -> Result<bool, PaymentError> {
     let gone =
-        key_row::Entity::delete_many().filter(running(user, key, lease.attempt)).exec(db).await.map_err(db_err)?;
+        key_row::Entity::delete_many().filter(running(user, key, lease.attempt)).exec(db).await?;
     Ok(gone.rows_affected == 1)
 }
 
@@ -386,6 +385,6 @@ pub async fn purge(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<u64
         .filter(Expr::col(key_row::Column::State).eq(DONE))
         .exec(db)
         .await
-        .map_err(db_err)?;
+        ?;
     Ok(purged.rows_affected)
 }

@@ -153,11 +153,9 @@ pub struct PaymentService {
 /// The failure reason of a charge the gateway never received (found by the reconciler).
 const NOT_CHARGED: &str = "processing_error";
 
-fn db_err(e: DbErr) -> PaymentError {
-    if platform::db::is_unavailable(&e) {
-        PaymentError::Unavailable(format!("payment database: {e}"))
-    } else {
-        PaymentError::Internal(format!("payment database: {e}"))
+impl From<DbErr> for PaymentError {
+    fn from(e: DbErr) -> Self {
+        platform::db::db_err("payment database", e)
     }
 }
 
@@ -276,7 +274,7 @@ impl PaymentService {
             .order_by_asc(transaction::Column::Id)
             .all(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         for row in rows {
             by_payment.entry(row.payment_id).or_default().push(row);
         }
@@ -302,7 +300,7 @@ impl PaymentService {
         match ledger::Entity::insert(ledger::ActiveModel::from(row)).exec(&self.db).await {
             Ok(_) => return Ok(()),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
-            Err(e) => return Err(db_err(e)),
+            Err(e) => return Err(e.into()),
         }
         let taken = ledger::Entity::update_many()
             .col_expr(ledger::Column::State, Expr::value(CHARGING))
@@ -317,11 +315,11 @@ impl PaymentService {
             ))
             .exec(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         if taken.rows_affected == 1 {
             return Ok(());
         }
-        let state = ledger::Entity::find_by_id(booking.0).one(&self.db).await.map_err(db_err)?.map(|l| l.state);
+        let state = ledger::Entity::find_by_id(booking.0).one(&self.db).await?.map(|l| l.state);
         Err(match state.as_deref() {
             Some(PAID) => PaymentError::BookingNotPending("it is already paid".to_owned()),
             Some(CLOSED) => PaymentError::BookingNotPending("it was cancelled or has expired".to_owned()),
@@ -495,7 +493,7 @@ impl PaymentService {
 
         let answer = view(row.clone(), vec![charge_row.clone()])?;
         let body = serde_json::to_string(&answer).map_err(|e| PaymentError::Internal(e.to_string()))?;
-        let txn = self.db.begin().await.map_err(db_err)?;
+        let txn = self.db.begin().await?;
         // First the key: a request whose lease was taken over (it ran longer than
         // `payment.lease_seconds`) records nothing; the one that took over charged under the
         // same reference and answers.
@@ -513,18 +511,18 @@ impl PaymentService {
             .filter(ledger::Column::PaymentId.eq(lease.payment_id))
             .exec(&txn)
             .await
-            .map_err(db_err)?;
+            ?;
         // The booking was closed (or its ledger taken over) while the gateway charged: the
         // money goes back, and booking never hears of this charge (a `payment.completed` could
         // confirm the booking for another payment's sake); `payment.refunded` follows.
         row.refund_due = approved && kept.rows_affected == 0;
         let refund_due = row.refund_due;
-        payment::Entity::insert(payment::ActiveModel::from(row)).exec(&txn).await.map_err(db_err)?;
-        transaction::Entity::insert(transaction::ActiveModel::from(charge_row)).exec(&txn).await.map_err(db_err)?;
+        payment::Entity::insert(payment::ActiveModel::from(row)).exec(&txn).await?;
+        transaction::Entity::insert(transaction::ActiveModel::from(charge_row)).exec(&txn).await?;
         if !refund_due {
-            platform::outbox::enqueue(&txn, &outcome_event).await.map_err(db_err)?;
+            platform::outbox::enqueue(&txn, &outcome_event).await?;
         }
-        txn.commit().await.map_err(db_err)?;
+        txn.commit().await?;
         self.relay.notify_one();
         metrics::counter!("payments_total", "status" => status.as_str()).increment(1);
         if !refund_due {
@@ -551,7 +549,7 @@ impl PaymentService {
     }
 
     async fn full_by_id(&self, id: Uuid) -> Result<Payment, PaymentError> {
-        let p = payment::Entity::find_by_id(id).one(&self.db).await.map_err(db_err)?;
+        let p = payment::Entity::find_by_id(id).one(&self.db).await?;
         self.full(p.ok_or(PaymentError::NotFound("payment"))?).await
     }
 
@@ -559,7 +557,7 @@ impl PaymentService {
     /// transaction and `payment.refunded` in one transaction. `false` if it was not completed
     /// (anymore).
     async fn refund_payment(&self, id: Uuid) -> Result<bool, PaymentError> {
-        let Some(p) = payment::Entity::find_by_id(id).one(&self.db).await.map_err(db_err)? else {
+        let Some(p) = payment::Entity::find_by_id(id).one(&self.db).await? else {
             return Err(PaymentError::NotFound("payment"));
         };
         if p.status != PaymentStatus::Completed.as_str() {
@@ -570,7 +568,7 @@ impl PaymentService {
             .await
             .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
         let now = now();
-        let txn = self.db.begin().await.map_err(db_err)?;
+        let txn = self.db.begin().await?;
         let refunded = payment::Entity::update_many()
             .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Refunded.as_str()))
             .col_expr(payment::Column::RefundDue, Expr::value(false))
@@ -579,7 +577,7 @@ impl PaymentService {
             .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
             .exec(&txn)
             .await
-            .map_err(db_err)?;
+            ?;
         if refunded.rows_affected != 1 {
             return Ok(false);
         }
@@ -593,15 +591,15 @@ impl PaymentService {
         })
         .exec(&txn)
         .await
-        .map_err(db_err)?;
+        ?;
         let payload = PaymentRefunded {
             payment_id: PaymentId(id),
             booking_id: BookingId(p.booking_id),
             user_id: UserId(p.user_id),
             amount_cents: p.amount_cents,
         };
-        platform::outbox::enqueue(&txn, &event("payment.refunded", &payload)?).await.map_err(db_err)?;
-        txn.commit().await.map_err(db_err)?;
+        platform::outbox::enqueue(&txn, &event("payment.refunded", &payload)?).await?;
+        txn.commit().await?;
         self.relay.notify_one();
         metrics::counter!("payments_total", "status" => "refunded").increment(1);
         Ok(true)
@@ -646,7 +644,7 @@ impl PaymentService {
             .limit(100)
             .all(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         let mut refunded = 0;
         for p in due {
             match self.refund_payment(p.id).await {
@@ -715,7 +713,7 @@ impl PaymentService {
         };
         let Some(intent) = idempotency::intent_of(row) else {
             // The request never sent its charge: nothing to record, the key starts afresh.
-            let txn = self.db.begin().await.map_err(db_err)?;
+            let txn = self.db.begin().await?;
             idempotency::forget(&txn, row.user_id, &row.key, lease).await?;
             // It may have held the booking for this charge (killed, or failed, between the hold
             // and its intent): booking keeps such a hold pending until the charge's outcome
@@ -728,7 +726,7 @@ impl PaymentService {
                     user_id: UserId(row.user_id),
                     failure_reason: NOT_CHARGED.to_owned(),
                 };
-                platform::outbox::enqueue(&txn, &event("payment.failed", &failed)?).await.map_err(db_err)?;
+                platform::outbox::enqueue(&txn, &event("payment.failed", &failed)?).await?;
             }
             ledger::Entity::update_many()
                 .col_expr(ledger::Column::State, Expr::value(FREE))
@@ -737,8 +735,8 @@ impl PaymentService {
                 .filter(ledger::Column::PaymentId.eq(lease.payment_id))
                 .exec(&txn)
                 .await
-                .map_err(db_err)?;
-            txn.commit().await.map_err(db_err)?;
+                ?;
+            txn.commit().await?;
             self.relay.notify_one();
             metrics::counter!("payment_reconciled_total", "outcome" => "forgotten").increment(1);
             return Ok(true);
@@ -846,7 +844,7 @@ impl PaymentApi for PaymentService {
         if let Some(status) = query.status {
             select = select.filter(payment::Column::Status.eq(status.as_str()));
         }
-        let total = select.clone().count(&self.db).await.map_err(db_err)?;
+        let total = select.clone().count(&self.db).await?;
         let rows = select
             .order_by_desc(payment::Column::CreatedAt)
             .order_by_desc(payment::Column::Id)
@@ -854,7 +852,7 @@ impl PaymentApi for PaymentService {
             .limit(pagination.per_page)
             .all(&self.db)
             .await
-            .map_err(db_err)?;
+            ?;
         let mut txs = self.transactions_of(&rows.iter().map(|p| p.id).collect::<Vec<_>>()).await?;
         let items = rows
             .into_iter()
@@ -867,7 +865,7 @@ impl PaymentApi for PaymentService {
     }
 
     async fn payment(&self, caller: &AuthUser, id: PaymentId) -> Result<Payment, PaymentError> {
-        let found = payment::Entity::find_by_id(id.0).one(&self.db).await.map_err(db_err)?;
+        let found = payment::Entity::find_by_id(id.0).one(&self.db).await?;
         let p =
             found.filter(|p| p.user_id == caller.id.0 || caller.is_admin()).ok_or(PaymentError::NotFound("payment"))?;
         self.full(p).await
@@ -878,7 +876,7 @@ impl PaymentApi for PaymentService {
         if !caller.is_admin() {
             return Err(PaymentError::Forbidden("only an admin can refund a payment".to_owned()));
         }
-        let p = payment::Entity::find_by_id(id.0).one(&self.db).await.map_err(db_err)?;
+        let p = payment::Entity::find_by_id(id.0).one(&self.db).await?;
         let p = p.ok_or(PaymentError::NotFound("payment"))?;
         if p.status != PaymentStatus::Completed.as_str() {
             return Err(PaymentError::NotRefundable(format!("it is {}", p.status)));
