@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_payments;
 mod m20261201_000001_reconcile;
+mod m20261207_000001_saved_answers;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_payments::Migration),
             Box::new(crate::inbox_retention::Migration),
             Box::new(m20261201_000001_reconcile::Migration),
+            Box::new(m20261207_000001_saved_answers::Migration),
         ]
     }
 

@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 use movie::api::{SeatId, SeatStatus, ShowtimeId};
+use platform::error::Failure;
 use platform::identity::{AuthUser, UserId};
 use platform::pagination::Page;
-use platform::error::Failure;
 use platform::problem::{Problem, ProblemKind, kind};
 use platform::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
@@ -196,11 +196,9 @@ impl From<Problem> for BookingError {
         let number = |key: &str| p.extra(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
         match p.kind() {
             kind::VALIDATION => Self::Validation(p.field_errors()),
-            kind::NOT_FOUND => Self::NotFound(if text("resource").as_deref() == Some("showtime") {
-                "showtime"
-            } else {
-                "booking"
-            }),
+            kind::NOT_FOUND => {
+                Self::NotFound(if text("resource").as_deref() == Some("showtime") { "showtime" } else { "booking" })
+            }
             Self::SEATS_UNAVAILABLE => Self::SeatsUnavailable(
                 p.extra("unavailable_seat_ids")
                     .and_then(|v| serde_json::from_value::<Vec<Uuid>>(v.clone()).ok())

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use platform::error::Failure;
 use platform::identity::AuthUser;
 use platform::pagination::{Page, PageRequest};
-use platform::error::Failure;
 use platform::problem::{Problem, ProblemKind, kind};
 use platform::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
@@ -335,9 +335,9 @@ impl From<Problem> for MovieError {
         match p.kind() {
             kind::VALIDATION => Self::Validation(p.field_errors()),
             kind::NOT_FOUND => Self::NotFound(Self::not_found_kind(&extra_str("resource").unwrap_or_default())),
-            Self::HAS_FUTURE_SHOWTIMES => Self::HasFutureShowtimes(
-                p.extra("future_showtimes").and_then(serde_json::Value::as_u64).unwrap_or(1),
-            ),
+            Self::HAS_FUTURE_SHOWTIMES => {
+                Self::HasFutureShowtimes(p.extra("future_showtimes").and_then(serde_json::Value::as_u64).unwrap_or(1))
+            }
             Self::OVERLAP => match extra_str("conflicting_showtime_id").and_then(|s| Uuid::parse_str(&s).ok()) {
                 Some(id) => Self::Overlap(ShowtimeId(id)),
                 None => Self::Internal(Failure::new("movie answered an overlap without the showtime", p)),

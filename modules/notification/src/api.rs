@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use platform::error::Failure;
 use platform::identity::AuthUser;
 use platform::pagination::{Page, PageRequest};
-use platform::problem::Problem;
+use platform::problem::{Problem, ProblemKind, kind};
 use platform::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -141,8 +142,27 @@ pub enum NotificationError {
     Unauthenticated(String),
     #[error("notification unavailable: {0}")]
     Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error")]
+    Internal(#[source] Failure),
+}
+
+impl ProblemKind for NotificationError {
+    fn problem_type(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => kind::VALIDATION,
+            Self::Unauthenticated(_) => kind::UNAUTHORIZED,
+            Self::Unavailable(_) => kind::UNAVAILABLE,
+            Self::Internal(_) => kind::INTERNAL,
+        }
+    }
+
+    fn unavailable(reason: String) -> Self {
+        Self::Unavailable(reason)
+    }
+
+    fn internal(cause: Failure) -> Self {
+        Self::Internal(cause)
+    }
 }
 
 impl From<NotificationError> for Problem {
@@ -151,7 +171,7 @@ impl From<NotificationError> for Problem {
             NotificationError::Validation(errors) => Problem::validation(&errors),
             NotificationError::Unauthenticated(reason) => Problem::unauthorized(reason),
             NotificationError::Unavailable(reason) => Problem::unavailable(reason),
-            NotificationError::Internal(cause) => Problem::internal(&cause),
+            NotificationError::Internal(_) => Problem::internal(&e),
         }
     }
 }
@@ -159,11 +179,11 @@ impl From<NotificationError> for Problem {
 impl From<Problem> for NotificationError {
     /// The inverse of `From<NotificationError> for Problem`, for answers received over REST.
     fn from(p: Problem) -> Self {
-        match p.status().as_u16() {
-            422 => NotificationError::Validation(p.field_errors()),
-            401 => NotificationError::Unauthenticated(p.detail().to_owned()),
-            503 => NotificationError::Unavailable(p.detail().to_owned()),
-            _ => NotificationError::Internal(format!("{p:?}")),
+        match p.kind() {
+            kind::VALIDATION => Self::Validation(p.field_errors()),
+            kind::UNAUTHORIZED => Self::Unauthenticated(p.detail().to_owned()),
+            kind::UNAVAILABLE => Self::Unavailable(p.detail().to_owned()),
+            _ => Self::Internal(Failure::new("notification answered", p)),
         }
     }
 }
@@ -220,18 +240,10 @@ mod tests {
     /// What the REST client receives must map back to what the service returned.
     #[test]
     fn every_error_survives_the_trip_through_a_problem_document() {
-        let errors = [
+        platform::problem::assert_round_trip([
             NotificationError::Validation(FieldErrors::single("per_page", "must be between 1 and 100")),
             NotificationError::Unauthenticated("token expired".to_owned()),
             NotificationError::Unavailable("notification database: down".to_owned()),
-        ];
-        for original in errors {
-            let expected = format!("{original:?}");
-            let problem = Problem::from(original);
-            let wire = serde_json::to_vec(&problem.document()).unwrap();
-            let doc: platform::problem::ProblemDocument = serde_json::from_slice(&wire).unwrap();
-            let received = Problem::from_document(problem.status(), doc, problem.retry_after_seconds());
-            assert_eq!(format!("{:?}", NotificationError::from(received)), expected);
-        }
+        ]);
     }
 }

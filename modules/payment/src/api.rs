@@ -3,12 +3,14 @@
 
 use std::fmt;
 
+use actix_web::http::StatusCode;
 use async_trait::async_trait;
 use booking::api::BookingId;
 use chrono::{DateTime, Utc};
+use platform::error::Failure;
 use platform::identity::{AuthUser, UserId};
 use platform::pagination::Page;
-use platform::problem::Problem;
+use platform::problem::{Problem, ProblemKind, kind};
 use platform::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -167,69 +169,93 @@ pub enum PaymentError {
     Forbidden(String),
     #[error("payment unavailable: {0}")]
     Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error")]
+    Internal(#[source] Failure),
+}
+
+impl PaymentError {
+    pub const BOOKING_NOT_PENDING: &str = "booking-not-pending";
+    pub const IN_PROGRESS: &str = "payment-in-progress";
+    pub const NOT_REFUNDABLE: &str = "payment-not-refundable";
+    pub const TOO_MANY_ATTEMPTS: &str = "payment-attempts-exceeded";
+}
+
+impl ProblemKind for PaymentError {
+    fn problem_type(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => kind::MALFORMED_REQUEST,
+            Self::Validation(_) => kind::VALIDATION,
+            Self::NotFound(_) => kind::NOT_FOUND,
+            Self::BookingNotPending(_) => Self::BOOKING_NOT_PENDING,
+            Self::InProgress(_) => Self::IN_PROGRESS,
+            Self::NotRefundable(_) => Self::NOT_REFUNDABLE,
+            Self::TooManyAttempts { .. } => Self::TOO_MANY_ATTEMPTS,
+            Self::Unauthenticated(_) => kind::UNAUTHORIZED,
+            Self::Forbidden(_) => kind::FORBIDDEN,
+            Self::Unavailable(_) => kind::UNAVAILABLE,
+            Self::Internal(_) => kind::INTERNAL,
+        }
+    }
+
+    fn unavailable(reason: String) -> Self {
+        Self::Unavailable(reason)
+    }
+
+    fn internal(cause: Failure) -> Self {
+        Self::Internal(cause)
+    }
 }
 
 impl From<PaymentError> for Problem {
     fn from(e: PaymentError) -> Self {
+        let kind = e.problem_type();
         match e {
             PaymentError::BadRequest(detail) => Problem::bad_request(detail),
             PaymentError::Validation(errors) => Problem::validation(&errors),
             PaymentError::NotFound(what) => Problem::not_found(e.to_string()).with("resource", what),
-            PaymentError::BookingNotPending(_) => {
-                Problem::conflict("booking-not-pending", "Booking cannot be paid", e.to_string())
+            PaymentError::BookingNotPending(ref reason) => {
+                Problem::conflict(kind, "Booking cannot be paid", e.to_string()).with("reason", reason.clone())
             }
-            PaymentError::InProgress(_) => {
-                Problem::conflict("payment-in-progress", "Payment in progress", e.to_string()).with_retry_after(1)
+            PaymentError::InProgress(ref reason) => Problem::conflict(kind, "Payment in progress", e.to_string())
+                .with("reason", reason.clone())
+                .with_retry_after(1),
+            PaymentError::NotRefundable(ref reason) => {
+                Problem::conflict(kind, "Payment cannot be refunded", e.to_string()).with("reason", reason.clone())
             }
-            PaymentError::NotRefundable(_) => {
-                Problem::conflict("payment-not-refundable", "Payment cannot be refunded", e.to_string())
+            PaymentError::TooManyAttempts { detail, retry_after_seconds } => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, kind, "Too many payment attempts", detail)
+                    .with_retry_after(retry_after_seconds)
             }
-            PaymentError::TooManyAttempts { detail, retry_after_seconds } => Problem::new(
-                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-                "payment-attempts-exceeded",
-                "Too many payment attempts",
-                detail,
-            )
-            .with_retry_after(retry_after_seconds),
             PaymentError::Unauthenticated(reason) => Problem::unauthorized(reason),
             PaymentError::Forbidden(reason) => Problem::forbidden(reason),
             PaymentError::Unavailable(reason) => Problem::unavailable(reason),
-            PaymentError::Internal(cause) => Problem::internal(&cause),
+            PaymentError::Internal(_) => Problem::internal(&e),
         }
     }
 }
 
-/// Strips the prefix `Display` added, so a problem read back gives the same variant and text.
-fn reason(detail: &str, prefix: &str) -> String {
-    detail.strip_prefix(prefix).unwrap_or(detail).to_owned()
-}
-
 impl From<Problem> for PaymentError {
-    /// The inverse of `From<PaymentError> for Problem`, for answers received over REST and
-    /// for saved answers replayed.
+    /// The inverse of `From<PaymentError> for Problem`, for answers received over REST.
     fn from(p: Problem) -> Self {
-        match (p.status().as_u16(), p.kind()) {
-            (400, _) => PaymentError::BadRequest(p.detail().to_owned()),
-            (422, _) => PaymentError::Validation(p.field_errors()),
-            (404, _) => PaymentError::NotFound(match p.extra("resource").and_then(|v| v.as_str()) {
+        let reason = || p.extra("reason").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        match p.kind() {
+            kind::MALFORMED_REQUEST => Self::BadRequest(p.detail().to_owned()),
+            kind::VALIDATION => Self::Validation(p.field_errors()),
+            kind::NOT_FOUND => Self::NotFound(match p.extra("resource").and_then(|v| v.as_str()) {
                 Some("payment") => "payment",
                 _ => "booking",
             }),
-            (409, "booking-not-pending") => {
-                PaymentError::BookingNotPending(reason(p.detail(), "the booking cannot be paid: "))
-            }
-            (409, "payment-in-progress") => PaymentError::InProgress(reason(p.detail(), "a payment is in progress: ")),
-            (409, _) => PaymentError::NotRefundable(reason(p.detail(), "the payment cannot be refunded: ")),
-            (429, _) => PaymentError::TooManyAttempts {
+            Self::BOOKING_NOT_PENDING => Self::BookingNotPending(reason()),
+            Self::IN_PROGRESS => Self::InProgress(reason()),
+            Self::NOT_REFUNDABLE => Self::NotRefundable(reason()),
+            Self::TOO_MANY_ATTEMPTS => Self::TooManyAttempts {
                 detail: p.detail().to_owned(),
                 retry_after_seconds: p.retry_after_seconds().unwrap_or(1),
             },
-            (401, _) => PaymentError::Unauthenticated(p.detail().to_owned()),
-            (403, _) => PaymentError::Forbidden(p.detail().to_owned()),
-            (503, _) => PaymentError::Unavailable(p.detail().to_owned()),
-            _ => PaymentError::Internal(format!("{p:?}")),
+            kind::UNAUTHORIZED => Self::Unauthenticated(p.detail().to_owned()),
+            kind::FORBIDDEN => Self::Forbidden(p.detail().to_owned()),
+            kind::UNAVAILABLE => Self::Unavailable(p.detail().to_owned()),
+            _ => Self::Internal(Failure::new("payment answered", p)),
         }
     }
 }
@@ -327,3 +353,26 @@ pub struct PaymentRefunded {
 /// The queue payment consumes: a cancelled booking that was paid is refunded.
 pub const QUEUE: platform::events::QueueSpec =
     platform::events::QueueSpec { name: "payment_queue", patterns: &["booking.cancelled"] };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the REST client receives must map back to what the service returned.
+    #[test]
+    fn every_error_survives_the_trip_through_a_problem_document() {
+        platform::problem::assert_round_trip([
+            PaymentError::BadRequest("the Idempotency-Key header is required".to_owned()),
+            PaymentError::Validation(FieldErrors::single("card_number", "must be 12 to 19 digits")),
+            PaymentError::NotFound("booking"),
+            PaymentError::NotFound("payment"),
+            PaymentError::BookingNotPending("it is already paid".to_owned()),
+            PaymentError::InProgress("another payment of this booking is being charged".to_owned()),
+            PaymentError::NotRefundable("it is failed".to_owned()),
+            PaymentError::TooManyAttempts { detail: "3 declined payments".to_owned(), retry_after_seconds: 60 },
+            PaymentError::Unauthenticated("token expired".to_owned()),
+            PaymentError::Forbidden("only an admin can refund a payment".to_owned()),
+            PaymentError::Unavailable("payment gateway: down".to_owned()),
+        ]);
+    }
+}

@@ -275,7 +275,8 @@ impl FromRequest for AuthUser {
         let verifier = req.app_data::<web::Data<JwtVerifier>>().cloned();
         Box::pin(async move {
             let token = token.ok_or(TokenError::Missing)?;
-            let verifier = verifier.ok_or_else(|| Problem::internal(&crate::error::Failure::msg("JwtVerifier missing from app data")))?;
+            let verifier = verifier
+                .ok_or_else(|| Problem::internal(&crate::error::Failure::msg("JwtVerifier missing from app data")))?;
             let claims = verifier.verify(&token).await?;
             Ok(AuthUser { id: claims.sub, role: claims.role, bearer: token })
         })

@@ -67,11 +67,8 @@ pub fn through_the_wire<E: ProblemKind>(error: E) -> E {
 
     let response = error.into().error_response();
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let retry_after =
+        response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let body = response.into_body().try_into_bytes().unwrap_or_default();
     match serde_json::from_slice(&body) {
         Ok(doc) => E::from(Problem::from_document(status, doc, retry_after)),
@@ -159,12 +156,8 @@ impl Problem {
 
     /// A dependency (database, cache, another module) is down: 503 with `Retry-After`.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        let mut p = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            kind::UNAVAILABLE,
-            "Service temporarily unavailable",
-            detail,
-        );
+        let mut p =
+            Self::new(StatusCode::SERVICE_UNAVAILABLE, kind::UNAVAILABLE, "Service temporarily unavailable", detail);
         p.retry_after_seconds = Some(5);
         p
     }

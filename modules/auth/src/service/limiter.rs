@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use platform::error::Failure;
 use platform::kv::{Backoff, KeyValue, KvError, MemoryKv, Throttled};
 
 use super::AuthSettings;
@@ -88,7 +89,7 @@ impl LoginLimiter {
         metrics::counter!("auth_login_limiter_fallbacks_total").increment(1);
         match self.begin_in(&self.local, account, client).await {
             Ok(answer) => answer,
-            Err(e) => Err(AuthError::Internal(format!("in-process login limiter: {e}"))),
+            Err(e) => Err(AuthError::Internal(Failure::new("in-process login limiter", e))),
         }
     }
 

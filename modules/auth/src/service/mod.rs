@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, Header};
 use platform::config::{JwtSettings, Secret};
+use platform::error::Failure;
 use platform::identity::{AuthUser, Claims, Jwks, Role, UserId};
 use platform::kv::KeyValue;
 use rand::RngCore;
@@ -110,7 +111,7 @@ fn view(u: user::Model) -> Result<UserView, AuthError> {
         id: UserId(u.id),
         email: u.email,
         username: u.username,
-        role: Role::parse(&u.role).map_err(AuthError::Internal)?,
+        role: Role::parse(&u.role).map_err(|e| AuthError::Internal(Failure::msg(e)))?,
         created_at: u.created_at,
     })
 }
@@ -134,8 +135,7 @@ impl AuthService {
         let purged = refresh_token::Entity::delete_many()
             .filter(refresh_token::Column::ExpiresAt.lt(Utc::now()))
             .exec(&self.db)
-            .await
-            ?;
+            .await?;
         Ok(purged.rows_affected)
     }
 
@@ -234,7 +234,7 @@ impl AuthService {
             Ok(created) => view(created),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 self.ensure_free(&valid.email, &username_key).await?;
-                Err(AuthError::Internal(format!("unique violation on a free email and username: {e}")))
+                Err(AuthError::Internal(Failure::new("unique violation on a free email and username", e)))
             }
             Err(e) => Err(e.into()),
         }
@@ -244,8 +244,7 @@ impl AuthService {
         let taken = user::Entity::find()
             .filter(Condition::any().add(user::Column::Email.eq(email)).add(user::Column::UsernameKey.eq(username_key)))
             .all(&self.db)
-            .await
-            ?;
+            .await?;
         if taken.iter().any(|u| u.email == email) {
             return Err(AuthError::EmailTaken);
         }
@@ -269,7 +268,7 @@ impl AuthService {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.keys.kid.clone());
         jsonwebtoken::encode(&header, &claims, &self.keys.encoding)
-            .map_err(|e| AuthError::Internal(format!("signing: {e}")))
+            .map_err(|e| AuthError::Internal(Failure::new("signing", e)))
     }
 
     /// Issues an access token and a refresh token of `family` (a new family on login).
@@ -279,7 +278,7 @@ impl AuthService {
         user: &user::Model,
         family: Uuid,
     ) -> Result<TokenPair, AuthError> {
-        let role = Role::parse(&user.role).map_err(AuthError::Internal)?;
+        let role = Role::parse(&user.role).map_err(|e| AuthError::Internal(Failure::msg(e)))?;
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
         let refresh_token = URL_SAFE_NO_PAD.encode(secret);
@@ -295,8 +294,7 @@ impl AuthService {
             revoked_at: Set(None),
         })
         .exec(db)
-        .await
-        ?;
+        .await?;
         Ok(TokenPair {
             access_token: self.access_token(user.id, role)?,
             token_type: "bearer".to_owned(),
@@ -311,8 +309,7 @@ impl AuthService {
             .filter(refresh_token::Column::FamilyId.eq(family))
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(&self.db)
-            .await
-            ?;
+            .await?;
         Ok(())
     }
 }
@@ -362,8 +359,7 @@ impl AuthApi for AuthService {
         let found = refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.eq(token_hash(refresh_token)))
             .one(&self.db)
-            .await
-            ?
+            .await?
             .ok_or(AuthError::InvalidRefreshToken)?;
         if found.revoked_at.is_some() {
             return Err(AuthError::InvalidRefreshToken);
@@ -384,19 +380,14 @@ impl AuthApi for AuthService {
             .filter(refresh_token::Column::UsedAt.is_null())
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(&txn)
-            .await
-            ?;
+            .await?;
         if claimed.rows_affected != 1 {
             drop(txn);
             tracing::warn!(family = %found.family_id, "refresh token used concurrently; revoking its family");
             self.revoke_family(found.family_id).await?;
             return Err(AuthError::InvalidRefreshToken);
         }
-        let user = user::Entity::find_by_id(found.user_id)
-            .one(&txn)
-            .await
-            ?
-            .ok_or(AuthError::InvalidRefreshToken)?;
+        let user = user::Entity::find_by_id(found.user_id).one(&txn).await?.ok_or(AuthError::InvalidRefreshToken)?;
         let pair = self.issue_pair(&txn, &user, found.family_id).await?;
         txn.commit().await?;
         Ok(pair)
@@ -407,8 +398,7 @@ impl AuthApi for AuthService {
         let found = refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.eq(token_hash(refresh_token)))
             .one(&self.db)
-            .await
-            ?;
+            .await?;
         if let Some(token) = found {
             self.revoke_family(token.family_id).await?;
         }

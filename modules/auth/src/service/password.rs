@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use platform::error::Failure;
 use tokio::sync::Semaphore;
 
 use crate::api::AuthError;
@@ -39,7 +40,7 @@ impl Passwords {
         let argon = Arc::clone(&self.argon);
         self.run(move || argon.hash_password(password.as_bytes()).map(|h| h.to_string()))
             .await?
-            .map_err(|e| AuthError::Internal(format!("argon2: {e}")))
+            .map_err(|e| AuthError::Internal(Failure::new("argon2", e)))
     }
 
     /// Whether `password` matches `phc`; with `None`, checks against the decoy (always false).
@@ -55,7 +56,8 @@ impl Passwords {
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
-        let _permit = self.permits.acquire().await.map_err(|e| AuthError::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(work).await.map_err(|e| AuthError::Internal(format!("hashing task: {e}")))
+        let _permit =
+            self.permits.acquire().await.map_err(|e| AuthError::Internal(Failure::new("hashing permits", e)))?;
+        tokio::task::spawn_blocking(work).await.map_err(|e| AuthError::Internal(Failure::new("hashing task", e)))
     }
 }

@@ -163,8 +163,7 @@ impl BookingService {
             .order_by_asc(booking_seat::Column::RowLabel)
             .order_by_asc(booking_seat::Column::Number)
             .all(&self.db)
-            .await
-            ?;
+            .await?;
         for row in rows {
             by_booking.entry(row.booking_id).or_default().push(row);
         }
@@ -188,8 +187,7 @@ impl BookingService {
             .filter(seat_claim::Column::ShowtimeId.eq(showtime.0))
             .filter(seat_claim::Column::SeatId.is_in(seats.iter().map(|s| s.0)))
             .all(&self.db)
-            .await
-            ?;
+            .await?;
         let taken: Vec<Uuid> = rows.iter().map(|r| r.seat_id).collect();
         Ok(seats.iter().copied().filter(|s| taken.contains(&s.0)).collect())
     }
@@ -205,24 +203,18 @@ impl BookingService {
             .filter(booking::Column::Id.eq(b.id))
             .filter(booking::Column::Status.eq(b.status.clone()))
             .exec(&txn)
-            .await
-            ?;
+            .await?;
         if ended.rows_affected != 1 {
             return Ok(false);
         }
         let seats: Vec<SeatId> = seat_claim::Entity::find()
             .filter(seat_claim::Column::BookingId.eq(b.id))
             .all(&txn)
-            .await
-            ?
+            .await?
             .into_iter()
             .map(|c| SeatId(c.seat_id))
             .collect();
-        seat_claim::Entity::delete_many()
-            .filter(seat_claim::Column::BookingId.eq(b.id))
-            .exec(&txn)
-            .await
-            ?;
+        seat_claim::Entity::delete_many().filter(seat_claim::Column::BookingId.eq(b.id)).exec(&txn).await?;
         let cancelled = BookingCancelled {
             booking_id: BookingId(b.id),
             user_id: UserId(b.user_id),
@@ -261,8 +253,7 @@ impl BookingService {
             .order_by_asc(booking::Column::ExpiresAt)
             .limit(100)
             .all(&self.db)
-            .await
-            ?;
+            .await?;
         let mut expired = 0;
         for b in &due {
             if self.end(b, BookingStatus::Expired, CancelReason::Expired).await? {
@@ -301,8 +292,7 @@ impl BookingService {
             .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
             .filter(booking::Column::ExpiresAt.gt(accepted_at.unwrap_or(now)))
             .exec_with_returning(txn)
-            .await
-            ?;
+            .await?;
         let Some(b) = confirmed.into_iter().next() else {
             return Ok(false);
         };
@@ -310,13 +300,11 @@ impl BookingService {
             .col_expr(seat_claim::Column::Confirmed, Expr::value(true))
             .filter(seat_claim::Column::BookingId.eq(b.id))
             .exec(txn)
-            .await
-            ?;
+            .await?;
         let seats = booking_seat::Entity::find()
             .filter(booking_seat::Column::BookingId.eq(b.id))
             .all(txn)
-            .await
-            ?
+            .await?
             .into_iter()
             .map(|s| SeatId(s.seat_id))
             .collect();
@@ -491,8 +479,7 @@ impl BookingApi for BookingService {
             .offset(pagination.offset())
             .limit(pagination.per_page)
             .all(&self.db)
-            .await
-            ?;
+            .await?;
         let mut seats = self.seats_of(&rows.iter().map(|b| b.id).collect::<Vec<_>>()).await?;
         let items = rows
             .into_iter()
@@ -533,8 +520,7 @@ impl BookingApi for BookingService {
                     .add(booking::Column::ChargingPaymentId.eq(payment)),
             )
             .exec(&self.db)
-            .await
-            ?;
+            .await?;
         let b = self.visible(caller, id).await?;
         if held.rows_affected == 1 {
             return self.full(b).await;

@@ -225,11 +225,7 @@ impl MovieService {
     }
 
     async fn load_theater(&self, id: TheaterId) -> Result<Theater, MovieError> {
-        let t = theater::Entity::find_by_id(id.0)
-            .one(&self.db)
-            .await
-            ?
-            .ok_or(MovieError::NotFound("theater"))?;
+        let t = theater::Entity::find_by_id(id.0).one(&self.db).await?.ok_or(MovieError::NotFound("theater"))?;
         let seats = self.seats_of(&self.db, &[t.id]).await?.into_iter().map(seat_view).collect::<Result<_, _>>()?;
         Ok(Theater { id: TheaterId(t.id), name: t.name, location: t.location, seats })
     }
@@ -251,8 +247,7 @@ impl MovieService {
             deleted_at: Set(None),
         })
         .exec_with_returning(&self.db)
-        .await
-        ?;
+        .await?;
         self.cache.invalidate().await;
         Ok(movie_view(created))
     }
@@ -281,8 +276,7 @@ impl MovieService {
             created_at: Set(Utc::now()),
         })
         .exec(&txn)
-        .await
-        ?;
+        .await?;
         // One multi-row INSERT per chunk (bind-parameter limits), never one per seat.
         for chunk in seats.chunks(500) {
             let models = chunk.iter().cloned().map(|s| seat::ActiveModel {
@@ -320,8 +314,7 @@ impl MovieService {
             .col_expr(theater::Column::Name, Expr::col(theater::Column::Name))
             .filter(theater::Column::Id.eq(input.theater_id.0))
             .exec(&txn)
-            .await
-            ?;
+            .await?;
         let mut errors = FieldErrors::new();
         if locked.rows_affected == 0 {
             errors.add("theater_id", "no such theater");
@@ -332,8 +325,7 @@ impl MovieService {
             .filter(movie::Column::Id.eq(input.movie_id.0))
             .filter(movie::Column::DeletedAt.is_null())
             .exec_with_returning(&txn)
-            .await
-            ?;
+            .await?;
         let Some(film) = film.into_iter().next() else {
             errors.add("movie_id", "no such movie");
             return Err(MovieError::Validation(errors));
@@ -348,16 +340,12 @@ impl MovieService {
             .filter(showtime::Column::StartTime.lt(end + gap))
             .filter(showtime::Column::EndTime.gt(start - gap))
             .one(&txn)
-            .await
-            ?;
+            .await?;
         if let Some(other) = clash {
             return Err(MovieError::Overlap(ShowtimeId(other.id)));
         }
-        let seats_total = seat::Entity::find()
-            .filter(seat::Column::TheaterId.eq(input.theater_id.0))
-            .count(&txn)
-            .await
-            ?;
+        let seats_total =
+            seat::Entity::find().filter(seat::Column::TheaterId.eq(input.theater_id.0)).count(&txn).await?;
         let seats_total = i32::try_from(seats_total).unwrap_or(i32::MAX);
         let created = showtime::Entity::insert(showtime::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -372,8 +360,7 @@ impl MovieService {
             created_at: Set(Utc::now()),
         })
         .exec_with_returning(&txn)
-        .await
-        ?;
+        .await?;
         txn.commit().await?;
         self.cache.invalidate().await;
         Ok(showtime_view(created))
@@ -384,8 +371,7 @@ impl MovieService {
         let film = movie::Entity::find_by_id(input.movie_id.0)
             .filter(movie::Column::DeletedAt.is_null())
             .one(&self.db)
-            .await
-            ?;
+            .await?;
         if film.is_none() {
             errors.add("movie_id", "no such movie");
         }
@@ -440,8 +426,7 @@ impl MovieApi for MovieService {
                     .offset(pagination.offset())
                     .limit(pagination.per_page)
                     .all(&self.db)
-                    .await
-                    ?;
+                    .await?;
                 Ok(Page::new(items.into_iter().map(movie_view).collect(), pagination, total))
             })
             .await
@@ -453,8 +438,7 @@ impl MovieApi for MovieService {
                 movie::Entity::find_by_id(id.0)
                     .filter(movie::Column::DeletedAt.is_null())
                     .one(&self.db)
-                    .await
-                    ?
+                    .await?
                     .map(movie_view)
                     .ok_or(MovieError::NotFound("movie"))
             })
@@ -480,8 +464,7 @@ impl MovieApi for MovieService {
             .filter(movie::Column::Id.eq(id.0))
             .filter(movie::Column::DeletedAt.is_null())
             .exec_with_returning(&txn)
-            .await
-            ?
+            .await?
             .into_iter()
             .next()
             .ok_or(MovieError::NotFound("movie"))?;
@@ -502,8 +485,7 @@ impl MovieApi for MovieService {
             .col_expr(movie::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(movie::Column::Id.eq(id.0))
             .exec_with_returning(&txn)
-            .await
-            ?;
+            .await?;
         let updated = updated.into_iter().next().ok_or(MovieError::NotFound("movie"))?;
         txn.commit().await?;
         self.cache.invalidate().await;
@@ -520,8 +502,7 @@ impl MovieApi for MovieService {
             .filter(movie::Column::Id.eq(id.0))
             .filter(movie::Column::DeletedAt.is_null())
             .exec(&txn)
-            .await
-            ?;
+            .await?;
         if locked.rows_affected == 0 {
             return Err(MovieError::NotFound("movie"));
         }
@@ -533,8 +514,7 @@ impl MovieApi for MovieService {
             .col_expr(movie::Column::DeletedAt, Expr::value(Utc::now()))
             .filter(movie::Column::Id.eq(id.0))
             .exec(&txn)
-            .await
-            ?;
+            .await?;
         txn.commit().await?;
         self.cache.invalidate().await;
         Ok(())
@@ -551,8 +531,7 @@ impl MovieApi for MovieService {
                     .offset(pagination.offset())
                     .limit(pagination.per_page)
                     .all(&self.db)
-                    .await
-                    ?;
+                    .await?;
                 let ids: Vec<Uuid> = theaters.iter().map(|t| t.id).collect();
                 let mut seats: HashMap<Uuid, Vec<Seat>> = HashMap::new();
                 for s in self.seats_of(&self.db, &ids).await? {
@@ -622,8 +601,7 @@ impl MovieApi for MovieService {
                     .offset(pagination.offset())
                     .limit(pagination.per_page)
                     .all(&self.db)
-                    .await
-                    ?;
+                    .await?;
                 Ok(Page::new(items.into_iter().map(showtime_view).collect(), pagination, total))
             })
             .await
@@ -634,8 +612,7 @@ impl MovieApi for MovieService {
             .get_or_load(&format!("showtime:{id}"), async {
                 showtime::Entity::find_by_id(id.0)
                     .one(&self.db)
-                    .await
-                    ?
+                    .await?
                     .map(showtime_view)
                     .ok_or(MovieError::NotFound("showtime"))
             })
@@ -658,11 +635,7 @@ impl MovieApi for MovieService {
     /// The showtime (its price) is read from the database, not the catalog cache: these are
     /// the prices a booking charges. Only the immutable seat layout comes from memory.
     async fn pricing(&self, id: ShowtimeId) -> Result<ShowtimePricing, MovieError> {
-        let show = showtime::Entity::find_by_id(id.0)
-            .one(&self.db)
-            .await
-            ?
-            .ok_or(MovieError::NotFound("showtime"))?;
+        let show = showtime::Entity::find_by_id(id.0).one(&self.db).await?.ok_or(MovieError::NotFound("showtime"))?;
         let layout = self.layout(show.theater_id).await?;
         let prices = self.settings.price_multipliers;
         let seats = layout

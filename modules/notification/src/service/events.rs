@@ -116,7 +116,7 @@ fn decode(event: &Envelope) -> Result<Effect, HandlerError> {
             let payload = Payload { amount_cents: Some(e.amount_cents), ..Payload::of(e.booking_id) };
             Effect::Message(e.user_id, NotificationKind::PaymentRefunded, payload)
         }
-        other => return Err(HandlerError(format!("notification does not handle {other}"))),
+        other => return Err(HandlerError::msg(format!("notification does not handle {other}"))),
     })
 }
 

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use auth::api::AuthApi;
 use lettre::message::Mailbox;
 use movie::api::MovieApi;
+use platform::error::Failure;
 use platform::events::{EventHandler, RetryPolicy};
 use platform::identity::AuthUser;
 use platform::pagination::{Page, PageRequest};
@@ -149,7 +150,7 @@ impl NotificationService {
 }
 
 fn view(n: notification::Model) -> Result<Notification, NotificationError> {
-    let bad = |e: String| NotificationError::Internal(format!("notification {}: {e}", n.id));
+    let bad = |e: String| NotificationError::Internal(Failure::msg(format!("notification {}: {e}", n.id)));
     Ok(Notification {
         id: NotificationId(n.id),
         kind: NotificationKind::parse(&n.kind).map_err(bad)?,
@@ -174,8 +175,7 @@ impl NotificationApi for NotificationService {
             .offset(pagination.offset())
             .limit(pagination.per_page)
             .all(&self.db)
-            .await
-            ?;
+            .await?;
         let items = rows.into_iter().map(view).collect::<Result<_, _>>()?;
         Ok(Page::new(items, pagination, total))
     }

@@ -5,6 +5,7 @@
 //! conditional upsert each: the database decides, so parallel attempts cannot exceed a limit.
 
 use chrono::{DateTime, Utc};
+use platform::error::Failure;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
@@ -48,8 +49,7 @@ impl Attempts {
             self.give_back(db, taken).await;
             let reopens = window::Entity::find_by_id(scope.clone())
                 .one(db)
-                .await
-                ?
+                .await?
                 .map_or(1, |w| (w.window_start + self.window - now).num_seconds());
             return Err(PaymentError::TooManyAttempts {
                 detail: format!("{limit} declined or unfinished payment attempts for {what}; try again later"),
@@ -75,7 +75,7 @@ impl Attempts {
             .into_table(window::Entity)
             .columns([window::Column::Scope, window::Column::WindowStart, window::Column::Attempts])
             .values([scope.into(), now.into(), 1.into()])
-            .map_err(|e| PaymentError::Internal(format!("attempt window: {e}")))?
+            .map_err(|e| PaymentError::Internal(Failure::new("attempt window", e)))?
             .on_conflict(
                 OnConflict::column(window::Column::Scope)
                     .value(window::Column::Attempts, Expr::case(over.clone(), 1).finally(count.clone().add(1)))

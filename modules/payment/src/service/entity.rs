@@ -63,8 +63,8 @@ pub mod idempotency_key {
         pub state: String,
         pub attempt: i32,
         pub lease_until: ChronoDateTimeUtc,
-        pub response_status: Option<i16>,
-        pub response_body: Option<String>,
+        /// The saved [`Answer`](super::super::idempotency::Answer) as JSON (`done` only).
+        pub answer: Option<String>,
         pub created_at: ChronoDateTimeUtc,
         pub booking_id: Option<Uuid>,
         pub amount_cents: Option<i64>,

@@ -3,12 +3,17 @@
 //! the first still runs, or takes over once the first's lease ran out (its process died).
 //! Every write is conditional on the attempt number, so a request that lost its lease can
 //! never overwrite the answer of the one that took over.
+//!
+//! The saved answer is an [`Answer`], what happened in the module's own terms; how it looks
+//! over HTTP is `http.rs`'s business, as for any other answer. (Rows saved before issue 12
+//! held an HTTP status and body; migration `m20261207_000001_saved_answers` rewrote them.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use platform::error::Failure;
 use platform::kv::KeyValue;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
 use sea_orm::{
@@ -20,7 +25,7 @@ use uuid::Uuid;
 
 use super::card::Card;
 use super::entity::idempotency_key as key_row;
-use crate::api::{PayRequest, PaymentError};
+use crate::api::{PayRequest, Payment, PaymentError};
 
 const RUNNING: &str = "running";
 const DONE: &str = "done";
@@ -32,11 +37,57 @@ pub struct Lease {
     pub attempt: i32,
 }
 
+/// What the first request with a key came to, saved (as JSON) and answered again to every
+/// later request with the key and the same body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Answer {
+    /// The charge ran: the payment as it then stood (completed, declined as `failed`, or
+    /// refunded at once because its booking was closed meanwhile).
+    Charged { payment: Payment },
+    /// The booking does not exist or is not the caller's.
+    BookingNotFound,
+    /// The booking is paid, expired or cancelled.
+    BookingNotPending { reason: String },
+}
+
+impl Answer {
+    /// The answer for a refusal that is final for the booking, so the same request gets it
+    /// again; `None` for any other error (nothing was charged, the key is free for a retry).
+    pub fn of_refusal(e: &PaymentError) -> Option<Self> {
+        match e {
+            PaymentError::NotFound(_) => Some(Self::BookingNotFound),
+            PaymentError::BookingNotPending(reason) => Some(Self::BookingNotPending { reason: reason.clone() }),
+            _ => None,
+        }
+    }
+
+    /// What `pay` answers.
+    ///
+    /// # Errors
+    /// The saved refusal.
+    pub fn into_result(self) -> Result<Payment, PaymentError> {
+        match self {
+            Self::Charged { payment } => Ok(payment),
+            Self::BookingNotFound => Err(PaymentError::NotFound("booking")),
+            Self::BookingNotPending { reason } => Err(PaymentError::BookingNotPending(reason)),
+        }
+    }
+
+    fn encode(&self) -> Result<String, PaymentError> {
+        serde_json::to_string(self).map_err(|e| PaymentError::Internal(Failure::new("encoding a saved answer", e)))
+    }
+
+    fn decode(saved: &str) -> Result<Self, PaymentError> {
+        serde_json::from_str(saved).map_err(|e| PaymentError::Internal(Failure::new("reading a saved answer", e)))
+    }
+}
+
 pub enum Claim {
     /// This request runs (first, or taking over a dead one).
     Run(Lease),
-    /// The saved answer: HTTP status and JSON body.
-    Replay(u16, String),
+    /// The saved answer of the first request.
+    Replay(Answer),
     /// The key was used with another body.
     Mismatch,
     /// Another request with this key is running.
@@ -63,11 +114,12 @@ pub struct AnswerCache {
     ttl: Duration,
 }
 
+/// An entry cached before issue 12 (an HTTP status and body) does not read as this: it is a
+/// miss, and the database answers.
 #[derive(Serialize, Deserialize)]
 struct Cached {
     fingerprint: String,
-    status: u16,
-    body: String,
+    answer: Answer,
 }
 
 impl AnswerCache {
@@ -89,11 +141,7 @@ impl AnswerCache {
             }
         };
         let cached: Cached = serde_json::from_slice(&bytes).ok()?;
-        Some(if cached.fingerprint == fingerprint {
-            Claim::Replay(cached.status, cached.body)
-        } else {
-            Claim::Mismatch
-        })
+        Some(if cached.fingerprint == fingerprint { Claim::Replay(cached.answer) } else { Claim::Mismatch })
     }
 
     /// Drops the copy of an answer the database has replaced.
@@ -104,8 +152,8 @@ impl AnswerCache {
     }
 
     /// Keeps a copy of an answer the database has saved.
-    pub async fn put(&self, user: Uuid, key: &str, fingerprint: &str, status: u16, body: &str) {
-        let cached = Cached { fingerprint: fingerprint.to_owned(), status, body: body.to_owned() };
+    pub async fn put(&self, user: Uuid, key: &str, fingerprint: &str, answer: &Answer) {
+        let cached = Cached { fingerprint: fingerprint.to_owned(), answer: answer.clone() };
         let Ok(bytes) = serde_json::to_vec(&cached) else { return };
         if let Err(e) = self.kv.set(&Self::key(user, key), &bytes, self.ttl).await {
             tracing::debug!(error = %e, "answer not cached");
@@ -147,8 +195,7 @@ pub async fn claim(
                 state: RUNNING.to_owned(),
                 attempt: 0,
                 lease_until,
-                response_status: None,
-                response_body: None,
+                answer: None,
                 created_at: now,
                 booking_id: None,
                 amount_cents: None,
@@ -169,8 +216,9 @@ pub async fn claim(
         return Ok(Claim::Mismatch);
     }
     if found.state == DONE {
-        let status = found.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500);
-        return Ok(Claim::Replay(status, found.response_body.unwrap_or_default()));
+        let saved =
+            found.answer.ok_or_else(|| PaymentError::Internal(Failure::msg("an answered key without its answer")))?;
+        return Ok(Claim::Replay(Answer::decode(&saved)?));
     }
     if found.lease_until > now {
         return Ok(Claim::Busy);
@@ -181,8 +229,7 @@ pub async fn claim(
         .col_expr(key_row::Column::LeaseUntil, Expr::value(lease_until))
         .filter(running(user, key, found.attempt))
         .exec(db)
-        .await
-        ?;
+        .await?;
     Ok(if taken.rows_affected == 1 {
         tracing::warn!(payment_id = %found.payment_id, attempt, "taking over a payment whose request died");
         Claim::Run(Lease { payment_id: found.payment_id, attempt })
@@ -200,17 +247,14 @@ pub async fn save_answer(
     user: Uuid,
     key: &str,
     lease: Lease,
-    status: u16,
-    body: String,
+    answer: &Answer,
 ) -> Result<bool, PaymentError> {
     let saved = key_row::Entity::update_many()
         .col_expr(key_row::Column::State, Expr::value(DONE))
-        .col_expr(key_row::Column::ResponseStatus, Expr::value(i16::try_from(status).unwrap_or(500)))
-        .col_expr(key_row::Column::ResponseBody, Expr::value(body))
+        .col_expr(key_row::Column::Answer, Expr::value(answer.encode()?))
         .filter(running(user, key, lease.attempt))
         .exec(db)
-        .await
-        ?;
+        .await?;
     Ok(saved.rows_affected == 1)
 }
 
@@ -218,15 +262,19 @@ pub async fn save_answer(
 ///
 /// # Errors
 /// Database failures.
-pub async fn replace_answer(db: &DatabaseConnection, user: Uuid, key: &str, body: String) -> Result<(), PaymentError> {
+pub async fn replace_answer(
+    db: &DatabaseConnection,
+    user: Uuid,
+    key: &str,
+    answer: &Answer,
+) -> Result<(), PaymentError> {
     key_row::Entity::update_many()
-        .col_expr(key_row::Column::ResponseBody, Expr::value(body))
+        .col_expr(key_row::Column::Answer, Expr::value(answer.encode()?))
         .filter(key_row::Column::UserId.eq(user))
         .filter(key_row::Column::Key.eq(key))
         .filter(key_row::Column::State.eq(DONE))
         .exec(db)
-        .await
-        ?;
+        .await?;
     Ok(())
 }
 
@@ -246,8 +294,7 @@ pub async fn release(
         .col_expr(key_row::Column::LeaseUntil, Expr::value(now))
         .filter(running(user, key, lease.attempt))
         .exec(db)
-        .await
-        ?;
+        .await?;
     Ok(())
 }
 
@@ -268,8 +315,7 @@ pub async fn record_hold(
         .col_expr(key_row::Column::BookingId, Expr::value(booking))
         .filter(running(user, key, lease.attempt))
         .exec(db)
-        .await
-        ?;
+        .await?;
     Ok(recorded.rows_affected == 1)
 }
 
@@ -305,8 +351,7 @@ pub async fn record_intent(
         .col_expr(key_row::Column::ChargingSince, Expr::value(intent.accepted_at))
         .filter(running(user, key, lease.attempt))
         .exec(db)
-        .await
-        ?;
+        .await?;
     Ok(recorded.rows_affected == 1)
 }
 
@@ -360,8 +405,7 @@ pub async fn take_over(
         .filter(running(row.user_id, &row.key, row.attempt))
         .filter(key_row::Column::LeaseUntil.lt(now))
         .exec(db)
-        .await
-        ?;
+        .await?;
     Ok((taken.rows_affected == 1).then_some(Lease { payment_id: row.payment_id, attempt }))
 }
 
@@ -370,8 +414,7 @@ pub async fn take_over(
 /// # Errors
 /// Database failures.
 pub async fn forget(db: &impl ConnectionTrait, user: Uuid, key: &str, lease: Lease) -> Result<bool, PaymentError> {
-    let gone =
-        key_row::Entity::delete_many().filter(running(user, key, lease.attempt)).exec(db).await?;
+    let gone = key_row::Entity::delete_many().filter(running(user, key, lease.attempt)).exec(db).await?;
     Ok(gone.rows_affected == 1)
 }
 
@@ -384,7 +427,6 @@ pub async fn purge(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<u64
         .filter(key_row::Column::CreatedAt.lt(before))
         .filter(Expr::col(key_row::Column::State).eq(DONE))
         .exec(db)
-        .await
-        ?;
+        .await?;
     Ok(purged.rows_affected)
 }

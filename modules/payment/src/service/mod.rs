@@ -44,11 +44,11 @@ use async_trait::async_trait;
 use booking::api::{BookingApi, BookingError, BookingId};
 use chrono::Utc;
 use platform::config::Secret;
+use platform::error::{Failure, chain};
 use platform::events::{Envelope, EventHandler};
 use platform::identity::{AuthUser, UserId};
 use platform::kv::KeyValue;
 use platform::pagination::{Page, PageRequest};
-use platform::problem::{Problem, ProblemDocument};
 use platform::validation::FieldErrors;
 use sea_orm::sea_query::{Condition, Expr, OnConflict};
 use sea_orm::{
@@ -68,7 +68,7 @@ use attempts::Attempts;
 use card::Card;
 use entity::{ledger, payment, transaction};
 use gateway::{Charge, ChargeOutcome, GatewaySettings, PaymentGateway, SimulatedGateway};
-use idempotency::{Claim, Intent, Lease};
+use idempotency::{Answer, Claim, Intent, Lease};
 
 /// The generated fingerprint key of a process whose configuration leaves it empty.
 pub const FINGERPRINT_KEY_FILE: &str = "payment-fingerprint.key";
@@ -160,7 +160,7 @@ impl From<DbErr> for PaymentError {
 }
 
 fn event<T: serde::Serialize>(key: &str, payload: &T) -> Result<Envelope, PaymentError> {
-    Envelope::new(key, payload).map_err(|e| PaymentError::Internal(format!("event {key}: {e}")))
+    Envelope::new(key, payload).map_err(|e| PaymentError::Internal(Failure::new(format!("event {key}"), e)))
 }
 
 use platform::db::now;
@@ -171,7 +171,7 @@ fn booking_error(e: BookingError) -> PaymentError {
         BookingError::Unauthenticated(reason) => PaymentError::Unauthenticated(reason),
         BookingError::Unavailable(reason) => PaymentError::Unavailable(format!("booking: {reason}")),
         BookingError::NotPayable(reason) => PaymentError::BookingNotPending(reason),
-        other => PaymentError::Internal(format!("booking: {other}")),
+        other => PaymentError::Internal(Failure::new("booking", other)),
     }
 }
 
@@ -192,7 +192,7 @@ fn view(p: payment::Model, txs: Vec<transaction::Model>) -> Result<Payment, Paym
         user_id: UserId(p.user_id),
         amount_cents: p.amount_cents,
         currency: p.currency,
-        status: PaymentStatus::parse(&p.status).map_err(PaymentError::Internal)?,
+        status: PaymentStatus::parse(&p.status).map_err(|e| PaymentError::Internal(Failure::msg(e)))?,
         failure_reason: p.failure_reason,
         card_brand: p.card_brand,
         card_last4: p.card_last4,
@@ -205,15 +205,67 @@ fn key_reused() -> PaymentError {
     PaymentError::Validation(FieldErrors::single("Idempotency-Key", "was used before with a different request body"))
 }
 
-/// The saved answer of a key, as the first request got it.
-fn replay(status: u16, body: &str) -> Result<Payment, PaymentError> {
-    let unreadable = |e: serde_json::Error| PaymentError::Internal(format!("saved answer: {e}"));
-    if status == 201 {
-        return serde_json::from_str(body).map_err(unreadable);
+fn taken_over() -> PaymentError {
+    PaymentError::InProgress("another request took this Idempotency-Key over".to_owned())
+}
+
+/// The rows and the event that record a charge's outcome.
+struct Outcome {
+    payment: payment::Model,
+    charge: transaction::Model,
+    event: Envelope,
+}
+
+impl Outcome {
+    fn of(
+        user: UserId,
+        lease: Lease,
+        intent: &Intent,
+        outcome: ChargeOutcome,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Self, PaymentError> {
+        let booking_id = BookingId(intent.booking_id);
+        let payment_id = PaymentId(lease.payment_id);
+        let (status, charge_status, failure_reason, event) = match outcome {
+            ChargeOutcome::Approved => {
+                let completed = PaymentCompleted {
+                    payment_id,
+                    booking_id,
+                    user_id: user,
+                    amount_cents: intent.amount_cents,
+                    accepted_at: Some(intent.accepted_at),
+                };
+                (PaymentStatus::Completed, "succeeded", None, event("payment.completed", &completed)?)
+            }
+            ChargeOutcome::Declined(reason) => {
+                let failed = PaymentFailed { payment_id, booking_id, user_id: user, failure_reason: reason.clone() };
+                (PaymentStatus::Failed, "failed", Some(reason), event("payment.failed", &failed)?)
+            }
+        };
+        let payment = payment::Model {
+            id: lease.payment_id,
+            user_id: user.0,
+            booking_id: booking_id.0,
+            amount_cents: intent.amount_cents,
+            currency: intent.currency.clone(),
+            status: status.as_str().to_owned(),
+            failure_reason,
+            card_brand: intent.card_brand.clone(),
+            card_last4: intent.card_last4.clone(),
+            refund_due: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let charge = transaction::Model {
+            id: Uuid::now_v7(),
+            payment_id: lease.payment_id,
+            kind: "charge".to_owned(),
+            amount_cents: intent.amount_cents,
+            status: charge_status.to_owned(),
+            created_at: now,
+        };
+        Ok(Self { payment, charge, event })
     }
-    let doc: ProblemDocument = serde_json::from_str(body).map_err(unreadable)?;
-    let status = actix_web::http::StatusCode::from_u16(status).map_err(|e| PaymentError::Internal(e.to_string()))?;
-    Err(PaymentError::from(Problem::from_document(status, doc, None)))
 }
 
 impl PaymentService {
@@ -273,8 +325,7 @@ impl PaymentService {
             .order_by_asc(transaction::Column::CreatedAt)
             .order_by_asc(transaction::Column::Id)
             .all(&self.db)
-            .await
-            ?;
+            .await?;
         for row in rows {
             by_payment.entry(row.payment_id).or_default().push(row);
         }
@@ -314,8 +365,7 @@ impl PaymentService {
                 ),
             ))
             .exec(&self.db)
-            .await
-            ?;
+            .await?;
         if taken.rows_affected == 1 {
             return Ok(());
         }
@@ -343,7 +393,8 @@ impl PaymentService {
     }
 
     /// Takes the booking's ledger, an attempt and the booking's hold for this charge, writes
-    /// the intent down, charges, and records the outcome with the saved answer.
+    /// the intent down, charges, and records the outcome with the saved answer. Whatever
+    /// fails before the gateway answered gives the ledger and the attempt back.
     #[tracing::instrument(skip_all, fields(booking_id = %booking_id, payment_id = %lease.payment_id))]
     async fn charge(
         &self,
@@ -355,49 +406,41 @@ impl PaymentService {
     ) -> Result<Payment, PaymentError> {
         self.begin_charge(booking_id, lease.payment_id).await?;
         let accepted_at = now();
-        let taken = match self.attempts.take(&self.db, caller.id.0, booking_id.0, accepted_at).await {
-            Ok(taken) => taken,
+        let attempt = match self.attempts.take(&self.db, caller.id.0, booking_id.0, accepted_at).await {
+            Ok(attempt) => attempt,
             Err(e) => {
                 self.abandon_charge(booking_id, lease.payment_id).await;
                 return Err(e);
             }
         };
-        let intent = match self.prepare(caller, key, lease, card, booking_id, accepted_at).await {
-            Ok(intent) => intent,
+        let (intent, outcome) = match self.hold_and_send(caller, key, lease, card, booking_id, accepted_at).await {
+            Ok(sent) => sent,
             Err(e) => {
                 self.abandon_charge(booking_id, lease.payment_id).await;
-                self.attempts.give_back(&self.db, taken).await;
+                self.attempts.give_back(&self.db, attempt).await;
                 return Err(e);
-            }
-        };
-        let charge = Charge {
-            reference: PaymentId(lease.payment_id),
-            amount_cents: intent.amount_cents,
-            currency: &intent.currency,
-            card,
-        };
-        // Bounded well within the lease, so neither the key nor the booking is taken over
-        // while the gateway still works on this charge. A timeout is an unknown outcome: the
-        // retry charges under the same reference (and the reconciler asks about it if none
-        // comes).
-        let timeout = Duration::from_secs(self.settings.lease_seconds) / 2;
-        let charged = tokio::time::timeout(timeout, self.gateway.charge(&charge)).await;
-        let outcome = match charged {
-            Ok(Ok(outcome)) => outcome,
-            failed => {
-                self.abandon_charge(booking_id, lease.payment_id).await;
-                self.attempts.give_back(&self.db, taken).await;
-                return Err(PaymentError::Unavailable(match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("payment gateway: no answer within {timeout:?}"),
-                }));
             }
         };
         // Only declines count against the attempt limits.
         if outcome == ChargeOutcome::Approved {
-            self.attempts.give_back(&self.db, taken).await;
+            self.attempts.give_back(&self.db, attempt).await;
         }
         self.record(caller.id, key, lease, &intent, outcome).await
+    }
+
+    /// Holds the booking for the charge, writes the intent down, and sends the charge.
+    async fn hold_and_send(
+        &self,
+        caller: &AuthUser,
+        key: &str,
+        lease: Lease,
+        card: &Card,
+        booking_id: BookingId,
+        accepted_at: chrono::DateTime<Utc>,
+    ) -> Result<(Intent, ChargeOutcome), PaymentError> {
+        let intent = self.prepare(caller, key, lease, card, booking_id, accepted_at).await?;
+        let outcome = self.send_charge(lease, card, &intent).await?;
+        Ok((intent, outcome))
     }
 
     /// Holds the booking for the charge (booking checks it is the caller's, pending, its hold
@@ -412,7 +455,7 @@ impl PaymentService {
         accepted_at: chrono::DateTime<Utc>,
     ) -> Result<Intent, PaymentError> {
         if !idempotency::record_hold(&self.db, caller.id.0, key, lease, booking_id.0).await? {
-            return Err(PaymentError::InProgress("another request took this Idempotency-Key over".to_owned()));
+            return Err(taken_over());
         }
         let booking =
             self.bookings.hold_for_payment(caller, booking_id, lease.payment_id).await.map_err(booking_error)?;
@@ -425,13 +468,34 @@ impl PaymentService {
             accepted_at,
         };
         if !idempotency::record_intent(&self.db, caller.id.0, key, lease, &intent).await? {
-            return Err(PaymentError::InProgress("another request took this Idempotency-Key over".to_owned()));
+            return Err(taken_over());
         }
         Ok(intent)
     }
 
+    /// Asks the gateway to charge `intent` under the lease's payment id.
+    async fn send_charge(&self, lease: Lease, card: &Card, intent: &Intent) -> Result<ChargeOutcome, PaymentError> {
+        let charge = Charge {
+            reference: PaymentId(lease.payment_id),
+            amount_cents: intent.amount_cents,
+            currency: &intent.currency,
+            card,
+        };
+        // Bounded well within the lease, so neither the key nor the booking is taken over
+        // while the gateway still works on this charge. A timeout is an unknown outcome: the
+        // retry charges under the same reference (and the reconciler asks about it if none
+        // comes).
+        let timeout = Duration::from_secs(self.settings.lease_seconds) / 2;
+        match tokio::time::timeout(timeout, self.gateway.charge(&charge)).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(PaymentError::Unavailable(e.to_string())),
+            Err(_) => Err(PaymentError::Unavailable(format!("payment gateway: no answer within {timeout:?}"))),
+        }
+    }
+
     /// Records the outcome of the charge of `intent` under `lease`: the payment, its charge
-    /// transaction, its event and the key's answer in one transaction, and the ledger moved on.
+    /// transaction, its event and the key's answer in one transaction, and the ledger moved
+    /// on; a charge of a booking closed meanwhile is refunded at once.
     async fn record(
         &self,
         user: UserId,
@@ -440,110 +504,125 @@ impl PaymentService {
         intent: &Intent,
         outcome: ChargeOutcome,
     ) -> Result<Payment, PaymentError> {
-        let booking_id = BookingId(intent.booking_id);
-        let now = now();
-        let approved = outcome == ChargeOutcome::Approved;
-        let (status, failure_reason) = match outcome {
-            ChargeOutcome::Approved => (PaymentStatus::Completed, None),
-            ChargeOutcome::Declined(reason) => (PaymentStatus::Failed, Some(reason)),
-        };
-        let mut row = payment::Model {
-            id: lease.payment_id,
-            user_id: user.0,
-            booking_id: booking_id.0,
-            amount_cents: intent.amount_cents,
-            currency: intent.currency.clone(),
-            status: status.as_str().to_owned(),
-            failure_reason: failure_reason.clone(),
-            card_brand: intent.card_brand.clone(),
-            card_last4: intent.card_last4.clone(),
-            refund_due: false,
-            created_at: now,
-            updated_at: now,
-        };
-        let charge_row = transaction::Model {
-            id: Uuid::now_v7(),
-            payment_id: row.id,
-            kind: "charge".to_owned(),
-            amount_cents: row.amount_cents,
-            status: if approved { "succeeded" } else { "failed" }.to_owned(),
-            created_at: now,
-        };
-        let outcome_event = match &failure_reason {
-            None => event(
-                "payment.completed",
-                &PaymentCompleted {
-                    payment_id: PaymentId(row.id),
-                    booking_id,
-                    user_id: user,
-                    amount_cents: row.amount_cents,
-                    accepted_at: Some(intent.accepted_at),
-                },
-            )?,
-            Some(reason) => event(
-                "payment.failed",
-                &PaymentFailed {
-                    payment_id: PaymentId(row.id),
-                    booking_id,
-                    user_id: user,
-                    failure_reason: reason.clone(),
-                },
-            )?,
-        };
+        let rows = Outcome::of(user, lease, intent, outcome, now())?;
+        let answer = view(rows.payment.clone(), vec![rows.charge.clone()])?;
+        let status = rows.payment.status.clone();
+        let refund_due = self.commit_outcome(user, key, lease, rows, &answer).await?;
+        self.relay.notify_one();
+        metrics::counter!("payments_total", "status" => status).increment(1);
+        if refund_due { Ok(self.refund_at_once(user, key, answer).await) } else { Ok(answer) }
+    }
 
-        let answer = view(row.clone(), vec![charge_row.clone()])?;
-        let body = serde_json::to_string(&answer).map_err(|e| PaymentError::Internal(e.to_string()))?;
+    /// Writes `rows` and the key's answer in one transaction; `true` if the booking was closed
+    /// (or its ledger taken over) while the gateway charged: the payment is then marked
+    /// `refund_due`, and booking never hears of this charge (a `payment.completed` could
+    /// confirm the booking for another payment's sake); `payment.refunded` follows.
+    async fn commit_outcome(
+        &self,
+        user: UserId,
+        key: &str,
+        lease: Lease,
+        rows: Outcome,
+        answer: &Payment,
+    ) -> Result<bool, PaymentError> {
+        let Outcome { mut payment, charge, event } = rows;
+        let approved = payment.status == PaymentStatus::Completed.as_str();
         let txn = self.db.begin().await?;
         // First the key: a request whose lease was taken over (it ran longer than
         // `payment.lease_seconds`) records nothing; the one that took over charged under the
         // same reference and answers.
-        if !idempotency::save_answer(&txn, user.0, key, lease, 201, body).await? {
-            return Err(PaymentError::InProgress("another request took this Idempotency-Key over".to_owned()));
+        let saved = Answer::Charged { payment: answer.clone() };
+        if !idempotency::save_answer(&txn, user.0, key, lease, &saved).await? {
+            return Err(taken_over());
         }
         let kept = ledger::Entity::update_many()
             .col_expr(ledger::Column::State, Expr::value(if approved { PAID } else { FREE }))
-            .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
-            .filter(ledger::Column::BookingId.eq(booking_id.0))
+            .col_expr(ledger::Column::UpdatedAt, Expr::value(payment.updated_at))
+            .filter(ledger::Column::BookingId.eq(payment.booking_id))
             // `free` still naming this payment: its request gave the ledger back after a gateway
             // error (the outcome was unknown) and no other charge began since, so the charge
             // the reconciler found is still the booking's.
             .filter(ledger::Column::State.is_in([CHARGING, FREE]))
             .filter(ledger::Column::PaymentId.eq(lease.payment_id))
             .exec(&txn)
-            .await
-            ?;
-        // The booking was closed (or its ledger taken over) while the gateway charged: the
-        // money goes back, and booking never hears of this charge (a `payment.completed` could
-        // confirm the booking for another payment's sake); `payment.refunded` follows.
-        row.refund_due = approved && kept.rows_affected == 0;
-        let refund_due = row.refund_due;
-        payment::Entity::insert(payment::ActiveModel::from(row)).exec(&txn).await?;
-        transaction::Entity::insert(transaction::ActiveModel::from(charge_row)).exec(&txn).await?;
+            .await?;
+        payment.refund_due = approved && kept.rows_affected == 0;
+        let refund_due = payment.refund_due;
+        payment::Entity::insert(payment::ActiveModel::from(payment)).exec(&txn).await?;
+        transaction::Entity::insert(transaction::ActiveModel::from(charge)).exec(&txn).await?;
         if !refund_due {
-            platform::outbox::enqueue(&txn, &outcome_event).await?;
+            platform::outbox::enqueue(&txn, &event).await?;
         }
         txn.commit().await?;
-        self.relay.notify_one();
-        metrics::counter!("payments_total", "status" => status.as_str()).increment(1);
-        if !refund_due {
-            return Ok(answer);
-        }
+        Ok(refund_due)
+    }
+
+    /// Refunds a charge whose booking was closed meanwhile; the key's answer (and every
+    /// replay of it) then says what happened: refunded. If the gateway refuses now, the
+    /// refund worker retries and `answer` stands.
+    async fn refund_at_once(&self, user: UserId, key: &str, answer: Payment) -> Payment {
         tracing::warn!("charged a booking that was closed meanwhile; refunding");
-        match self.refund_payment(lease.payment_id).await {
-            // The answer, and every replay of the key, says what happened: refunded.
-            Ok(_) => {
-                let refunded = self.full_by_id(lease.payment_id).await?;
-                let body = serde_json::to_string(&refunded).map_err(|e| PaymentError::Internal(e.to_string()))?;
-                idempotency::replace_answer(&self.db, user.0, key, body).await?;
-                if let Some(cache) = &self.answers {
-                    cache.forget(user.0, key).await;
-                }
-                Ok(refunded)
-            }
+        if let Err(e) = self.refund_payment(answer.id.0).await {
+            tracing::warn!(error = %chain(&e), "refund failed; the refund worker retries");
+            self.refunds.notify_one();
+            return answer;
+        }
+        let refunded = match self.full_by_id(answer.id.0).await {
+            Ok(refunded) => refunded,
             Err(e) => {
-                tracing::warn!(error = %e, "refund failed; the refund worker retries");
-                self.refunds.notify_one();
-                Ok(answer)
+                tracing::warn!(error = %chain(&e), "refunded, but not read back; answering the charge");
+                return answer;
+            }
+        };
+        let saved = Answer::Charged { payment: refunded.clone() };
+        if let Err(e) = idempotency::replace_answer(&self.db, user.0, key, &saved).await {
+            tracing::warn!(error = %chain(&e), "a replay of this key answers the payment before its refund");
+        }
+        if let Some(cache) = &self.answers {
+            cache.forget(user.0, key).await;
+        }
+        refunded
+    }
+
+    /// Claims `key` for this request, waiting up to `payment.duplicate_wait_ms` while
+    /// another request with it runs: the lease to charge under, or the saved answer of the
+    /// first request.
+    async fn claim_key(&self, user: Uuid, key: &str, fingerprint: &str) -> Result<Result<Lease, Answer>, PaymentError> {
+        if let Some(cache) = &self.answers {
+            match cache.claim(user, key, fingerprint).await {
+                Some(Claim::Replay(saved)) => {
+                    metrics::counter!("payment_replays_total", "source" => "cache").increment(1);
+                    return Ok(Err(saved));
+                }
+                Some(_) => return Err(key_reused()),
+                None => {}
+            }
+        }
+        let deadline = Instant::now() + Duration::from_millis(self.settings.duplicate_wait_ms);
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let now = now();
+            match idempotency::claim(&self.db, user, key, fingerprint, now, now + self.settings.lease()).await? {
+                Claim::Run(lease) => return Ok(Ok(lease)),
+                Claim::Replay(saved) => {
+                    // Copied on the first replay, not with every payment: most keys are never
+                    // sent twice, and a payment should not wait for Redis.
+                    metrics::counter!("payment_replays_total", "source" => "database").increment(1);
+                    if let Some(cache) = &self.answers {
+                        cache.put(user, key, fingerprint, &saved).await;
+                    }
+                    return Ok(Err(saved));
+                }
+                Claim::Mismatch => return Err(key_reused()),
+                Claim::Busy if Instant::now() >= deadline => {
+                    return Err(PaymentError::InProgress(
+                        "a request with this Idempotency-Key is still running".to_owned(),
+                    ));
+                }
+                Claim::Busy => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
             }
         }
     }
@@ -576,8 +655,7 @@ impl PaymentService {
             .filter(payment::Column::Id.eq(id))
             .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
             .exec(&txn)
-            .await
-            ?;
+            .await?;
         if refunded.rows_affected != 1 {
             return Ok(false);
         }
@@ -590,8 +668,7 @@ impl PaymentService {
             created_at: Set(now),
         })
         .exec(&txn)
-        .await
-        ?;
+        .await?;
         let payload = PaymentRefunded {
             payment_id: PaymentId(id),
             booking_id: BookingId(p.booking_id),
@@ -643,8 +720,7 @@ impl PaymentService {
             .order_by_asc(payment::Column::UpdatedAt)
             .limit(100)
             .all(&self.db)
-            .await
-            ?;
+            .await?;
         let mut refunded = 0;
         for p in due {
             match self.refund_payment(p.id).await {
@@ -734,8 +810,7 @@ impl PaymentService {
                 .filter(ledger::Column::State.eq(CHARGING))
                 .filter(ledger::Column::PaymentId.eq(lease.payment_id))
                 .exec(&txn)
-                .await
-                ?;
+                .await?;
             txn.commit().await?;
             self.relay.notify_one();
             metrics::counter!("payment_reconciled_total", "outcome" => "forgotten").increment(1);
@@ -776,62 +851,25 @@ impl PaymentApi for PaymentService {
         crate::api::check_idempotency_key(key)?;
         let card = Card::parse(&request, Utc::now().date_naive()).map_err(PaymentError::Validation)?;
         let fingerprint = idempotency::fingerprint(&self.fingerprint_key, &request, &card);
-        let user = caller.id.0;
-        let deadline = Instant::now() + Duration::from_millis(self.settings.duplicate_wait_ms);
-        let mut pause = Duration::from_millis(5);
-        if let Some(cache) = &self.answers {
-            match cache.claim(user, key, &fingerprint).await {
-                Some(Claim::Replay(status, body)) => {
-                    metrics::counter!("payment_replays_total", "source" => "cache").increment(1);
-                    return replay(status, &body);
-                }
-                Some(_) => return Err(key_reused()),
-                None => {}
-            }
-        }
-        let lease = loop {
-            let now = now();
-            match idempotency::claim(&self.db, user, key, &fingerprint, now, now + self.settings.lease()).await? {
-                Claim::Run(lease) => break lease,
-                Claim::Replay(status, body) => {
-                    // Copied on the first replay, not with every payment: most keys are never
-                    // sent twice, and a payment should not wait for Redis.
-                    metrics::counter!("payment_replays_total", "source" => "database").increment(1);
-                    if let Some(cache) = &self.answers {
-                        cache.put(user, key, &fingerprint, status, &body).await;
-                    }
-                    return replay(status, &body);
-                }
-                Claim::Mismatch => return Err(key_reused()),
-                Claim::Busy if Instant::now() >= deadline => {
-                    return Err(PaymentError::InProgress(
-                        "a request with this Idempotency-Key is still running".to_owned(),
-                    ));
-                }
-                Claim::Busy => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
-            }
+        let lease = match self.claim_key(caller.id.0, key, &fingerprint).await? {
+            Ok(lease) => lease,
+            Err(saved) => return saved.into_result(),
         };
-        match self.charge(caller, key, lease, &card, request.booking_id).await {
-            Ok(payment) => Ok(payment),
+        let charged = self.charge(caller, key, lease, &card, request.booking_id).await;
+        match charged.as_ref().err().map(|e| (e, Answer::of_refusal(e))) {
             // Final answers about the booking are saved: the same request answers them again.
-            Err(e @ (PaymentError::NotFound(_) | PaymentError::BookingNotPending(_))) => {
-                let problem = Problem::from(e);
-                let doc = problem.document();
-                let body = serde_json::to_string(&doc).map_err(|e| PaymentError::Internal(e.to_string()))?;
-                idempotency::save_answer(&self.db, user, key, lease, doc.status, body).await?;
-                Err(PaymentError::from(problem))
+            Some((_, Some(refusal))) => {
+                idempotency::save_answer(&self.db, caller.id.0, key, lease, &refusal).await?;
             }
             // Nothing was charged: the key is free for the next try, under the same payment id.
-            Err(e) => {
-                if let Err(release) = idempotency::release(&self.db, user, key, lease, now()).await {
-                    tracing::warn!(error = %release, "idempotency key not released; its lease runs out on its own");
+            Some((_, None)) => {
+                if let Err(e) = idempotency::release(&self.db, caller.id.0, key, lease, now()).await {
+                    tracing::warn!(error = %chain(&e), "idempotency key not released; its lease runs out on its own");
                 }
-                Err(e)
             }
+            None => {}
         }
+        charged
     }
 
     async fn list(&self, caller: &AuthUser, query: PaymentQuery) -> Result<Page<Payment>, PaymentError> {
@@ -851,8 +889,7 @@ impl PaymentApi for PaymentService {
             .offset(pagination.offset())
             .limit(pagination.per_page)
             .all(&self.db)
-            .await
-            ?;
+            .await?;
         let mut txs = self.transactions_of(&rows.iter().map(|p| p.id).collect::<Vec<_>>()).await?;
         let items = rows
             .into_iter()
