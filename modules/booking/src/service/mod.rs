@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId};
+use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId, ShowtimePricing};
 use platform::error::Failure;
 use platform::events::{Envelope, EventHandler};
 use platform::identity::{AuthUser, UserId};
@@ -349,120 +349,21 @@ fn movie_error(e: MovieError) -> BookingError {
 impl BookingApi for BookingService {
     #[tracing::instrument(skip_all, fields(showtime_id = %request.showtime_id))]
     async fn book(&self, caller: &AuthUser, request: BookRequest) -> Result<Booking, BookingError> {
-        let seats = request.seat_ids;
-        let mut errors = FieldErrors::new();
-        if seats.is_empty() {
-            errors.add("seat_ids", "must name at least one seat");
-        } else if seats.len() > self.settings.max_seats {
-            errors.add("seat_ids", format!("at most {} seats per booking", self.settings.max_seats));
-        } else if seats.iter().enumerate().any(|(i, s)| seats[..i].contains(s)) {
-            errors.add("seat_ids", "names a seat twice");
-        }
-        errors.into_result().map_err(BookingError::Validation)?;
-
-        // Prices come from the catalog uncached: what the seat map shows is what is charged.
-        let pricing = self.movies.pricing(request.showtime_id).await.map_err(movie_error)?;
+        let (showtime, seats) = (request.showtime_id, request.seat_ids);
+        check_seat_list(&seats, self.settings.max_seats)?;
         let now = platform::db::now();
-        if pricing.showtime.start_time <= now {
-            return Err(BookingError::Validation(FieldErrors::single("showtime_id", "the showtime has started")));
-        }
-        let priced: HashMap<SeatId, &movie::api::PricedSeat> = pricing.seats.iter().map(|s| (s.id, s)).collect();
-        let foreign: Vec<String> = seats.iter().filter(|s| !priced.contains_key(s)).map(ToString::to_string).collect();
-        if !foreign.is_empty() {
-            return Err(BookingError::Validation(FieldErrors::single(
-                "seat_ids",
-                format!("not seats of this showtime's theater: {}", foreign.join(", ")),
-            )));
-        }
-
+        let pricing = self.price(showtime, &seats, now).await?;
         let id = BookingId(Uuid::now_v7());
-        let scope = request.showtime_id.to_string();
-        let keys = seat_keys(&seats);
-        let hold = Duration::from_secs(self.settings.hold_ttl_seconds);
-        if self.settings.seat_locks {
-            match self.locks.acquire(&scope, &keys, &id.to_string(), hold).await {
-                Ok(Acquired::Held) => {}
-                Ok(Acquired::Conflict { taken }) => {
-                    metrics::counter!("bookings_total", "outcome" => "conflict").increment(1);
-                    let (mut locked, free): (Vec<SeatId>, Vec<SeatId>) =
-                        seats.iter().partition(|s| taken.contains(&s.to_string()));
-                    // Seats free in the lock layer may still be claimed (a confirmed seat whose
-                    // lock ran out): ask the database about those only, so a rush for one seat
-                    // never reaches it and the answer still names every unavailable seat.
-                    if !free.is_empty() {
-                        locked.extend(self.claimed(request.showtime_id, &free).await?);
-                        locked.sort_by_key(|s| seats.iter().position(|r| r == s));
-                    }
-                    return Err(BookingError::SeatsUnavailable(locked));
-                }
-                // The locks only keep load off the database, which decides anyway.
-                Err(e) => tracing::warn!(error = %e, "seat locks unavailable; the database decides alone"),
-            }
-        }
-
-        let expires_at = now + chrono::Duration::seconds(i64::try_from(self.settings.hold_ttl_seconds).unwrap_or(600));
-        let amount_cents: i64 = seats.iter().filter_map(|s| priced.get(s)).map(|s| s.price_cents).sum();
-        let row = booking::Model {
-            id: id.0,
-            user_id: caller.id.0,
-            showtime_id: request.showtime_id.0,
-            status: BookingStatus::Pending.as_str().to_owned(),
-            amount_cents,
-            currency: pricing.showtime.currency.clone(),
-            starts_at: pricing.showtime.start_time,
-            created_at: now,
-            expires_at,
-            updated_at: now,
-            charging_payment_id: None,
-            charging_since: None,
-        };
-        let mut booked: Vec<booking_seat::Model> = seats
-            .iter()
-            .filter_map(|s| priced.get(s))
-            .map(|s| booking_seat::Model {
-                booking_id: id.0,
-                seat_id: s.id.0,
-                row_label: s.row.clone(),
-                number: i32::try_from(s.number).unwrap_or(0),
-                price_cents: s.price_cents,
-            })
-            .collect();
-        // The order every read gives them in.
-        booked.sort_by(|a, b| (&a.row_label, a.number).cmp(&(&b.row_label, b.number)));
-        let created = BookingCreated {
-            booking_id: id,
-            user_id: caller.id,
-            showtime_id: request.showtime_id,
-            seat_ids: seats.clone(),
-            amount_cents,
-            expires_at,
-        };
-        match self.insert(&row, &booked, &created).await {
-            Ok(()) => {}
-            Err(InsertError::Refused(e)) => {
-                if self.settings.seat_locks {
-                    let _ = self.locks.release(&scope, &keys, &id.to_string()).await;
-                }
-                metrics::counter!("bookings_total", "outcome" => "hold_limit").increment(1);
-                return Err(e);
-            }
-            Err(InsertError::Taken) => {
-                if self.settings.seat_locks {
-                    let _ = self.locks.release(&scope, &keys, &id.to_string()).await;
-                }
-                metrics::counter!("bookings_total", "outcome" => "conflict").increment(1);
-                return Err(BookingError::SeatsUnavailable(self.claimed(request.showtime_id, &seats).await?));
-            }
-            Err(InsertError::Failed(e)) => {
-                if self.settings.seat_locks {
-                    let _ = self.locks.release(&scope, &keys, &id.to_string()).await;
-                }
-                return Err(e);
-            }
+        let locks = SeatLockSet { scope: showtime.to_string(), keys: seat_keys(&seats), owner: id.to_string() };
+        self.lock_seats(&locks, showtime, &seats).await?;
+        let new = self.new_booking(id, caller.id, &pricing, &seats, now);
+        if let Err(e) = self.insert(&new.row, &new.seats, &new.created).await {
+            self.unlock_seats(&locks).await;
+            return Err(self.refusal(e, showtime, &seats).await);
         }
         self.relay.notify_one();
         metrics::counter!("bookings_total", "outcome" => "created").increment(1);
-        view(row, booked)
+        view(new.row, new.seats)
     }
 
     async fn list(&self, caller: &AuthUser, query: BookingQuery) -> Result<Page<Booking>, BookingError> {
@@ -549,6 +450,169 @@ impl BookingApi for BookingService {
         metrics::counter!("bookings_total", "outcome" => "cancelled").increment(1);
         let b = self.visible(caller, id).await?;
         self.full(b).await
+    }
+}
+
+/// The seat locks of one booking attempt (when `booking.seat_locks` is on).
+struct SeatLockSet {
+    scope: String,
+    keys: Vec<String>,
+    owner: String,
+}
+
+/// The rows and the event of a booking about to be inserted.
+struct NewBooking {
+    row: booking::Model,
+    seats: Vec<booking_seat::Model>,
+    created: BookingCreated,
+}
+
+/// One to `max` distinct seats.
+fn check_seat_list(seats: &[SeatId], max: usize) -> Result<(), BookingError> {
+    let mut errors = FieldErrors::new();
+    if seats.is_empty() {
+        errors.add("seat_ids", "must name at least one seat");
+    } else if seats.len() > max {
+        errors.add("seat_ids", format!("at most {max} seats per booking"));
+    } else if seats.iter().enumerate().any(|(i, s)| seats[..i].contains(s)) {
+        errors.add("seat_ids", "names a seat twice");
+    }
+    errors.into_result().map_err(BookingError::Validation)
+}
+
+impl BookingService {
+    /// The showtime's prices, if it has not started and every seat is one of its theater's.
+    /// They come from the catalog uncached: what the seat map shows is what is charged.
+    async fn price(
+        &self,
+        showtime: ShowtimeId,
+        seats: &[SeatId],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<ShowtimePricing, BookingError> {
+        let pricing = self.movies.pricing(showtime).await.map_err(movie_error)?;
+        if pricing.showtime.start_time <= now {
+            return Err(BookingError::Validation(FieldErrors::single("showtime_id", "the showtime has started")));
+        }
+        let foreign: Vec<String> = seats
+            .iter()
+            .filter(|s| !pricing.seats.iter().any(|priced| priced.id == **s))
+            .map(ToString::to_string)
+            .collect();
+        if !foreign.is_empty() {
+            return Err(BookingError::Validation(FieldErrors::single(
+                "seat_ids",
+                format!("not seats of this showtime's theater: {}", foreign.join(", ")),
+            )));
+        }
+        Ok(pricing)
+    }
+
+    /// Takes the seat locks, or answers which seats are unavailable. The locks only keep load
+    /// off the database, which decides anyway: without them the insert does.
+    async fn lock_seats(
+        &self,
+        locks: &SeatLockSet,
+        showtime: ShowtimeId,
+        seats: &[SeatId],
+    ) -> Result<(), BookingError> {
+        if !self.settings.seat_locks {
+            return Ok(());
+        }
+        let hold = Duration::from_secs(self.settings.hold_ttl_seconds);
+        let taken = match self.locks.acquire(&locks.scope, &locks.keys, &locks.owner, hold).await {
+            Ok(Acquired::Held) => return Ok(()),
+            Ok(Acquired::Conflict { taken }) => taken,
+            Err(e) => {
+                tracing::warn!(error = %e, "seat locks unavailable; the database decides alone");
+                return Ok(());
+            }
+        };
+        metrics::counter!("bookings_total", "outcome" => "conflict").increment(1);
+        let (mut locked, free): (Vec<SeatId>, Vec<SeatId>) = seats.iter().partition(|s| taken.contains(&s.to_string()));
+        // Seats free in the lock layer may still be claimed (a confirmed seat whose lock ran
+        // out): ask the database about those only, so a rush for one seat never reaches it and
+        // the answer still names every unavailable seat.
+        if !free.is_empty() {
+            locked.extend(self.claimed(showtime, &free).await?);
+            locked.sort_by_key(|s| seats.iter().position(|r| r == s));
+        }
+        Err(BookingError::SeatsUnavailable(locked))
+    }
+
+    /// Gives back the locks of a booking that was not inserted; those not given back run out
+    /// with the hold.
+    async fn unlock_seats(&self, locks: &SeatLockSet) {
+        if !self.settings.seat_locks {
+            return;
+        }
+        if let Err(e) = self.locks.release(&locks.scope, &locks.keys, &locks.owner).await {
+            tracing::warn!(error = %e, "seat locks not released; they run out with the hold");
+        }
+    }
+
+    /// The pending booking of `seats` at their current prices, held until the hold runs out.
+    fn new_booking(
+        &self,
+        id: BookingId,
+        user: UserId,
+        pricing: &ShowtimePricing,
+        seats: &[SeatId],
+        now: chrono::DateTime<Utc>,
+    ) -> NewBooking {
+        let expires_at = now + chrono::Duration::seconds(i64::try_from(self.settings.hold_ttl_seconds).unwrap_or(600));
+        let priced: Vec<&movie::api::PricedSeat> =
+            seats.iter().filter_map(|s| pricing.seats.iter().find(|p| p.id == *s)).collect();
+        let amount_cents: i64 = priced.iter().map(|s| s.price_cents).sum();
+        let row = booking::Model {
+            id: id.0,
+            user_id: user.0,
+            showtime_id: pricing.showtime.id.0,
+            status: BookingStatus::Pending.as_str().to_owned(),
+            amount_cents,
+            currency: pricing.showtime.currency.clone(),
+            starts_at: pricing.showtime.start_time,
+            created_at: now,
+            expires_at,
+            updated_at: now,
+            charging_payment_id: None,
+            charging_since: None,
+        };
+        let mut booked: Vec<booking_seat::Model> = priced
+            .iter()
+            .map(|s| booking_seat::Model {
+                booking_id: id.0,
+                seat_id: s.id.0,
+                row_label: s.row.clone(),
+                number: i32::try_from(s.number).unwrap_or(0),
+                price_cents: s.price_cents,
+            })
+            .collect();
+        // The order every read gives them in.
+        booked.sort_by(|a, b| (&a.row_label, a.number).cmp(&(&b.row_label, b.number)));
+        let created = BookingCreated {
+            booking_id: id,
+            user_id: user,
+            showtime_id: pricing.showtime.id,
+            seat_ids: seats.to_vec(),
+            amount_cents,
+            expires_at,
+        };
+        NewBooking { row, seats: booked, created }
+    }
+
+    /// What the customer is told when the insert refused the booking.
+    async fn refusal(&self, e: InsertError, showtime: ShowtimeId, seats: &[SeatId]) -> BookingError {
+        match e {
+            InsertError::Refused(e) => {
+                metrics::counter!("bookings_total", "outcome" => "hold_limit").increment(1);
+                e
+            }
+            InsertError::Taken => {
+                metrics::counter!("bookings_total", "outcome" => "conflict").increment(1);
+                self.claimed(showtime, seats).await.map_or_else(|e| e, BookingError::SeatsUnavailable)
+            }
+            InsertError::Failed(e) => e,
+        }
     }
 }
 
