@@ -56,6 +56,7 @@ on_both_backends!(
     concurrent_refunds_of_one_payment_give_the_money_back_once,
     a_customer_lists_their_own_payments_newest_first_filtered_and_paginated,
     replays_are_answered_from_redis_where_there_is_one,
+    answers_saved_as_http_before_issue_12_replay_alike_after_the_upgrade,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -944,4 +945,59 @@ async fn replays_are_answered_from_redis_where_there_is_one(backend: Backend) {
     .await;
     assert_eq!(problem["status"], 422);
     assert_eq!(list(&app, &ann.token, "").await["total"], 1, "one charge");
+}
+
+/// Before issue 12 a key saved the HTTP status and body it was answered with; migration
+/// `m20261207_000001_saved_answers` rewrites them as the service's answers. Its `down` writes
+/// the old form back (what the old code saved: the payment, or the problem document of the
+/// time, without the `reason` member), so the upgrade is replayed here on real answers.
+async fn answers_saved_as_http_before_issue_12_replay_alike_after_the_upgrade(backend: Backend) {
+    use migrations::payment::Migrator;
+    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm_migration::MigratorTrait;
+
+    let app = spawn_app(backend).await;
+    let screen = screening(&app, ROW_A).await;
+    let ann = customer(&app, "ann").await;
+    let paid = book(&app, &ann.token, &screen, &["A1"]).await;
+    let cancelled = book(&app, &ann.token, &screen, &["A2"]).await;
+    cancel_ok(&app, &ann.token, id(&cancelled)).await;
+    let requests = [
+        (new_key(), card(&paid, GOOD), 201_u16),
+        (new_key(), card(&cancelled, GOOD), 409),
+        (new_key(), card(&json!({"id": uuid::Uuid::new_v4()}), GOOD), 404),
+    ];
+    let mut first = Vec::new();
+    for (key, body, status) in &requests {
+        let (answered, json) = answer(pay(&app, &ann.token, key, body).await).await;
+        assert_eq!(answered, *status, "{json}");
+        first.push(json);
+    }
+
+    let migrate: platform::db::Migrate = |db| Box::pin(Migrator::up(db, None));
+    let db = platform::db::connect(&app.settings.database, &app.data_dir, "payment", migrate).await.unwrap();
+    Migrator::down(&db, Some(1)).await.unwrap();
+    let sql = "SELECT key, response_status, response_body FROM idempotency_keys";
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    assert_eq!(rows.len(), requests.len());
+    for row in rows {
+        let key: String = row.try_get("", "key").unwrap();
+        let status: i16 = row.try_get("", "response_status").unwrap();
+        let body: Value = serde_json::from_str(&row.try_get::<String>("", "response_body").unwrap()).unwrap();
+        let i = requests.iter().position(|(k, _, _)| *k == key).unwrap();
+        assert_eq!(u16::try_from(status).unwrap(), requests[i].2);
+        if status == 201 {
+            assert_eq!(body, first[i]);
+        } else {
+            for member in ["type", "title", "status", "detail"] {
+                assert_eq!(body[member], first[i][member], "{member} of the old {status}");
+            }
+        }
+    }
+    Migrator::up(&db, None).await.unwrap();
+
+    for ((key, body, status), first) in requests.iter().zip(&first) {
+        assert_eq!(answer(pay(&app, &ann.token, key, body).await).await, (*status, first.clone()));
+    }
+    assert_eq!(payments_of(&app, &ann.token, &paid).await.len(), 1, "charged once");
 }

@@ -145,7 +145,7 @@ impl AuthService {
             match self.purge_expired_sessions().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "forgot expired refresh tokens"),
-                Err(e) => tracing::warn!(error = %e, "purging expired refresh tokens failed"),
+                Err(e) => tracing::warn!(error = %platform::error::chain(&e), "purging expired refresh tokens failed"),
             }
         })
         .await;

@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId, ShowtimePricing};
-use platform::error::Failure;
+use platform::error::{Failure, chain};
 use platform::events::{Envelope, EventHandler};
 use platform::identity::{AuthUser, UserId};
 use platform::locks::{Acquired, SeatLocks};
@@ -269,7 +269,7 @@ impl BookingService {
         let interval = Duration::from_millis(self.settings.sweep_interval_ms);
         platform::tasks::every(interval, stop, || async {
             if let Err(e) = self.expire_due().await {
-                tracing::warn!(error = %e, "expiring holds failed; retrying");
+                tracing::warn!(error = %chain(&e), "expiring holds failed; retrying");
             }
         })
         .await;

@@ -39,7 +39,7 @@ impl NotificationService {
                 Ok(Some(next)) => (next - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(IDLE),
                 Ok(None) => IDLE,
                 Err(e) => {
-                    tracing::warn!(error = %e, "notification delivery round failed; retrying");
+                    tracing::warn!(error = %platform::error::chain(&e), "notification delivery round failed; retrying");
                     Duration::from_secs(1)
                 }
             };

@@ -726,7 +726,7 @@ impl PaymentService {
             match self.refund_payment(p.id).await {
                 Ok(true) => refunded += 1,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(payment_id = %p.id, error = %e, "refund failed; retrying later"),
+                Err(e) => tracing::warn!(payment_id = %p.id, error = %chain(&e), "refund failed; retrying later"),
             }
         }
         Ok(refunded)
@@ -740,13 +740,13 @@ impl PaymentService {
         let mut last_purge: Option<Instant> = None;
         loop {
             if let Err(e) = self.refund_due().await {
-                tracing::warn!(error = %e, "refund round failed; retrying");
+                tracing::warn!(error = %chain(&e), "refund round failed; retrying");
             }
             if last_purge.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
                 match idempotency::purge(&self.db, Utc::now() - ttl).await {
                     Ok(n) if n > 0 => tracing::info!(purged = n, "forgot old idempotency keys"),
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
+                    Err(e) => tracing::warn!(error = %chain(&e), "purging idempotency keys failed"),
                 }
                 last_purge = Some(Instant::now());
             }
@@ -771,7 +771,7 @@ impl PaymentService {
                 Ok(true) => resolved += 1,
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(payment_id = %row.payment_id, error = %e, "reconciling failed; retrying later")
+                    tracing::warn!(payment_id = %row.payment_id, error = %chain(&e), "reconciling failed; retrying later")
                 }
             }
         }
@@ -821,7 +821,7 @@ impl PaymentService {
             Ok(None) => ChargeOutcome::Declined(NOT_CHARGED.to_owned()),
             Err(e) => {
                 if let Err(release) = idempotency::release(&self.db, row.user_id, &row.key, lease, cutoff).await {
-                    tracing::warn!(error = %release, "reconciled key not released; its lease runs out on its own");
+                    tracing::warn!(error = %chain(&release), "reconciled key not released; its lease runs out on its own");
                 }
                 return Err(PaymentError::Unavailable(e.to_string()));
             }
@@ -838,7 +838,7 @@ impl PaymentService {
         let interval = Duration::from_millis(self.settings.reconcile_interval_ms);
         platform::tasks::every(interval, stop, || async {
             if let Err(e) = self.reconcile().await {
-                tracing::warn!(error = %e, "reconciling charges failed; retrying");
+                tracing::warn!(error = %chain(&e), "reconciling charges failed; retrying");
             }
         })
         .await;
