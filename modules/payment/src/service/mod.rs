@@ -210,13 +210,13 @@ fn taken_over() -> PaymentError {
 }
 
 /// The rows and the event that record a charge's outcome.
-struct Outcome {
+struct ChargeRecord {
     payment: payment::Model,
     charge: transaction::Model,
     event: Envelope,
 }
 
-impl Outcome {
+impl ChargeRecord {
     fn of(
         user: UserId,
         lease: Lease,
@@ -504,7 +504,7 @@ impl PaymentService {
         intent: &Intent,
         outcome: ChargeOutcome,
     ) -> Result<Payment, PaymentError> {
-        let rows = Outcome::of(user, lease, intent, outcome, now())?;
+        let rows = ChargeRecord::of(user, lease, intent, outcome, now())?;
         let answer = view(rows.payment.clone(), vec![rows.charge.clone()])?;
         let status = rows.payment.status.clone();
         let refund_due = self.commit_outcome(user, key, lease, rows, &answer).await?;
@@ -522,10 +522,10 @@ impl PaymentService {
         user: UserId,
         key: &str,
         lease: Lease,
-        rows: Outcome,
+        rows: ChargeRecord,
         answer: &Payment,
     ) -> Result<bool, PaymentError> {
-        let Outcome { mut payment, charge, event } = rows;
+        let ChargeRecord { mut payment, charge, event } = rows;
         let approved = payment.status == PaymentStatus::Completed.as_str();
         let txn = self.db.begin().await?;
         // First the key: a request whose lease was taken over (it ran longer than
@@ -856,18 +856,19 @@ impl PaymentApi for PaymentService {
             Err(saved) => return saved.into_result(),
         };
         let charged = self.charge(caller, key, lease, &card, request.booking_id).await;
-        match charged.as_ref().err().map(|e| (e, Answer::of_refusal(e))) {
-            // Final answers about the booking are saved: the same request answers them again.
-            Some((_, Some(refusal))) => {
-                idempotency::save_answer(&self.db, caller.id.0, key, lease, &refusal).await?;
-            }
-            // Nothing was charged: the key is free for the next try, under the same payment id.
-            Some((_, None)) => {
-                if let Err(e) = idempotency::release(&self.db, caller.id.0, key, lease, now()).await {
-                    tracing::warn!(error = %chain(&e), "idempotency key not released; its lease runs out on its own");
+        if let Err(e) = &charged {
+            match Answer::of_refusal(e) {
+                // Final answers about the booking are saved: the same request answers them again.
+                Some(refusal) => {
+                    idempotency::save_answer(&self.db, caller.id.0, key, lease, &refusal).await?;
+                }
+                // Nothing was charged: the key is free for the next try, under the same payment id.
+                None => {
+                    if let Err(e) = idempotency::release(&self.db, caller.id.0, key, lease, now()).await {
+                        tracing::warn!(error = %chain(&e), "idempotency key not released; its lease runs out on its own");
+                    }
                 }
             }
-            None => {}
         }
         charged
     }
