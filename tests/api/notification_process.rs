@@ -245,7 +245,7 @@ async fn two_notification_replicas_send_each_message_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let received = sink.messages();
     assert_eq!(received.len(), labels.len(), "one email per notification: {received:#?}");
-    let mut subjects: Vec<&str> = received.iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    let mut subjects: Vec<&str> = received.iter().map(|m| m.email.subject.as_deref().unwrap()).collect();
     let mut listed: Vec<&str> = items.iter().map(|n| n["subject"].as_str().unwrap()).collect();
     subjects.sort_unstable();
     listed.sort_unstable();
