@@ -31,7 +31,7 @@ use crate::error::chain;
 
 pub use crate::dead_letters::{DeadLetter, DeadLetterStore, Replay};
 
-/// One event: its routing key and the JSON document api.md specifies, which always carries
+/// One event: its routing key and the JSON document of docs/api.md ("Events"), which always carries
 /// `event_id`, `occurred_at` and `type` (= the routing key) besides the event's own fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
