@@ -5,5 +5,6 @@
 //! builds the HTTP server; [`openapi`] assembles the API document of what a process serves.
 
 pub mod openapi;
+pub mod modules;
 pub mod settings;
 pub mod startup;

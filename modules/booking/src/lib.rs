@@ -18,3 +18,5 @@ pub mod client;
 pub mod http;
 #[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "server")]
+pub mod module;

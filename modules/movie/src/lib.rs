@@ -16,3 +16,5 @@ pub mod client;
 pub mod http;
 #[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "server")]
+pub mod module;
