@@ -55,6 +55,7 @@ impl Application {
         let server = http_server(&settings, started, extra, listener)?;
         let served: Vec<&str> = settings.served().into_iter().map(|m| m.name()).collect();
         tracing::info!(
+            port,
             modules = served.join(","),
             url = format!("http://{}:{port}/", settings.server.bind.ip()),
             docs = format!("http://{}:{port}/api/docs/", settings.server.bind.ip()),
@@ -97,7 +98,12 @@ impl Application {
 
 /// The platform's middleware, the operational and admin routes, the started modules' routes
 /// and the API docs, on `listener`.
-fn http_server(settings: &Settings, started: Started, extra: ExtraRoutes, listener: TcpListener) -> anyhow::Result<Server> {
+fn http_server(
+    settings: &Settings,
+    started: Started,
+    extra: ExtraRoutes,
+    listener: TcpListener,
+) -> anyhow::Result<Server> {
     let Started { ctx, peers, mounts, openapi } = started;
     let ops = Arc::new(Ops { readiness: ctx.readiness, metrics: platform::telemetry::prometheus() });
     let verifier = web::Data::from(peers.get::<JwtVerifier>()?);

@@ -22,8 +22,8 @@ impl Auth {
     /// An unusable signing key or Argon2 setting, or the admin cannot be written.
     pub async fn service(&self, ctx: &Context) -> anyhow::Result<Arc<AuthService>> {
         let db = ctx.database(platform::module::Module::name(self))?;
-        let service = AuthService::new(db, &self.settings, &self.jwt, &ctx.data_dir, ctx.kv.clone())
-            .map_err(|e| anyhow!(e))?;
+        let service =
+            AuthService::new(db, &self.settings, &self.jwt, &ctx.data_dir, ctx.kv.clone()).map_err(|e| anyhow!(e))?;
         service.ensure_configured_admin().await.map_err(|e| anyhow!("auth.admin_email: {e}"))?;
         Ok(Arc::new(service))
     }

@@ -179,7 +179,8 @@ impl Context {
     /// The background tasks the started modules handed over, relays last.
     pub fn take_tasks(&mut self) -> Vec<Task> {
         let stop = self.stop.clone();
-        let relays = std::mem::take(&mut self.relays).into_iter().map(|relay| -> Task { Box::pin(relay.run(stop.clone())) });
+        let relays =
+            std::mem::take(&mut self.relays).into_iter().map(|relay| -> Task { Box::pin(relay.run(stop.clone())) });
         let tasks = std::mem::take(self.tasks.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner));
         tasks.into_iter().chain(relays).collect()
     }

@@ -183,7 +183,6 @@ fn contains_pattern(text: &str) -> String {
 }
 
 impl MovieService {
-
     pub fn new(
         db: DatabaseConnection,
         settings: &MovieSettings,

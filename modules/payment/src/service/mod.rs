@@ -219,7 +219,6 @@ fn replay(status: u16, body: &str) -> Result<Payment, PaymentError> {
 }
 
 impl PaymentService {
-
     /// # Errors
     /// The generated fingerprint key cannot be read or written.
     pub fn new(
