@@ -76,7 +76,7 @@ impl Module {
     }
 
     /// The module as this binary starts it (`None`: not compiled in).
-    fn local(self, settings: &Settings) -> Option<Box<dyn platform::module::Module>> {
+    pub(crate) fn local(self, settings: &Settings) -> Option<Box<dyn platform::module::Module>> {
         match self {
             #[cfg(feature = "auth")]
             Module::Auth => {

@@ -144,16 +144,7 @@ impl Settings {
                 ));
             }
         }
-        #[cfg(feature = "auth")]
-        errors.extend(self.auth.check());
-        #[cfg(feature = "movie")]
-        errors.extend(self.movie.check());
-        #[cfg(feature = "booking")]
-        errors.extend(self.booking.check());
-        #[cfg(feature = "payment")]
-        errors.extend(self.payment.check());
-        #[cfg(feature = "notification")]
-        errors.extend(self.notification.check());
+        errors.extend(Module::COMPILED.iter().filter_map(|m| m.local(self)).flat_map(|m| m.check()));
         if errors.is_empty() { Ok(()) } else { Err(format!("invalid configuration: {}", errors.join("; "))) }
     }
 

@@ -43,6 +43,10 @@ impl platform::module::Module for Auth {
         <crate::http::AuthDoc as utoipa::OpenApi>::openapi()
     }
 
+    fn check(&self) -> Vec<String> {
+        self.settings.check()
+    }
+
     /// Tokens are verified with the service's own keys, not fetched from `/api/auth/jwks`.
     async fn start(&self, ctx: &mut Context, peers: &mut Peers) -> anyhow::Result<Mount> {
         let service = self.service(ctx).await?;

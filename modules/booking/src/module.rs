@@ -38,6 +38,10 @@ impl Module for Booking {
         <crate::http::BookingDoc as utoipa::OpenApi>::openapi()
     }
 
+    fn check(&self) -> Vec<String> {
+        self.settings.check()
+    }
+
     /// Booking's claims are what movie's seat map shows, read from booking's tables.
     fn offer(&self, ctx: &Context, peers: &mut Peers) -> anyhow::Result<()> {
         let states: Arc<dyn SeatStates> = Arc::new(BookingSeatStates::new(ctx.database(self.name())?));

@@ -39,6 +39,10 @@ impl Module for Movie {
         <crate::http::MovieDoc as utoipa::OpenApi>::openapi()
     }
 
+    fn check(&self) -> Vec<String> {
+        self.settings.check()
+    }
+
     /// Keeps `seats_available` from booking's events.
     async fn start(&self, ctx: &mut Context, peers: &mut Peers) -> anyhow::Result<Mount> {
         let service = self.service(ctx, peers)?;

@@ -28,6 +28,10 @@ impl Module for Notification {
         <crate::http::NotificationDoc as utoipa::OpenApi>::openapi()
     }
 
+    fn check(&self) -> Vec<String> {
+        self.settings.check()
+    }
+
     /// With its delivery worker and the consumer of booking and payment events; it reads
     /// addresses from auth and screenings from movie.
     async fn start(&self, ctx: &mut Context, peers: &mut Peers) -> anyhow::Result<Mount> {

@@ -27,6 +27,10 @@ impl Module for Payment {
         <crate::http::PaymentDoc as utoipa::OpenApi>::openapi()
     }
 
+    fn check(&self) -> Vec<String> {
+        self.settings.check()
+    }
+
     /// With its outbox relay, the refund worker, the reconciler of cut-off charges and the
     /// consumer of booking events.
     async fn start(&self, ctx: &mut Context, peers: &mut Peers) -> anyhow::Result<Mount> {

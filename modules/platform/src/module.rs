@@ -44,6 +44,9 @@ pub trait Module: Send + Sync {
     /// The OpenAPI description of its routes.
     fn openapi(&self) -> utoipa::openapi::OpenApi;
 
+    /// What is wrong with its `[section]` of the configuration, each message naming its key.
+    fn check(&self) -> Vec<String>;
+
     /// Offers, before any module starts, the ports other modules read from this module's
     /// storage (booking's seat states for movie's seat map): the one cycle between modules.
     fn offer(&self, _ctx: &Context, _peers: &mut Peers) -> anyhow::Result<()> {
