@@ -24,7 +24,7 @@ export BOXOFFICE__DATABASE__MAX_CONNECTIONS=16
 export BOXOFFICE__REDIS__URL="${REDIS_URL:-}"
 export BOXOFFICE__REDIS__KEY_PREFIX="bench:$(date +%s):"
 [ -n "${MODULES:-}" ] && export BOXOFFICE__MODULES="$MODULES"
-# The log adapter unless asked otherwise: the figures in ARCHITECTURE.md were taken with it.
+# The log adapter unless asked otherwise: the figures in docs/performance.md were taken with it.
 export BOXOFFICE__NOTIFICATION__EMAIL="${EMAIL:-log}"
 sink=""
 if [ -n "${SMTP:-}" ]; then
