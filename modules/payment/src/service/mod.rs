@@ -269,11 +269,6 @@ impl ChargeRecord {
 }
 
 impl PaymentService {
-    /// The module's database, for the composition root's background tasks (retention).
-    pub fn database(&self) -> DatabaseConnection {
-        self.db.clone()
-    }
-
     /// # Errors
     /// The generated fingerprint key cannot be read or written.
     pub fn new(
