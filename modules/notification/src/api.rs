@@ -1,7 +1,9 @@
 //! The notification module's contract, shared by the in-process service and the REST client.
 
 use async_trait::async_trait;
+use booking::api::BookingEvent;
 use chrono::{DateTime, Utc};
+use payment::api::PaymentEvent;
 use platform::identity::AuthUser;
 use platform::pagination::{Page, PageRequest};
 use platform::problem::Problem;
@@ -182,16 +184,17 @@ pub trait NotificationApi: Send + Sync {
 }
 
 /// The queue notification consumes. `payment.completed` makes no message of its own (the
-/// confirmation follows it): it tells the amount paid, which `booking.confirmed` does not carry.
+/// confirmation follows it): it tells the amount paid, which `booking.confirmed` did not carry
+/// before issue 12.
 pub const QUEUE: platform::events::QueueSpec = platform::events::QueueSpec {
     name: "notification_queue",
     patterns: &[
-        "booking.created",
-        "booking.confirmed",
-        "booking.cancelled",
-        "payment.completed",
-        "payment.failed",
-        "payment.refunded",
+        BookingEvent::CREATED,
+        BookingEvent::CONFIRMED,
+        BookingEvent::CANCELLED,
+        PaymentEvent::COMPLETED,
+        PaymentEvent::FAILED,
+        PaymentEvent::REFUNDED,
     ],
 };
 

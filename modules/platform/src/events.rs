@@ -57,6 +57,14 @@ impl Envelope {
         Ok(Self { event_id, routing_key: routing_key.to_owned(), occurred_at, body })
     }
 
+    /// A new event announcing `event`, under the routing key its variant names.
+    ///
+    /// # Errors
+    /// `event` does not serialize to a JSON object.
+    pub fn of<E: Event>(event: &E) -> Result<Self, serde_json::Error> {
+        Self::new(event.routing_key(), event)
+    }
+
     /// Rebuilds an envelope from a received JSON document.
     ///
     /// # Errors
@@ -80,6 +88,23 @@ impl Envelope {
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_value(self.body.clone())
     }
+}
+
+/// The events one module publishes: an enum with one variant per routing key, internally
+/// tagged by `type` (which the wire format already carries, equal to the routing key), so a
+/// variant's payload cannot travel under another variant's key.
+///
+/// Versioning: a variant's fields may grow (consumers ignore fields they do not know, and a
+/// field added later is optional or defaulted, so rows already in outboxes and inboxes still
+/// decode); removing or renaming a field, or changing its meaning, needs a new variant under
+/// a new routing key (e.g. `booking.created.v2`), published alongside the old one until no
+/// consumer reads the old one.
+pub trait Event: Serialize + DeserializeOwned + Send + Sync {
+    /// Every routing key the enum publishes, one per variant.
+    const KEYS: &'static [&'static str];
+
+    /// This event's routing key (equal to its serialized `type`).
+    fn routing_key(&self) -> &'static str;
 }
 
 #[derive(Debug, thiserror::Error)]
