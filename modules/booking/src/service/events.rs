@@ -55,7 +55,9 @@ pub(super) async fn screening_names(movies: &dyn MovieApi, showtime: &Showtime) 
             names.theater_name = Some(theater.name);
             names.theater_location = Some(theater.location);
         }
-        Err(e) => tracing::warn!(theater_id = %showtime.theater_id, error = %e, "theater unknown; booking without its name"),
+        Err(e) => {
+            tracing::warn!(theater_id = %showtime.theater_id, error = %e, "theater unknown; booking without its name")
+        }
     }
     names
 }

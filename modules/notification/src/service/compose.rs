@@ -139,11 +139,7 @@ impl NotificationService {
     /// The screening as the message names it, and its currency, read from movie; none when
     /// movie no longer knows the showtime. Three catalog reads that movie answers from its
     /// cache.
-    async fn show(
-        &self,
-        showtime: ShowtimeId,
-        seats: &[SeatId],
-    ) -> Result<(Option<Show>, Option<String>), SendError> {
+    async fn show(&self, showtime: ShowtimeId, seats: &[SeatId]) -> Result<(Option<Show>, Option<String>), SendError> {
         let st = match self.movies.showtime(showtime).await {
             Ok(st) => st,
             Err(MovieError::NotFound(_)) => return Ok((None, None)),

@@ -138,8 +138,11 @@ fn decode(event: &Envelope) -> Result<Effect, HandlerError> {
             Effect::Message(e.user_id, NotificationKind::PaymentFailed, payload)
         }
         PaymentEvent::Refunded(e) => {
-            let payload =
-                Payload { amount_cents: Some(e.amount_cents), ticket: currency(e.currency), ..Payload::of(e.booking_id) };
+            let payload = Payload {
+                amount_cents: Some(e.amount_cents),
+                ticket: currency(e.currency),
+                ..Payload::of(e.booking_id)
+            };
             Effect::Message(e.user_id, NotificationKind::PaymentRefunded, payload)
         }
     })

@@ -61,8 +61,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{
-    PayRequest, Payment, PaymentApi, PaymentCompleted, PaymentError, PaymentEvent, PaymentFailed, PaymentId, PaymentQuery,
-    PaymentRefunded, PaymentStatus, Transaction, TransactionId, TransactionKind, TransactionStatus,
+    PayRequest, Payment, PaymentApi, PaymentCompleted, PaymentError, PaymentEvent, PaymentFailed, PaymentId,
+    PaymentQuery, PaymentRefunded, PaymentStatus, Transaction, TransactionId, TransactionKind, TransactionStatus,
 };
 use attempts::Attempts;
 use card::Card;
