@@ -185,6 +185,35 @@ fn a_notification_process_without_auth_needs_a_service_token_of_32_characters() 
     settings.validate().unwrap();
 }
 
+/// Booking's events carry the screening (issue 12): a notification process that cannot
+/// reach movie still writes every booking message, naming the movie, its theater and seats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booking_mail_names_the_screening_without_reading_movie() {
+    let Some(backend) = Backend::postgres() else { return };
+    let a = everything_but_notification(&backend).await;
+    let b = notification_process(&a, TOKEN, |s| s.services.movie = "http://127.0.0.1:9".to_owned()).await;
+    let screen = screening(&a, ROW_A).await;
+    let pia = customer(&a, "pia").await;
+    let booking = book(&a, &pia.token, &screen, &["A2"]).await;
+    let booking_id = booking["id"].as_str().unwrap();
+    pay_ok(&a, &pia.token, &card(&booking, GOOD)).await;
+    wait_for_status(&a, &pia.token, booking_id, "confirmed", PATIENCE).await;
+    cancel_ok(&a, &pia.token, booking_id).await;
+
+    let booking_kinds = ["booking_created", "booking_confirmed", "booking_cancelled"];
+    let of_booking = |items: &[Value]| -> Vec<Value> {
+        items.iter().filter(|n| booking_kinds.contains(&n["kind"].as_str().unwrap())).cloned().collect()
+    };
+    let items = wait_for_notifications(&b, &pia.token, |items| {
+        let mine = of_booking(items);
+        mine.len() == booking_kinds.len() && all_sent(&mine)
+    })
+    .await;
+    for n in of_booking(&items) {
+        assert!(n["subject"].as_str().unwrap().contains("Booked Solid"), "{n}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_waits_for_an_unreachable_auth_and_is_written_when_auth_is_back() {
     let Some(backend) = Backend::postgres() else { return };
