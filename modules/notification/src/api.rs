@@ -183,16 +183,14 @@ pub trait NotificationApi: Send + Sync {
     async fn list(&self, caller: &AuthUser, page: PageRequest) -> Result<Page<Notification>, NotificationError>;
 }
 
-/// The queue notification consumes. `payment.completed` makes no message of its own (the
-/// confirmation follows it): it tells the amount paid, which `booking.confirmed` did not carry
-/// before issue 12.
+/// The queue notification consumes: every booking event, and the payment events that make a
+/// message. (`payment.completed` makes none: the confirmation that follows says what was paid.)
 pub const QUEUE: platform::events::QueueSpec = platform::events::QueueSpec {
     name: "notification_queue",
     patterns: &[
         BookingEvent::CREATED,
         BookingEvent::CONFIRMED,
         BookingEvent::CANCELLED,
-        PaymentEvent::COMPLETED,
         PaymentEvent::FAILED,
         PaymentEvent::REFUNDED,
     ],

@@ -4,8 +4,9 @@
 //! of the moment, and events do not spread addresses across every module's tables).
 //!
 //! What the payload lacks comes from elsewhere: a payment event names no screening, so it is
-//! found through `booking_facts` and read from [`MovieApi`] (cached catalog reads), as for
-//! events older than issue 12 or a booking made while movie could not tell the names. A fact
+//! what `booking.created` told (`booking_facts`). Only for events older than issue 12, or a
+//! booking made while movie could not tell the names, is the screening read from
+//! [`MovieApi`] (cached catalog reads). A fact
 //! that cannot be had yet (auth or movie unreachable, a confirmation whose amount has not
 //! been heard of) is a failed attempt like a mail server that is down: retried with backoff.
 
@@ -85,34 +86,37 @@ impl NotificationService {
                 .await
                 .map_err(|e| retry(format!("notification database: {e}")))?
         };
-        let (facts_showtime, facts_seats, booked, paid) = match facts {
+        let unreadable = |e: serde_json::Error| give_up(format!("booking facts: {e}"));
+        let (facts_showtime, facts_seats, facts_ticket, booked) = match facts {
             Some(f) => {
                 let seats: Vec<SeatId> = match f.seat_ids {
-                    Some(s) => serde_json::from_str(&s).map_err(|e| give_up(format!("booking facts: {e}")))?,
+                    Some(s) => serde_json::from_str(&s).map_err(unreadable)?,
                     None => Vec::new(),
                 };
-                (f.showtime_id.map(ShowtimeId), seats, f.amount_cents, f.paid_cents)
+                let ticket: Option<Ticket> =
+                    f.ticket.map(|t| serde_json::from_str(&t)).transpose().map_err(unreadable)?;
+                (f.showtime_id.map(ShowtimeId), seats, ticket.unwrap_or_default(), f.amount_cents)
             }
-            None => (None, Vec::new(), None, None),
+            None => (None, Vec::new(), Ticket::default(), None),
         };
         // A payment event names only the booking: its screening is what booking.created said.
-        let (showtime, seats) = match payload.showtime_id {
-            Some(st) => (Some(st), payload.seat_ids.clone()),
-            None => (facts_showtime, facts_seats),
+        let (showtime, seats, ticket) = match payload.showtime_id {
+            Some(st) => (Some(st), payload.seat_ids.clone(), payload.ticket.clone()),
+            None => (facts_showtime, facts_seats, facts_ticket),
         };
-        let (show, show_currency) = match (told(&payload.ticket), showtime) {
+        let (show, show_currency) = match (told(&ticket), showtime) {
             (Some(show), _) => (Some(show), None),
             (None, Some(st)) => self.show(st, &seats).await?,
             (None, None) => (None, None),
         };
-        let currency = payload.ticket.currency.clone().or(show_currency).unwrap_or_default();
+        let currency = payload.ticket.currency.clone().or(ticket.currency).or(show_currency).unwrap_or_default();
         let amount_cents = match kind {
             NotificationKind::BookingCreated | NotificationKind::PaymentRefunded => payload.amount_cents,
-            NotificationKind::BookingConfirmed => Some(payload.amount_cents.or(paid).or(booked).ok_or_else(|| {
+            NotificationKind::BookingConfirmed => Some(payload.amount_cents.or(booked).ok_or_else(|| {
                 retry(format!("booking {} confirmed before notification heard what it cost", payload.booking_id))
             })?),
             NotificationKind::BookingCancelled | NotificationKind::BookingExpired | NotificationKind::PaymentFailed => {
-                payload.amount_cents.or(paid).or(booked)
+                payload.amount_cents.or(booked)
             }
         };
         let context = MessageContext {

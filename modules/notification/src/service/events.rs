@@ -1,9 +1,10 @@
 //! What notification does with booking and payment events (`notification_queue`): it
-//! records them. One transaction writes the inbox record, what `booking.created` and
-//! `payment.completed` say about their booking (`booking_facts`, for the messages of payment
-//! events, which do not name the screening, and of events older than issue 12, which carry no
-//! amount), and the notification `pending` with the event's facts as its payload; the
+//! records them. One transaction writes the inbox record, what `booking.created` says about
+//! its booking (`booking_facts`: the screening, for the messages of payment events, which do
+//! not name it), and the notification `pending` with the event's facts as its payload; the
 //! delivery worker writes and sends the message afterwards (see [`compose`](super::compose)).
+//! A `payment.completed` (still bound on queues declared before issue 12) is recorded in the
+//! inbox and changes nothing: the confirmation that follows it says what was paid.
 //! Nothing here calls another module, so a consumer never waits for auth, movie or a mail
 //! server, and an outage of any of them delays mail without failing or dead-lettering an
 //! event.
@@ -14,7 +15,7 @@ use async_trait::async_trait;
 use booking::api::{BookingCreated, BookingEvent, BookingId, CancelReason, Ticket};
 use chrono::{DateTime, Utc};
 use movie::api::{SeatId, ShowtimeId};
-use payment::api::{PaymentCompleted, PaymentEvent};
+use payment::api::PaymentEvent;
 use platform::db::now;
 use platform::events::{Envelope, Event, EventHandler, HandlerError};
 use platform::identity::UserId;
@@ -83,8 +84,8 @@ impl BookingAndPaymentEvents {
 enum Effect {
     /// `booking.created`: the booking's facts, and its message.
     Created(BookingCreated),
-    /// `payment.completed`: the amount paid, no message.
-    Paid(PaymentCompleted),
+    /// `payment.completed`: nothing.
+    Nothing,
     /// Any other: a message.
     Message(UserId, NotificationKind, Payload),
 }
@@ -127,7 +128,7 @@ fn decode(event: &Envelope) -> Result<Effect, HandlerError> {
         });
     }
     Ok(match event.decode()? {
-        PaymentEvent::Completed(e) => Effect::Paid(e),
+        PaymentEvent::Completed(_) => Effect::Nothing,
         PaymentEvent::Failed(e) => {
             let payload = Payload {
                 failure_reason: Some(e.failure_reason),
@@ -170,10 +171,7 @@ impl EventHandler for BookingAndPaymentEvents {
                 };
                 Some((e.user_id, NotificationKind::BookingCreated, payload))
             }
-            Effect::Paid(e) => {
-                record_payment(&txn, &e).await?;
-                None
-            }
+            Effect::Nothing => None,
             Effect::Message(user, kind, payload) => Some((user, kind, payload)),
         };
         let stored = match message {
@@ -191,40 +189,24 @@ impl EventHandler for BookingAndPaymentEvents {
     }
 }
 
-/// The booking's screening, seats and amount (whether or not its payment was heard of first).
+/// The booking's screening, seats and amount, for the messages of its payments.
 async fn record_booking(txn: &DatabaseTransaction, e: &BookingCreated) -> Result<(), HandlerError> {
     let row = booking_facts::ActiveModel {
         booking_id: Set(e.booking_id.0),
         showtime_id: Set(Some(e.showtime_id.0)),
         seat_ids: Set(Some(serde_json::to_string(&e.seat_ids)?)),
         amount_cents: Set(Some(e.amount_cents)),
-        paid_cents: Set(None),
         updated_at: Set(now()),
+        ticket: Set(Some(serde_json::to_string(&e.ticket)?)),
     };
+    // A row may be there already: written by a `payment.completed` before issue 12.
     let columns = [
         booking_facts::Column::ShowtimeId,
         booking_facts::Column::SeatIds,
         booking_facts::Column::AmountCents,
         booking_facts::Column::UpdatedAt,
+        booking_facts::Column::Ticket,
     ];
-    booking_facts::Entity::insert(row)
-        .on_conflict(OnConflict::column(booking_facts::Column::BookingId).update_columns(columns).to_owned())
-        .exec(txn)
-        .await?;
-    Ok(())
-}
-
-/// The amount charged for the booking.
-async fn record_payment(txn: &DatabaseTransaction, e: &PaymentCompleted) -> Result<(), HandlerError> {
-    let row = booking_facts::ActiveModel {
-        booking_id: Set(e.booking_id.0),
-        showtime_id: Set(None),
-        seat_ids: Set(None),
-        amount_cents: Set(None),
-        paid_cents: Set(Some(e.amount_cents)),
-        updated_at: Set(now()),
-    };
-    let columns = [booking_facts::Column::PaidCents, booking_facts::Column::UpdatedAt];
     booking_facts::Entity::insert(row)
         .on_conflict(OnConflict::column(booking_facts::Column::BookingId).update_columns(columns).to_owned())
         .exec(txn)
