@@ -381,7 +381,7 @@ impl Application {
                 if settings.demo.seed && service.seed_demo().await.map_err(|e| anyhow!("demo catalog: {e}"))? {
                     tracing::info!("demo catalog created (demo.seed = false turns this off)");
                 }
-                subscribe(&settings, &bus, movie::api::QUEUE, service.booking_events_handler()).await?;
+                subscribe(&settings, &bus, movie::api::QUEUE, service.events_handler()).await?;
                 let retention = settings.events.retention();
                 tasks.push(tokio::spawn(platform::outbox::run_retention(
                     "movie",
@@ -420,7 +420,7 @@ impl Application {
                     seat_locks(&settings)?,
                     relay.waker(),
                 ));
-                subscribe(&settings, &bus, booking::api::QUEUE, service.payment_events_handler()).await?;
+                subscribe(&settings, &bus, booking::api::QUEUE, service.events_handler()).await?;
                 relays.push(relay);
                 tasks.push(tokio::spawn(retention));
                 tasks.push(tokio::spawn(Arc::clone(&service).run_sweeper(stop.clone())));
@@ -438,7 +438,7 @@ impl Application {
             {
                 let (service, relay) =
                     payment_service(&settings, kv.clone(), booking_api.clone(), bus.clone(), &mut readiness).await?;
-                subscribe(&settings, &bus, payment::api::QUEUE, service.booking_events_handler()).await?;
+                subscribe(&settings, &bus, payment::api::QUEUE, service.events_handler()).await?;
                 relays.push(relay);
                 tasks.push(tokio::spawn(Arc::clone(&service).run_refunds(stop.clone())));
                 tasks.push(tokio::spawn(Arc::clone(&service).run_reconciler(stop.clone())));

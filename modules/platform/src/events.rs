@@ -207,6 +207,11 @@ pub trait EventBus: Send + Sync {
 /// A queue a module consumes: its name (before `events.queue_prefix`) and the routing-key
 /// patterns bound to it. Every module crate names its queue in its API, so any process can
 /// declare the whole deployment's queues before it publishes.
+///
+/// One scheme for all: module `m` consumes `m::api::QUEUE`, named `m_queue`, whose patterns
+/// are the publishers' key constants (`BookingEvent::CANCELLED`, never a literal); its handler
+/// is `<Publisher>Events` in `m/src/service/events.rs`, handed out by the service's
+/// `events_handler()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueSpec {
     pub name: &'static str,

@@ -169,7 +169,7 @@ impl BookingService {
     }
 
     /// The handler of `booking_queue` (payment events).
-    pub fn payment_events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
+    pub fn events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
         Arc::new(events::PaymentEvents::new(Arc::clone(self)))
     }
 

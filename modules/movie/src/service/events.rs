@@ -16,18 +16,18 @@ use crate::api::{BookingSeats, QUEUE};
 
 /// Applies booking events to `seats_available`: a created booking takes its seats, a
 /// cancelled or expired one gives them back, a confirmation changes nothing.
-pub struct SeatsAvailable {
+pub struct BookingEvents {
     db: DatabaseConnection,
 }
 
-impl SeatsAvailable {
+impl BookingEvents {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
 }
 
 #[async_trait]
-impl EventHandler for SeatsAvailable {
+impl EventHandler for BookingEvents {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
         let change = match event.decode()? {
             BookingSeats::Taken(seats) => Some((seats.showtime_id, -seat_count(&seats.seat_ids)?)),

@@ -264,7 +264,7 @@ impl PaymentService {
     }
 
     /// The handler of `payment_queue` (`booking.cancelled`).
-    pub fn booking_events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
+    pub fn events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
         Arc::new(events::BookingEvents::new(Arc::clone(self)))
     }
 
