@@ -256,38 +256,18 @@ pub struct PaymentHold {
     pub user_id: platform::identity::UserId,
 }
 
-/// The events booking publishes (topic exchange `booking_events`), one variant per routing
-/// key; see [`platform::events::Event`] for how they may change. Every variant names the
-/// booking's screening and seats; the fields added in issue 12 (`currency`, `starts_at`,
-/// `seats` and, past creation, `amount_cents`) are absent from events written before, so
-/// they decode as `None` / empty.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum BookingEvent {
-    #[serde(rename = "booking.created")]
-    Created(BookingCreated),
-    #[serde(rename = "booking.confirmed")]
-    Confirmed(BookingConfirmed),
-    /// Also for an expired hold (reason `expired`).
-    #[serde(rename = "booking.cancelled")]
-    Cancelled(BookingCancelled),
-}
-
-impl BookingEvent {
-    pub const CREATED: &'static str = "booking.created";
-    pub const CONFIRMED: &'static str = "booking.confirmed";
-    pub const CANCELLED: &'static str = "booking.cancelled";
-}
-
-impl platform::events::Event for BookingEvent {
-    const KEYS: &'static [&'static str] = &[Self::CREATED, Self::CONFIRMED, Self::CANCELLED];
-
-    fn routing_key(&self) -> &'static str {
-        match self {
-            Self::Created(_) => Self::CREATED,
-            Self::Confirmed(_) => Self::CONFIRMED,
-            Self::Cancelled(_) => Self::CANCELLED,
-        }
+platform::events! {
+    /// The events booking publishes (topic exchange `booking_events`), one variant per routing
+    /// key; see [`platform::events::Event`] for how they may change. Every variant names the
+    /// booking's screening and seats; the fields added in issue 12 (`currency`, `starts_at`,
+    /// `seats` and, past creation, `amount_cents`) are absent from events written before, so
+    /// they decode as `None` / empty.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum BookingEvent {
+        CREATED = "booking.created" => Created(BookingCreated),
+        CONFIRMED = "booking.confirmed" => Confirmed(BookingConfirmed),
+        /// Also for an expired hold (reason `expired`).
+        CANCELLED = "booking.cancelled" => Cancelled(BookingCancelled),
     }
 }
 

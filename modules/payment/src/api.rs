@@ -292,35 +292,15 @@ pub trait PaymentApi: Send + Sync {
     async fn refund(&self, caller: &AuthUser, id: PaymentId) -> Result<Payment, PaymentError>;
 }
 
-/// The events payment publishes (topic exchange `booking_events`), one variant per routing
-/// key; see [`platform::events::Event`] for how they may change. `currency` (and the failed
-/// charge's amount) were added in issue 12 and are absent from events written before.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum PaymentEvent {
-    #[serde(rename = "payment.completed")]
-    Completed(PaymentCompleted),
-    #[serde(rename = "payment.failed")]
-    Failed(PaymentFailed),
-    #[serde(rename = "payment.refunded")]
-    Refunded(PaymentRefunded),
-}
-
-impl PaymentEvent {
-    pub const COMPLETED: &'static str = "payment.completed";
-    pub const FAILED: &'static str = "payment.failed";
-    pub const REFUNDED: &'static str = "payment.refunded";
-}
-
-impl platform::events::Event for PaymentEvent {
-    const KEYS: &'static [&'static str] = &[Self::COMPLETED, Self::FAILED, Self::REFUNDED];
-
-    fn routing_key(&self) -> &'static str {
-        match self {
-            Self::Completed(_) => Self::COMPLETED,
-            Self::Failed(_) => Self::FAILED,
-            Self::Refunded(_) => Self::REFUNDED,
-        }
+platform::events! {
+    /// The events payment publishes (topic exchange `booking_events`), one variant per routing
+    /// key; see [`platform::events::Event`] for how they may change. `currency` (and the failed
+    /// charge's amount) were added in issue 12 and are absent from events written before.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum PaymentEvent {
+        COMPLETED = "payment.completed" => Completed(PaymentCompleted),
+        FAILED = "payment.failed" => Failed(PaymentFailed),
+        REFUNDED = "payment.refunded" => Refunded(PaymentRefunded),
     }
 }
 

@@ -107,6 +107,41 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync {
     fn routing_key(&self) -> &'static str;
 }
 
+/// Declares a publisher's [`Event`] enum from one line per variant,
+/// `CONST = "routing.key" => Variant(Payload)`: the key is written once, and becomes the
+/// variant's serde tag, the associated constant consumers bind with, and its
+/// [`Event::routing_key`]. The invoking crate depends on `serde`.
+#[macro_export]
+macro_rules! events {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $key_const:ident = $key:literal => $variant:ident($payload:ty), )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[serde(tag = "type")]
+        $vis enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $key)] $variant($payload), )+
+        }
+
+        impl $name {
+            $( pub const $key_const: &'static str = $key; )+
+        }
+
+        impl $crate::events::Event for $name {
+            const KEYS: &'static [&'static str] = &[$(Self::$key_const),+];
+
+            fn routing_key(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => Self::$key_const, )+
+                }
+            }
+        }
+    };
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     /// The broker cannot be reached or refused the message; nothing is known to be sent.
