@@ -84,7 +84,7 @@ impl BookingAndPaymentEvents {
 enum Effect {
     /// `booking.created`: the booking's facts, and its message.
     Created(BookingCreated),
-    /// `payment.completed`: nothing.
+    /// `payment.completed`, still bound on queues declared before issue 12: nothing.
     Nothing,
     /// Any other: a message.
     Message(UserId, NotificationKind, Payload),
