@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId};
-use platform::events::{Envelope, Event, EventHandler};
+use platform::events::EventHandler;
 use platform::identity::{AuthUser, UserId};
 use platform::locks::{Acquired, SeatLocks};
 use platform::pagination::{Page, PageRequest};
@@ -109,10 +109,6 @@ fn db_err(e: DbErr) -> BookingError {
     } else {
         BookingError::Internal(format!("booking database: {e}"))
     }
-}
-
-fn event(e: BookingEvent) -> Result<Envelope, BookingError> {
-    Envelope::of(&e).map_err(|err| BookingError::Internal(format!("event {}: {err}", e.routing_key())))
 }
 
 fn seat_keys(seats: &[SeatId]) -> Vec<String> {
@@ -250,7 +246,7 @@ impl BookingService {
             amount_cents: Some(b.amount_cents),
             ticket: events::ticket(b, seats_in(&txn, b.id).await?),
         };
-        platform::outbox::enqueue(&txn, &event(BookingEvent::Cancelled(cancelled))?).await.map_err(db_err)?;
+        platform::outbox::publish(&txn, &BookingEvent::Cancelled(cancelled)).await.map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
         self.relay.notify_one();
         if let Err(e) = self.locks.release(&b.showtime_id.to_string(), &seat_keys(&seats), &b.id.to_string()).await {
@@ -340,7 +336,7 @@ impl BookingService {
             amount_cents: Some(b.amount_cents),
             ticket: events::ticket(&b, seats),
         };
-        platform::outbox::enqueue(txn, &event(BookingEvent::Confirmed(payload))?).await.map_err(db_err)?;
+        platform::outbox::publish(txn, &BookingEvent::Confirmed(payload)).await.map_err(db_err)?;
         Ok(true)
     }
 
@@ -620,8 +616,7 @@ impl BookingService {
                 _ => failed(e),
             });
         }
-        let envelope = event(BookingEvent::Created(created.clone())).map_err(InsertError::Failed)?;
-        platform::outbox::enqueue(&txn, &envelope).await.map_err(failed)?;
+        platform::outbox::publish(&txn, &BookingEvent::Created(created.clone())).await.map_err(failed)?;
         txn.commit().await.map_err(failed)
     }
 }

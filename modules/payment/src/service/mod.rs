@@ -44,7 +44,7 @@ use async_trait::async_trait;
 use booking::api::{BookingApi, BookingError, BookingId};
 use chrono::Utc;
 use platform::config::Secret;
-use platform::events::{Envelope, Event, EventHandler};
+use platform::events::EventHandler;
 use platform::identity::{AuthUser, UserId};
 use platform::kv::KeyValue;
 use platform::pagination::{Page, PageRequest};
@@ -159,10 +159,6 @@ fn db_err(e: DbErr) -> PaymentError {
     } else {
         PaymentError::Internal(format!("payment database: {e}"))
     }
-}
-
-fn event(e: PaymentEvent) -> Result<Envelope, PaymentError> {
-    Envelope::of(&e).map_err(|err| PaymentError::Internal(format!("event {}: {err}", e.routing_key())))
 }
 
 use platform::db::now;
@@ -472,22 +468,22 @@ impl PaymentService {
             created_at: now,
         };
         let outcome_event = match &failure_reason {
-            None => event(PaymentEvent::Completed(PaymentCompleted {
+            None => PaymentEvent::Completed(PaymentCompleted {
                 payment_id: PaymentId(row.id),
                 booking_id,
                 user_id: user,
                 amount_cents: row.amount_cents,
                 accepted_at: Some(intent.accepted_at),
                 currency: Some(row.currency.clone()),
-            }))?,
-            Some(reason) => event(PaymentEvent::Failed(PaymentFailed {
+            }),
+            Some(reason) => PaymentEvent::Failed(PaymentFailed {
                 payment_id: PaymentId(row.id),
                 booking_id,
                 user_id: user,
                 failure_reason: reason.clone(),
                 amount_cents: Some(row.amount_cents),
                 currency: Some(row.currency.clone()),
-            }))?,
+            }),
         };
 
         let answer = view(row.clone(), vec![charge_row.clone()])?;
@@ -519,7 +515,7 @@ impl PaymentService {
         payment::Entity::insert(payment::ActiveModel::from(row)).exec(&txn).await.map_err(db_err)?;
         transaction::Entity::insert(transaction::ActiveModel::from(charge_row)).exec(&txn).await.map_err(db_err)?;
         if !refund_due {
-            platform::outbox::enqueue(&txn, &outcome_event).await.map_err(db_err)?;
+            platform::outbox::publish(&txn, &outcome_event).await.map_err(db_err)?;
         }
         txn.commit().await.map_err(db_err)?;
         self.relay.notify_one();
@@ -598,7 +594,7 @@ impl PaymentService {
             amount_cents: p.amount_cents,
             currency: Some(p.currency.clone()),
         };
-        platform::outbox::enqueue(&txn, &event(PaymentEvent::Refunded(payload))?).await.map_err(db_err)?;
+        platform::outbox::publish(&txn, &PaymentEvent::Refunded(payload)).await.map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
         self.relay.notify_one();
         metrics::counter!("payments_total", "status" => "refunded").increment(1);
@@ -728,7 +724,7 @@ impl PaymentService {
                     amount_cents: None,
                     currency: None,
                 };
-                platform::outbox::enqueue(&txn, &event(PaymentEvent::Failed(failed))?).await.map_err(db_err)?;
+                platform::outbox::publish(&txn, &PaymentEvent::Failed(failed)).await.map_err(db_err)?;
             }
             ledger::Entity::update_many()
                 .col_expr(ledger::Column::State, Expr::value(FREE))
