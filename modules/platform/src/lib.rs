@@ -17,6 +17,7 @@ pub mod http;
 pub mod identity;
 pub mod kv;
 pub mod locks;
+pub mod module;
 pub mod outbox;
 pub mod pagination;
 pub mod problem;
