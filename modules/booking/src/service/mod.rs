@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId, ShowtimePricing};
 use platform::error::{Failure, chain};
-use platform::events::{Envelope, EventHandler};
+use platform::events::EventHandler;
 use platform::identity::{AuthUser, UserId};
 use platform::locks::{Acquired, SeatLocks};
 use platform::pagination::{Page, PageRequest};
@@ -44,8 +44,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{
-    BookRequest, BookedSeat, Booking, BookingApi, BookingCancelled, BookingCreated, BookingError, BookingId,
-    BookingQuery, BookingStatus, CancelReason,
+    BookRequest, BookedSeat, Booking, BookingApi, BookingCancelled, BookingCreated, BookingError, BookingEvent,
+    BookingId, BookingQuery, BookingStatus, CancelReason,
 };
 use entity::{booking, booking_seat, hold_lock, seat_claim};
 
@@ -110,12 +110,31 @@ impl From<DbErr> for BookingError {
     }
 }
 
-fn event<T: serde::Serialize>(key: &str, payload: &T) -> Result<Envelope, BookingError> {
-    Envelope::new(key, payload).map_err(|e| BookingError::Internal(Failure::new(format!("event {key}"), e)))
-}
-
 fn seat_keys(seats: &[SeatId]) -> Vec<String> {
     seats.iter().map(ToString::to_string).collect()
+}
+
+fn booked_seats(seats: Vec<booking_seat::Model>) -> Vec<BookedSeat> {
+    seats
+        .into_iter()
+        .map(|s| BookedSeat {
+            id: SeatId(s.seat_id),
+            row: s.row_label,
+            number: u32::try_from(s.number).unwrap_or(0),
+            price_cents: s.price_cents,
+        })
+        .collect()
+}
+
+/// The seats of `booking` as its events name them, read in `txn`.
+async fn seats_in(txn: &impl ConnectionTrait, booking: Uuid) -> Result<Vec<BookedSeat>, BookingError> {
+    let rows = booking_seat::Entity::find()
+        .filter(booking_seat::Column::BookingId.eq(booking))
+        .order_by_asc(booking_seat::Column::RowLabel)
+        .order_by_asc(booking_seat::Column::Number)
+        .all(txn)
+        .await?;
+    Ok(booked_seats(rows))
 }
 
 fn view(b: booking::Model, seats: Vec<booking_seat::Model>) -> Result<Booking, BookingError> {
@@ -124,15 +143,7 @@ fn view(b: booking::Model, seats: Vec<booking_seat::Model>) -> Result<Booking, B
         user_id: UserId(b.user_id),
         showtime_id: ShowtimeId(b.showtime_id),
         status: BookingStatus::parse(&b.status).map_err(|e| BookingError::Internal(Failure::msg(e)))?,
-        seats: seats
-            .into_iter()
-            .map(|s| BookedSeat {
-                id: SeatId(s.seat_id),
-                row: s.row_label,
-                number: u32::try_from(s.number).unwrap_or(0),
-                price_cents: s.price_cents,
-            })
-            .collect(),
+        seats: booked_seats(seats),
         amount_cents: b.amount_cents,
         currency: b.currency,
         created_at: b.created_at,
@@ -152,7 +163,7 @@ impl BookingService {
     }
 
     /// The handler of `booking_queue` (payment events).
-    pub fn payment_events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
+    pub fn events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
         Arc::new(events::PaymentEvents::new(Arc::clone(self)))
     }
 
@@ -222,8 +233,10 @@ impl BookingService {
             seat_ids: seats.clone(),
             reason,
             was_paid,
+            amount_cents: Some(b.amount_cents),
+            ticket: events::ticket(b, seats_in(&txn, b.id).await?),
         };
-        platform::outbox::enqueue(&txn, &event("booking.cancelled", &cancelled)?).await?;
+        platform::outbox::publish(&txn, &BookingEvent::Cancelled(cancelled)).await?;
         txn.commit().await?;
         self.relay.notify_one();
         if let Err(e) = self.locks.release(&b.showtime_id.to_string(), &seat_keys(&seats), &b.id.to_string()).await {
@@ -301,20 +314,16 @@ impl BookingService {
             .filter(seat_claim::Column::BookingId.eq(b.id))
             .exec(txn)
             .await?;
-        let seats = booking_seat::Entity::find()
-            .filter(booking_seat::Column::BookingId.eq(b.id))
-            .all(txn)
-            .await?
-            .into_iter()
-            .map(|s| SeatId(s.seat_id))
-            .collect();
+        let seats = seats_in(txn, b.id).await?;
         let payload = crate::api::BookingConfirmed {
             booking_id: id,
             user_id: UserId(b.user_id),
             showtime_id: ShowtimeId(b.showtime_id),
-            seat_ids: seats,
+            seat_ids: seats.iter().map(|s| s.id).collect(),
+            amount_cents: Some(b.amount_cents),
+            ticket: events::ticket(&b, seats),
         };
-        platform::outbox::enqueue(txn, &event("booking.confirmed", &payload)?).await?;
+        platform::outbox::publish(txn, &BookingEvent::Confirmed(payload)).await?;
         Ok(true)
     }
 
@@ -356,7 +365,8 @@ impl BookingApi for BookingService {
         let id = BookingId(Uuid::now_v7());
         let locks = SeatLockSet { scope: showtime.to_string(), keys: seat_keys(&seats), owner: id.to_string() };
         self.lock_seats(&locks, showtime, &seats).await?;
-        let new = self.new_booking(id, caller.id, &pricing, &seats, now);
+        let names = events::screening_names(self.movies.as_ref(), &pricing.showtime).await;
+        let new = self.new_booking(id, caller.id, &pricing, &seats, names, now);
         if let Err(e) = self.insert(&new.row, &new.seats, &new.created).await {
             self.unlock_seats(&locks).await;
             return Err(self.refusal(e, showtime, &seats).await);
@@ -557,6 +567,7 @@ impl BookingService {
         user: UserId,
         pricing: &ShowtimePricing,
         seats: &[SeatId],
+        names: events::ScreeningNames,
         now: chrono::DateTime<Utc>,
     ) -> NewBooking {
         let expires_at = now + chrono::Duration::seconds(i64::try_from(self.settings.hold_ttl_seconds).unwrap_or(600));
@@ -576,6 +587,9 @@ impl BookingService {
             updated_at: now,
             charging_payment_id: None,
             charging_since: None,
+            movie_title: names.movie_title,
+            theater_name: names.theater_name,
+            theater_location: names.theater_location,
         };
         let mut booked: Vec<booking_seat::Model> = priced
             .iter()
@@ -596,6 +610,7 @@ impl BookingService {
             seat_ids: seats.to_vec(),
             amount_cents,
             expires_at,
+            ticket: events::ticket(&row, booked_seats(booked.clone())),
         };
         NewBooking { row, seats: booked, created }
     }
@@ -651,8 +666,7 @@ impl BookingService {
                 _ => failed(e),
             });
         }
-        let envelope = event("booking.created", created).map_err(InsertError::Failed)?;
-        platform::outbox::enqueue(&txn, &envelope).await.map_err(failed)?;
+        platform::outbox::publish(&txn, &BookingEvent::Created(created.clone())).await.map_err(failed)?;
         txn.commit().await.map_err(failed)
     }
 }

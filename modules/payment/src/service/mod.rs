@@ -45,7 +45,7 @@ use booking::api::{BookingApi, BookingError, BookingId};
 use chrono::Utc;
 use platform::config::Secret;
 use platform::error::{Failure, chain};
-use platform::events::{Envelope, EventHandler};
+use platform::events::EventHandler;
 use platform::identity::{AuthUser, UserId};
 use platform::kv::KeyValue;
 use platform::pagination::{Page, PageRequest};
@@ -61,8 +61,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{
-    PayRequest, Payment, PaymentApi, PaymentCompleted, PaymentError, PaymentFailed, PaymentId, PaymentQuery,
-    PaymentRefunded, PaymentStatus, Transaction, TransactionId, TransactionKind, TransactionStatus,
+    PayRequest, Payment, PaymentApi, PaymentCompleted, PaymentError, PaymentEvent, PaymentFailed, PaymentId,
+    PaymentQuery, PaymentRefunded, PaymentStatus, Transaction, TransactionId, TransactionKind, TransactionStatus,
 };
 use attempts::Attempts;
 use card::Card;
@@ -159,10 +159,6 @@ impl From<DbErr> for PaymentError {
     }
 }
 
-fn event<T: serde::Serialize>(key: &str, payload: &T) -> Result<Envelope, PaymentError> {
-    Envelope::new(key, payload).map_err(|e| PaymentError::Internal(Failure::new(format!("event {key}"), e)))
-}
-
 use platform::db::now;
 
 fn booking_error(e: BookingError) -> PaymentError {
@@ -213,17 +209,11 @@ fn taken_over() -> PaymentError {
 struct ChargeRecord {
     payment: payment::Model,
     charge: transaction::Model,
-    event: Envelope,
+    event: PaymentEvent,
 }
 
 impl ChargeRecord {
-    fn of(
-        user: UserId,
-        lease: Lease,
-        intent: &Intent,
-        outcome: ChargeOutcome,
-        now: chrono::DateTime<Utc>,
-    ) -> Result<Self, PaymentError> {
+    fn of(user: UserId, lease: Lease, intent: &Intent, outcome: ChargeOutcome, now: chrono::DateTime<Utc>) -> Self {
         let booking_id = BookingId(intent.booking_id);
         let payment_id = PaymentId(lease.payment_id);
         let (status, charge_status, failure_reason, event) = match outcome {
@@ -234,12 +224,20 @@ impl ChargeRecord {
                     user_id: user,
                     amount_cents: intent.amount_cents,
                     accepted_at: Some(intent.accepted_at),
+                    currency: Some(intent.currency.clone()),
                 };
-                (PaymentStatus::Completed, "succeeded", None, event("payment.completed", &completed)?)
+                (PaymentStatus::Completed, "succeeded", None, PaymentEvent::Completed(completed))
             }
             ChargeOutcome::Declined(reason) => {
-                let failed = PaymentFailed { payment_id, booking_id, user_id: user, failure_reason: reason.clone() };
-                (PaymentStatus::Failed, "failed", Some(reason), event("payment.failed", &failed)?)
+                let failed = PaymentFailed {
+                    payment_id,
+                    booking_id,
+                    user_id: user,
+                    failure_reason: reason.clone(),
+                    amount_cents: Some(intent.amount_cents),
+                    currency: Some(intent.currency.clone()),
+                };
+                (PaymentStatus::Failed, "failed", Some(reason), PaymentEvent::Failed(failed))
             }
         };
         let payment = payment::Model {
@@ -264,7 +262,7 @@ impl ChargeRecord {
             status: charge_status.to_owned(),
             created_at: now,
         };
-        Ok(Self { payment, charge, event })
+        Self { payment, charge, event }
     }
 }
 
@@ -309,7 +307,7 @@ impl PaymentService {
     }
 
     /// The handler of `payment_queue` (`booking.cancelled`).
-    pub fn booking_events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
+    pub fn events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
         Arc::new(events::BookingEvents::new(Arc::clone(self)))
     }
 
@@ -499,7 +497,7 @@ impl PaymentService {
         intent: &Intent,
         outcome: ChargeOutcome,
     ) -> Result<Payment, PaymentError> {
-        let rows = ChargeRecord::of(user, lease, intent, outcome, now())?;
+        let rows = ChargeRecord::of(user, lease, intent, outcome, now());
         let answer = view(rows.payment.clone(), vec![rows.charge.clone()])?;
         let status = rows.payment.status.clone();
         let refund_due = self.commit_outcome(user, key, lease, rows, &answer).await?;
@@ -546,7 +544,7 @@ impl PaymentService {
         payment::Entity::insert(payment::ActiveModel::from(payment)).exec(&txn).await?;
         transaction::Entity::insert(transaction::ActiveModel::from(charge)).exec(&txn).await?;
         if !refund_due {
-            platform::outbox::enqueue(&txn, &event).await?;
+            platform::outbox::publish(&txn, &event).await?;
         }
         txn.commit().await?;
         Ok(refund_due)
@@ -669,8 +667,9 @@ impl PaymentService {
             booking_id: BookingId(p.booking_id),
             user_id: UserId(p.user_id),
             amount_cents: p.amount_cents,
+            currency: Some(p.currency.clone()),
         };
-        platform::outbox::enqueue(&txn, &event("payment.refunded", &payload)?).await?;
+        platform::outbox::publish(&txn, &PaymentEvent::Refunded(payload)).await?;
         txn.commit().await?;
         self.relay.notify_one();
         metrics::counter!("payments_total", "status" => "refunded").increment(1);
@@ -796,8 +795,10 @@ impl PaymentService {
                     booking_id: BookingId(booking_id),
                     user_id: UserId(row.user_id),
                     failure_reason: NOT_CHARGED.to_owned(),
+                    amount_cents: None,
+                    currency: None,
                 };
-                platform::outbox::enqueue(&txn, &event("payment.failed", &failed)?).await?;
+                platform::outbox::publish(&txn, &PaymentEvent::Failed(failed)).await?;
             }
             ledger::Entity::update_many()
                 .col_expr(ledger::Column::State, Expr::value(FREE))
