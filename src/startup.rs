@@ -13,6 +13,8 @@ use auth::api::AuthApi;
 use auth::client::AuthClient;
 use booking::api::BookingApi;
 use booking::client::BookingClient;
+#[cfg(feature = "booking")]
+use booking::service::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
 use movie::api::{MovieApi, SeatStates};
 use movie::client::MovieClient;
 use notification::api::NotificationApi;
@@ -25,7 +27,6 @@ use platform::health::Readiness;
 use platform::http::{ClientBudget, ForwardedFor, Ops};
 use platform::identity::{JwtVerifier, ServiceToken};
 use platform::kv::{KeyValue, MemoryKv, RedisKv};
-use platform::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use tokio_util::sync::CancellationToken;
@@ -191,6 +192,7 @@ pub async fn movie_service(
 ///
 /// # Errors
 /// A malformed Redis URL.
+#[cfg(feature = "booking")]
 pub fn seat_locks(settings: &Settings) -> anyhow::Result<Arc<dyn SeatLocks>> {
     if settings.redis.url.is_empty() {
         return Ok(Arc::new(MemorySeatLocks::new()));

@@ -239,7 +239,7 @@ impl JwtVerifier {
 
 /// The authenticated caller of a request: extracted from a valid `Authorization: Bearer`
 /// token, or the request is answered 401 (503 when the keys cannot be fetched).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuthUser {
     pub id: UserId,
     pub role: Role,
@@ -256,6 +256,14 @@ impl AuthUser {
     /// 403 unless the caller is an admin.
     pub fn require_admin(&self) -> Result<(), Problem> {
         if self.is_admin() { Ok(()) } else { Err(Problem::forbidden("this action needs the admin role")) }
+    }
+}
+
+/// Leaves the bearer token out: a caller logged with `?caller` (or inside an error's `Debug`)
+/// must not put a usable credential into the logs.
+impl fmt::Debug for AuthUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthUser").field("id", &self.id).field("role", &self.role).finish_non_exhaustive()
     }
 }
 
@@ -315,4 +323,20 @@ impl FromRequest for ServiceCaller {
 /// how much of a guess was right.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_auth_users_debug_shows_who_but_not_the_token() {
+        let id = UserId(Uuid::nil());
+        let user = AuthUser { id, role: Role::Admin, bearer: "eyJhbGciOiJFZERTQSJ9.secret-part.sig".to_owned() };
+        for shown in [format!("{user:?}"), format!("{user:#?}"), format!("{:?}", Some(&user))] {
+            assert!(!shown.contains("secret-part"), "{shown}");
+            assert!(!shown.contains("eyJ"), "{shown}");
+            assert!(shown.contains(&id.0.to_string()) && shown.contains("Admin"), "{shown}");
+        }
+    }
 }

@@ -16,7 +16,6 @@ pub mod health;
 pub mod http;
 pub mod identity;
 pub mod kv;
-pub mod locks;
 pub mod outbox;
 pub mod pagination;
 pub mod problem;

@@ -19,6 +19,7 @@
 
 mod entity;
 mod events;
+pub mod locks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +30,6 @@ use chrono::Utc;
 use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId};
 use platform::events::{Envelope, EventHandler};
 use platform::identity::{AuthUser, UserId};
-use platform::locks::{Acquired, SeatLocks};
 use platform::pagination::{Page, PageRequest};
 use platform::validation::FieldErrors;
 use sea_orm::sea_query::{Condition, Expr, OnConflict};
@@ -47,6 +47,7 @@ use crate::api::{
     BookingQuery, BookingStatus, CancelReason,
 };
 use entity::{booking, booking_seat, hold_lock, seat_claim};
+use locks::{Acquired, SeatLocks};
 
 /// `[booking]` settings.
 #[derive(Debug, Clone, Deserialize)]
