@@ -19,7 +19,10 @@ platform::id_type!(
     BookingId
 );
 
+/// Stored under the same names it has on the wire (the `bookings.status` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(feature = "server", sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase"))]
 #[serde(rename_all = "lowercase")]
 pub enum BookingStatus {
     /// Seats held until `expires_at`, waiting for payment.
@@ -31,24 +34,6 @@ pub enum BookingStatus {
 }
 
 impl BookingStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BookingStatus::Pending => "pending",
-            BookingStatus::Confirmed => "confirmed",
-            BookingStatus::Expired => "expired",
-            BookingStatus::Cancelled => "cancelled",
-        }
-    }
-
-    /// # Errors
-    /// An unknown name.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        [Self::Pending, Self::Confirmed, Self::Expired, Self::Cancelled]
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown booking status {s:?}"))
-    }
-
     /// Whether its seats are taken (a live booking).
     pub fn is_live(self) -> bool {
         matches!(self, Self::Pending | Self::Confirmed)

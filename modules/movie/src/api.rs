@@ -81,34 +81,15 @@ pub struct MovieQuery {
     pub per_page: Option<u64>,
 }
 
-/// What a seat is, which decides its price multiplier.
+/// What a seat is, which decides its price multiplier. Stored under its wire name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(feature = "server", sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase"))]
 #[serde(rename_all = "lowercase")]
 pub enum SeatType {
     Standard,
     Premium,
     Accessible,
-}
-
-impl SeatType {
-    pub const ALL: [SeatType; 3] = [SeatType::Standard, SeatType::Premium, SeatType::Accessible];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SeatType::Standard => "standard",
-            SeatType::Premium => "premium",
-            SeatType::Accessible => "accessible",
-        }
-    }
-
-    /// # Errors
-    /// A name that is not one of the three types.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown seat type {s:?}: expected standard, premium or accessible"))
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -141,8 +122,10 @@ pub struct RowLayout {
     pub seat_type: String,
 }
 
+/// [`SeatType::Standard`]'s name (the field stays text so that a wrong type is a 422 naming
+/// the row, not an unreadable body).
 fn standard() -> String {
-    SeatType::Standard.as_str().to_owned()
+    "standard".to_owned()
 }
 
 /// Body of `POST /api/movies/theaters`.

@@ -33,30 +33,14 @@ impl fmt::Display for UserId {
     }
 }
 
+/// Stored (auth's `users.role`) under the same name as in tokens and answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "server", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(feature = "server", sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase"))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Customer,
     Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Customer => "customer",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// # Errors
-    /// The text is neither `customer` nor `admin`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "customer" => Ok(Role::Customer),
-            "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role {other:?}")),
-        }
-    }
 }
 
 /// The claims of a boxoffice access token.

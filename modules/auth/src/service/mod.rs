@@ -107,14 +107,8 @@ fn db_err(e: DbErr) -> AuthError {
     }
 }
 
-fn view(u: user::Model) -> Result<UserView, AuthError> {
-    Ok(UserView {
-        id: UserId(u.id),
-        email: u.email,
-        username: u.username,
-        role: Role::parse(&u.role).map_err(AuthError::Internal)?,
-        created_at: u.created_at,
-    })
+fn view(u: user::Model) -> UserView {
+    UserView { id: UserId(u.id), email: u.email, username: u.username, role: u.role, created_at: u.created_at }
 }
 
 /// Hex SHA-256: how refresh tokens are stored and login identifiers keyed.
@@ -229,11 +223,11 @@ impl AuthService {
             username: Set(valid.username),
             username_key: Set(username_key.clone()),
             password_hash: Set(password_hash),
-            role: Set(role.as_str().to_owned()),
+            role: Set(role),
             created_at: Set(Utc::now()),
         };
         match user::Entity::insert(model).exec_with_returning(&self.db).await {
-            Ok(created) => view(created),
+            Ok(created) => Ok(view(created)),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 self.ensure_free(&valid.email, &username_key).await?;
                 Err(AuthError::Internal(format!("unique violation on a free email and username: {e}")))
@@ -281,7 +275,7 @@ impl AuthService {
         user: &user::Model,
         family: Uuid,
     ) -> Result<TokenPair, AuthError> {
-        let role = Role::parse(&user.role).map_err(AuthError::Internal)?;
+        let role = user.role;
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
         let refresh_token = URL_SAFE_NO_PAD.encode(secret);
@@ -422,7 +416,7 @@ impl AuthApi for AuthService {
     }
 
     async fn user(&self, id: UserId) -> Result<UserView, AuthError> {
-        user::Entity::find_by_id(id.0).one(&self.db).await.map_err(db_err)?.map_or(Err(AuthError::NotFound), view)
+        user::Entity::find_by_id(id.0).one(&self.db).await.map_err(db_err)?.map(view).ok_or(AuthError::NotFound)
     }
 
     async fn jwks(&self) -> Result<Jwks, AuthError> {

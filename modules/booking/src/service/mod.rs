@@ -34,8 +34,8 @@ use platform::pagination::{Page, PageRequest};
 use platform::validation::FieldErrors;
 use sea_orm::sea_query::{Condition, Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -125,7 +125,7 @@ fn view(b: booking::Model, seats: Vec<booking_seat::Model>) -> Result<Booking, B
         id: BookingId(b.id),
         user_id: UserId(b.user_id),
         showtime_id: ShowtimeId(b.showtime_id),
-        status: BookingStatus::parse(&b.status).map_err(BookingError::Internal)?,
+        status: b.status,
         seats: seats
             .into_iter()
             .map(|s| BookedSeat {
@@ -200,12 +200,12 @@ impl BookingService {
     /// outbox, in one transaction. `false` if it was no longer live (someone else ended it).
     async fn end(&self, b: &booking::Model, status: BookingStatus, reason: CancelReason) -> Result<bool, BookingError> {
         let txn = self.db.begin().await.map_err(db_err)?;
-        let was_paid = b.status == BookingStatus::Confirmed.as_str();
+        let was_paid = b.status == BookingStatus::Confirmed;
         let ended = booking::Entity::update_many()
-            .col_expr(booking::Column::Status, Expr::value(status.as_str()))
+            .col_expr(booking::Column::Status, Expr::value(status))
             .col_expr(booking::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(booking::Column::Id.eq(b.id))
-            .filter(booking::Column::Status.eq(b.status.clone()))
+            .filter(booking::Column::Status.eq(b.status))
             .exec(&txn)
             .await
             .map_err(db_err)?;
@@ -253,7 +253,7 @@ impl BookingService {
         // up to the grace period: a hold is never kept forever.
         let waited_out = now.checked_sub_signed(grace).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         let due = booking::Entity::find()
-            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .filter(booking::Column::ExpiresAt.lte(now))
             .filter(
                 Condition::any()
@@ -297,10 +297,10 @@ impl BookingService {
     ) -> Result<bool, BookingError> {
         let now = Utc::now();
         let confirmed = booking::Entity::update_many()
-            .col_expr(booking::Column::Status, Expr::value(BookingStatus::Confirmed.as_str()))
+            .col_expr(booking::Column::Status, Expr::value(BookingStatus::Confirmed))
             .col_expr(booking::Column::UpdatedAt, Expr::value(now))
             .filter(booking::Column::Id.eq(id.0))
-            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .filter(booking::Column::ExpiresAt.gt(accepted_at.unwrap_or(now)))
             .exec_with_returning(txn)
             .await
@@ -420,7 +420,7 @@ impl BookingApi for BookingService {
             id: id.0,
             user_id: caller.id.0,
             showtime_id: request.showtime_id.0,
-            status: BookingStatus::Pending.as_str().to_owned(),
+            status: BookingStatus::Pending,
             amount_cents,
             currency: pricing.showtime.currency.clone(),
             starts_at: pricing.showtime.start_time,
@@ -484,7 +484,7 @@ impl BookingApi for BookingService {
             PageRequest { page: query.page, per_page: query.per_page }.validate().map_err(BookingError::Validation)?;
         let mut select = booking::Entity::find().filter(booking::Column::UserId.eq(caller.id.0));
         if let Some(status) = query.status {
-            select = select.filter(booking::Column::Status.eq(status.as_str()));
+            select = select.filter(booking::Column::Status.eq(status));
         }
         let total = select.clone().count(&self.db).await.map_err(db_err)?;
         let rows = select
@@ -527,7 +527,7 @@ impl BookingApi for BookingService {
             .col_expr(booking::Column::ChargingPaymentId, Expr::value(payment))
             .col_expr(booking::Column::ChargingSince, Expr::value(now))
             .filter(booking::Column::Id.eq(id.0))
-            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .filter(
                 Condition::any()
                     .add(booking::Column::ExpiresAt.gt(now))
@@ -541,19 +541,18 @@ impl BookingApi for BookingService {
         if held.rows_affected == 1 {
             return self.full(b).await;
         }
-        Err(BookingError::NotPayable(if b.status == BookingStatus::Pending.as_str() {
+        Err(BookingError::NotPayable(if b.status == BookingStatus::Pending {
             "its hold has expired".to_owned()
         } else {
-            format!("it is {}", b.status)
+            format!("it is {}", b.status.to_value())
         }))
     }
 
     #[tracing::instrument(skip_all, fields(booking_id = %id))]
     async fn cancel(&self, caller: &AuthUser, id: BookingId) -> Result<Booking, BookingError> {
         let b = self.visible(caller, id).await?;
-        let status = BookingStatus::parse(&b.status).map_err(BookingError::Internal)?;
-        if !status.is_live() {
-            return Err(BookingError::NotCancellable(format!("it is already {}", status.as_str())));
+        if !b.status.is_live() {
+            return Err(BookingError::NotCancellable(format!("it is already {}", b.status.to_value())));
         }
         if b.starts_at <= Utc::now() {
             return Err(BookingError::NotCancellable("the showtime has started".to_owned()));
@@ -633,7 +632,7 @@ impl BookingService {
             .select_only()
             .columns([booking::Column::Id, booking::Column::ShowtimeId, booking::Column::ExpiresAt])
             .filter(booking::Column::UserId.eq(row.user_id))
-            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .into_tuple()
             .all(txn)
             .await

@@ -17,8 +17,8 @@ use platform::kv::KeyValue;
 use platform::pagination::{Page, PageRequest, Pagination};
 use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait,
+    Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -77,12 +77,12 @@ impl MovieSettings {
         if !(0..=24 * 60).contains(&self.cleaning_gap_minutes) {
             errors.push("movie.cleaning_gap_minutes must be between 0 and 1440".to_owned());
         }
-        for seat_type in SeatType::ALL {
+        for seat_type in SeatType::iter() {
             let m = self.price_multipliers.of(seat_type);
             if !(m > 0.0 && m <= 100.0) {
                 errors.push(format!(
                     "movie.price_multipliers.{} must be greater than 0 and at most 100",
-                    seat_type.as_str()
+                    seat_type.to_value()
                 ));
             }
         }
@@ -134,13 +134,8 @@ fn movie_view(m: movie::Model) -> Movie {
     }
 }
 
-fn seat_view(s: seat::Model) -> Result<Seat, MovieError> {
-    Ok(Seat {
-        id: SeatId(s.id),
-        row: s.row_label,
-        number: count(s.number),
-        seat_type: SeatType::parse(&s.seat_type).map_err(MovieError::Internal)?,
-    })
+fn seat_view(s: seat::Model) -> Seat {
+    Seat { id: SeatId(s.id), row: s.row_label, number: count(s.number), seat_type: s.seat_type }
 }
 
 fn showtime_view(s: showtime::Model) -> Showtime {
@@ -208,8 +203,7 @@ impl MovieService {
         if let Some(seats) = self.layouts.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&theater_id) {
             return Ok(Arc::clone(seats));
         }
-        let seats: Vec<Seat> =
-            self.seats_of(&self.db, &[theater_id]).await?.into_iter().map(seat_view).collect::<Result<_, _>>()?;
+        let seats: Vec<Seat> = self.seats_of(&self.db, &[theater_id]).await?.into_iter().map(seat_view).collect();
         let seats = Arc::new(seats);
         self.layouts.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(theater_id, Arc::clone(&seats));
         Ok(seats)
@@ -231,7 +225,7 @@ impl MovieService {
             .await
             .map_err(db_err)?
             .ok_or(MovieError::NotFound("theater"))?;
-        let seats = self.seats_of(&self.db, &[t.id]).await?.into_iter().map(seat_view).collect::<Result<_, _>>()?;
+        let seats = self.seats_of(&self.db, &[t.id]).await?.into_iter().map(seat_view).collect();
         Ok(Theater { id: TheaterId(t.id), name: t.name, location: t.location, seats })
     }
 
@@ -270,7 +264,7 @@ impl MovieService {
                     row_label: row.label.clone(),
                     number,
                     position: i32::try_from(seats.len()).unwrap_or(i32::MAX),
-                    seat_type: row.seat_type.as_str().to_owned(),
+                    seat_type: row.seat_type,
                 });
             }
         }
@@ -302,7 +296,7 @@ impl MovieService {
             id: TheaterId(theater_id),
             name: valid.name,
             location: valid.location,
-            seats: seats.into_iter().map(seat_view).collect::<Result<_, _>>()?,
+            seats: seats.into_iter().map(seat_view).collect(),
         })
     }
 
@@ -557,7 +551,7 @@ impl MovieApi for MovieService {
                 let ids: Vec<Uuid> = theaters.iter().map(|t| t.id).collect();
                 let mut seats: HashMap<Uuid, Vec<Seat>> = HashMap::new();
                 for s in self.seats_of(&self.db, &ids).await? {
-                    seats.entry(s.theater_id).or_default().push(seat_view(s)?);
+                    seats.entry(s.theater_id).or_default().push(seat_view(s));
                 }
                 let items = theaters
                     .into_iter()

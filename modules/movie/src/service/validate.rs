@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use platform::validation::FieldErrors;
+use sea_orm::ActiveEnum;
 
 use crate::api::{MovieInput, SeatType, ShowtimeInput, TheaterInput};
 
@@ -65,6 +66,12 @@ pub fn movie(input: MovieInput) -> Result<ValidMovie, FieldErrors> {
     })
 }
 
+/// The seat type a layout row names.
+fn seat_type(name: &str) -> Result<SeatType, String> {
+    SeatType::try_from_value(&name.to_owned())
+        .map_err(|_| format!("unknown seat type {name:?}: expected standard, premium or accessible"))
+}
+
 pub struct ValidRow {
     pub label: String,
     pub seats: i32,
@@ -102,7 +109,7 @@ pub fn theater(input: TheaterInput) -> Result<ValidTheater, FieldErrors> {
                 0
             }
         };
-        let seat_type = errors.check(&format!("layout[{i}].type"), SeatType::parse(&row.seat_type));
+        let seat_type = errors.check(&format!("layout[{i}].type"), seat_type(&row.seat_type));
         if let Some(seat_type) = seat_type {
             rows.push(ValidRow { label, seats, seat_type });
         }

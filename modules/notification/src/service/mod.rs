@@ -32,9 +32,7 @@ use sea_orm::{
 use serde::Deserialize;
 use tokio::sync::Notify;
 
-use crate::api::{
-    Channel, DeliveryStatus, Notification, NotificationApi, NotificationError, NotificationId, NotificationKind,
-};
+use crate::api::{Notification, NotificationApi, NotificationError, NotificationId};
 use channel::{EmailAdapter, FileEmail, LogEmail, Sender, SmtpEmail, SmtpSettings};
 use entity::notification;
 use templates::Templates;
@@ -150,18 +148,17 @@ impl NotificationService {
     }
 }
 
-fn view(n: notification::Model) -> Result<Notification, NotificationError> {
-    let bad = |e: String| NotificationError::Internal(format!("notification {}: {e}", n.id));
-    Ok(Notification {
+fn view(n: notification::Model) -> Notification {
+    Notification {
         id: NotificationId(n.id),
-        kind: NotificationKind::parse(&n.kind).map_err(bad)?,
-        channel: Channel::parse(&n.channel).map_err(bad)?,
+        kind: n.kind,
+        channel: n.channel,
         // Written by the first delivery try, moments after the event as a rule.
         subject: n.subject.unwrap_or_default(),
-        status: DeliveryStatus::parse(&n.status).map_err(bad)?,
+        status: n.status,
         created_at: n.created_at,
         sent_at: n.sent_at,
-    })
+    }
 }
 
 #[async_trait]
@@ -178,7 +175,7 @@ impl NotificationApi for NotificationService {
             .all(&self.db)
             .await
             .map_err(db_err)?;
-        let items = rows.into_iter().map(view).collect::<Result<_, _>>()?;
+        let items = rows.into_iter().map(view).collect();
         Ok(Page::new(items, pagination, total))
     }
 }

@@ -20,11 +20,8 @@ use uuid::Uuid;
 
 use super::card::Card;
 use super::db_err;
-use super::entity::idempotency_key as key_row;
+use super::entity::idempotency_key::{self as key_row, KeyState};
 use crate::api::{PayRequest, PaymentError};
-
-const RUNNING: &str = "running";
-const DONE: &str = "done";
 
 /// Who runs a request: the id it pays under and its attempt number.
 #[derive(Debug, Clone, Copy)]
@@ -119,7 +116,7 @@ fn running(user: Uuid, key: &str, attempt: i32) -> Condition {
     Condition::all()
         .add(key_row::Column::UserId.eq(user))
         .add(key_row::Column::Key.eq(key))
-        .add(key_row::Column::State.eq(RUNNING))
+        .add(key_row::Column::State.eq(KeyState::Running))
         .add(key_row::Column::Attempt.eq(attempt))
 }
 
@@ -145,7 +142,7 @@ pub async fn claim(
                 key: key.to_owned(),
                 fingerprint: fingerprint.to_owned(),
                 payment_id: Uuid::now_v7(),
-                state: RUNNING.to_owned(),
+                state: KeyState::Running,
                 attempt: 0,
                 lease_until,
                 response_status: None,
@@ -169,7 +166,7 @@ pub async fn claim(
     if found.fingerprint != fingerprint {
         return Ok(Claim::Mismatch);
     }
-    if found.state == DONE {
+    if found.state == KeyState::Done {
         let status = found.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500);
         return Ok(Claim::Replay(status, found.response_body.unwrap_or_default()));
     }
@@ -205,7 +202,7 @@ pub async fn save_answer(
     body: String,
 ) -> Result<bool, PaymentError> {
     let saved = key_row::Entity::update_many()
-        .col_expr(key_row::Column::State, Expr::value(DONE))
+        .col_expr(key_row::Column::State, Expr::value(KeyState::Done))
         .col_expr(key_row::Column::ResponseStatus, Expr::value(i16::try_from(status).unwrap_or(500)))
         .col_expr(key_row::Column::ResponseBody, Expr::value(body))
         .filter(running(user, key, lease.attempt))
@@ -224,7 +221,7 @@ pub async fn replace_answer(db: &DatabaseConnection, user: Uuid, key: &str, body
         .col_expr(key_row::Column::ResponseBody, Expr::value(body))
         .filter(key_row::Column::UserId.eq(user))
         .filter(key_row::Column::Key.eq(key))
-        .filter(key_row::Column::State.eq(DONE))
+        .filter(key_row::Column::State.eq(KeyState::Done))
         .exec(db)
         .await
         .map_err(db_err)?;
@@ -334,7 +331,7 @@ pub async fn abandoned(
     limit: u64,
 ) -> Result<Vec<key_row::Model>, PaymentError> {
     key_row::Entity::find()
-        .filter(key_row::Column::State.eq(RUNNING))
+        .filter(key_row::Column::State.eq(KeyState::Running))
         .filter(key_row::Column::LeaseUntil.lt(now))
         .order_by_asc(key_row::Column::LeaseUntil)
         .limit(limit)
@@ -383,7 +380,7 @@ pub async fn forget(db: &impl ConnectionTrait, user: Uuid, key: &str, lease: Lea
 pub async fn purge(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<u64, PaymentError> {
     let purged = key_row::Entity::delete_many()
         .filter(key_row::Column::CreatedAt.lt(before))
-        .filter(Expr::col(key_row::Column::State).eq(DONE))
+        .filter(Expr::col(key_row::Column::State).eq(Expr::value(KeyState::Done)))
         .exec(db)
         .await
         .map_err(db_err)?;

@@ -52,7 +52,7 @@ use platform::problem::{Problem, ProblemDocument};
 use platform::validation::FieldErrors;
 use sea_orm::sea_query::{Condition, Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use serde::Deserialize;
@@ -66,7 +66,8 @@ use crate::api::{
 };
 use attempts::Attempts;
 use card::Card;
-use entity::{ledger, payment, transaction};
+use entity::ledger::{self, LedgerState};
+use entity::{payment, transaction};
 use gateway::{Charge, ChargeOutcome, GatewaySettings, PaymentGateway, SimulatedGateway};
 use idempotency::{Claim, Intent, Lease};
 
@@ -129,12 +130,6 @@ impl PaymentSettings {
     }
 }
 
-// Ledger states of a booking.
-const FREE: &str = "free";
-const CHARGING: &str = "charging";
-const PAID: &str = "paid";
-const CLOSED: &str = "closed";
-
 pub struct PaymentService {
     db: DatabaseConnection,
     settings: PaymentSettings,
@@ -182,9 +177,9 @@ fn view(p: payment::Model, txs: Vec<transaction::Model>) -> Result<Payment, Paym
         .into_iter()
         .map(|t| Transaction {
             id: TransactionId(t.id),
-            kind: if t.kind == "refund" { TransactionKind::Refund } else { TransactionKind::Charge },
+            kind: t.kind,
             amount_cents: t.amount_cents,
-            status: if t.status == "succeeded" { TransactionStatus::Succeeded } else { TransactionStatus::Failed },
+            status: t.status,
             created_at: t.created_at,
         })
         .collect();
@@ -194,7 +189,7 @@ fn view(p: payment::Model, txs: Vec<transaction::Model>) -> Result<Payment, Paym
         user_id: UserId(p.user_id),
         amount_cents: p.amount_cents,
         currency: p.currency,
-        status: PaymentStatus::parse(&p.status).map_err(PaymentError::Internal)?,
+        status: p.status,
         failure_reason: p.failure_reason,
         card_brand: p.card_brand,
         card_last4: p.card_last4,
@@ -294,7 +289,7 @@ impl PaymentService {
         let lease_until = now + self.settings.lease();
         let row = ledger::Model {
             booking_id: booking.0,
-            state: CHARGING.to_owned(),
+            state: LedgerState::Charging,
             payment_id: Some(payment),
             lease_until: Some(lease_until),
             updated_at: now,
@@ -305,13 +300,13 @@ impl PaymentService {
             Err(e) => return Err(db_err(e)),
         }
         let taken = ledger::Entity::update_many()
-            .col_expr(ledger::Column::State, Expr::value(CHARGING))
+            .col_expr(ledger::Column::State, Expr::value(LedgerState::Charging))
             .col_expr(ledger::Column::PaymentId, Expr::value(payment))
             .col_expr(ledger::Column::LeaseUntil, Expr::value(lease_until))
             .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
             .filter(ledger::Column::BookingId.eq(booking.0))
-            .filter(Condition::any().add(ledger::Column::State.eq(FREE)).add(
-                Condition::all().add(ledger::Column::State.eq(CHARGING)).add(
+            .filter(Condition::any().add(ledger::Column::State.eq(LedgerState::Free)).add(
+                Condition::all().add(ledger::Column::State.eq(LedgerState::Charging)).add(
                     Condition::any().add(ledger::Column::LeaseUntil.lt(now)).add(ledger::Column::PaymentId.eq(payment)),
                 ),
             ))
@@ -322,9 +317,9 @@ impl PaymentService {
             return Ok(());
         }
         let state = ledger::Entity::find_by_id(booking.0).one(&self.db).await.map_err(db_err)?.map(|l| l.state);
-        Err(match state.as_deref() {
-            Some(PAID) => PaymentError::BookingNotPending("it is already paid".to_owned()),
-            Some(CLOSED) => PaymentError::BookingNotPending("it was cancelled or has expired".to_owned()),
+        Err(match state {
+            Some(LedgerState::Paid) => PaymentError::BookingNotPending("it is already paid".to_owned()),
+            Some(LedgerState::Closed) => PaymentError::BookingNotPending("it was cancelled or has expired".to_owned()),
             _ => PaymentError::InProgress("another payment of this booking is being charged".to_owned()),
         })
     }
@@ -332,10 +327,10 @@ impl PaymentService {
     /// Gives the booking's ledger row back after a charge that did not happen.
     async fn abandon_charge(&self, booking: BookingId, payment: Uuid) {
         let freed = ledger::Entity::update_many()
-            .col_expr(ledger::Column::State, Expr::value(FREE))
+            .col_expr(ledger::Column::State, Expr::value(LedgerState::Free))
             .col_expr(ledger::Column::UpdatedAt, Expr::value(now()))
             .filter(ledger::Column::BookingId.eq(booking.0))
-            .filter(ledger::Column::State.eq(CHARGING))
+            .filter(ledger::Column::State.eq(LedgerState::Charging))
             .filter(ledger::Column::PaymentId.eq(payment))
             .exec(&self.db)
             .await;
@@ -455,7 +450,7 @@ impl PaymentService {
             booking_id: booking_id.0,
             amount_cents: intent.amount_cents,
             currency: intent.currency.clone(),
-            status: status.as_str().to_owned(),
+            status,
             failure_reason: failure_reason.clone(),
             card_brand: intent.card_brand.clone(),
             card_last4: intent.card_last4.clone(),
@@ -466,9 +461,9 @@ impl PaymentService {
         let charge_row = transaction::Model {
             id: Uuid::now_v7(),
             payment_id: row.id,
-            kind: "charge".to_owned(),
+            kind: TransactionKind::Charge,
             amount_cents: row.amount_cents,
-            status: if approved { "succeeded" } else { "failed" }.to_owned(),
+            status: if approved { TransactionStatus::Succeeded } else { TransactionStatus::Failed },
             created_at: now,
         };
         let outcome_event = match &failure_reason {
@@ -503,13 +498,13 @@ impl PaymentService {
             return Err(PaymentError::InProgress("another request took this Idempotency-Key over".to_owned()));
         }
         let kept = ledger::Entity::update_many()
-            .col_expr(ledger::Column::State, Expr::value(if approved { PAID } else { FREE }))
+            .col_expr(ledger::Column::State, Expr::value(if approved { LedgerState::Paid } else { LedgerState::Free }))
             .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
             .filter(ledger::Column::BookingId.eq(booking_id.0))
             // `free` still naming this payment: its request gave the ledger back after a gateway
             // error (the outcome was unknown) and no other charge began since, so the charge
             // the reconciler found is still the booking's.
-            .filter(ledger::Column::State.is_in([CHARGING, FREE]))
+            .filter(ledger::Column::State.is_in([LedgerState::Charging, LedgerState::Free]))
             .filter(ledger::Column::PaymentId.eq(lease.payment_id))
             .exec(&txn)
             .await
@@ -526,7 +521,7 @@ impl PaymentService {
         }
         txn.commit().await.map_err(db_err)?;
         self.relay.notify_one();
-        metrics::counter!("payments_total", "status" => status.as_str()).increment(1);
+        metrics::counter!("payments_total", "status" => status.to_value()).increment(1);
         if !refund_due {
             return Ok(answer);
         }
@@ -562,7 +557,7 @@ impl PaymentService {
         let Some(p) = payment::Entity::find_by_id(id).one(&self.db).await.map_err(db_err)? else {
             return Err(PaymentError::NotFound("payment"));
         };
-        if p.status != PaymentStatus::Completed.as_str() {
+        if p.status != PaymentStatus::Completed {
             return Ok(false);
         }
         self.gateway
@@ -572,11 +567,11 @@ impl PaymentService {
         let now = now();
         let txn = self.db.begin().await.map_err(db_err)?;
         let refunded = payment::Entity::update_many()
-            .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Refunded.as_str()))
+            .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Refunded))
             .col_expr(payment::Column::RefundDue, Expr::value(false))
             .col_expr(payment::Column::UpdatedAt, Expr::value(now))
             .filter(payment::Column::Id.eq(id))
-            .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
+            .filter(payment::Column::Status.eq(PaymentStatus::Completed))
             .exec(&txn)
             .await
             .map_err(db_err)?;
@@ -586,9 +581,9 @@ impl PaymentService {
         transaction::Entity::insert(transaction::ActiveModel {
             id: Set(Uuid::now_v7()),
             payment_id: Set(id),
-            kind: Set("refund".to_owned()),
+            kind: Set(TransactionKind::Refund),
             amount_cents: Set(p.amount_cents),
-            status: Set("succeeded".to_owned()),
+            status: Set(TransactionStatus::Succeeded),
             created_at: Set(now),
         })
         .exec(&txn)
@@ -613,7 +608,7 @@ impl PaymentService {
         let now = now();
         let closed = ledger::ActiveModel {
             booking_id: Set(booking.0),
-            state: Set(CLOSED.to_owned()),
+            state: Set(LedgerState::Closed),
             payment_id: Set(None),
             lease_until: Set(None),
             updated_at: Set(now),
@@ -629,7 +624,7 @@ impl PaymentService {
         let due = payment::Entity::update_many()
             .col_expr(payment::Column::RefundDue, Expr::value(true))
             .filter(payment::Column::BookingId.eq(booking.0))
-            .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
+            .filter(payment::Column::Status.eq(PaymentStatus::Completed))
             .exec(txn)
             .await?;
         Ok(due.rows_affected)
@@ -731,9 +726,9 @@ impl PaymentService {
                 platform::outbox::enqueue(&txn, &event("payment.failed", &failed)?).await.map_err(db_err)?;
             }
             ledger::Entity::update_many()
-                .col_expr(ledger::Column::State, Expr::value(FREE))
+                .col_expr(ledger::Column::State, Expr::value(LedgerState::Free))
                 .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
-                .filter(ledger::Column::State.eq(CHARGING))
+                .filter(ledger::Column::State.eq(LedgerState::Charging))
                 .filter(ledger::Column::PaymentId.eq(lease.payment_id))
                 .exec(&txn)
                 .await
@@ -844,7 +839,7 @@ impl PaymentApi for PaymentService {
             select = select.filter(payment::Column::BookingId.eq(booking.0));
         }
         if let Some(status) = query.status {
-            select = select.filter(payment::Column::Status.eq(status.as_str()));
+            select = select.filter(payment::Column::Status.eq(status));
         }
         let total = select.clone().count(&self.db).await.map_err(db_err)?;
         let rows = select
@@ -880,8 +875,8 @@ impl PaymentApi for PaymentService {
         }
         let p = payment::Entity::find_by_id(id.0).one(&self.db).await.map_err(db_err)?;
         let p = p.ok_or(PaymentError::NotFound("payment"))?;
-        if p.status != PaymentStatus::Completed.as_str() {
-            return Err(PaymentError::NotRefundable(format!("it is {}", p.status)));
+        if p.status != PaymentStatus::Completed {
+            return Err(PaymentError::NotRefundable(format!("it is {}", p.status.to_value())));
         }
         if !self.refund_payment(id.0).await? {
             return Err(PaymentError::NotRefundable("it was refunded meanwhile".to_owned()));
