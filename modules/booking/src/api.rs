@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use movie::api::{SeatId, SeatStatus, ShowtimeId};
 use platform::identity::{AuthUser, UserId};
+use platform::money::Money;
 use platform::pagination::Page;
 use platform::problem::Problem;
 use platform::validation::FieldErrors;
@@ -54,7 +55,7 @@ pub struct BookedSeat {
     pub row: String,
     pub number: u32,
     /// What the seat costs in this booking (fixed when booked).
-    pub price_cents: i64,
+    pub price_cents: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -64,7 +65,7 @@ pub struct Booking {
     pub showtime_id: ShowtimeId,
     pub status: BookingStatus,
     pub seats: Vec<BookedSeat>,
-    pub amount_cents: i64,
+    pub amount_cents: Money,
     pub currency: String,
     pub created_at: DateTime<Utc>,
     /// Until when the seats are held unpaid.

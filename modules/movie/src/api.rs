@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use platform::identity::AuthUser;
+use platform::money::Money;
 use platform::pagination::{Page, PageRequest};
 use platform::problem::Problem;
 use platform::validation::FieldErrors;
@@ -144,7 +145,7 @@ pub struct Showtime {
     pub theater_id: TheaterId,
     pub start_time: DateTime<Utc>,
     /// Base price in minor units; a seat costs this times its type's multiplier.
-    pub price_cents: i64,
+    pub price_cents: Money,
     /// ISO 4217.
     pub currency: String,
     pub seats_total: u32,
@@ -161,7 +162,7 @@ pub struct ShowtimeInput {
     #[serde(deserialize_with = "platform::validation::bounded::datetime")]
     pub start_time: DateTime<Utc>,
     /// Greater than 0.
-    pub price_cents: i64,
+    pub price_cents: Money,
     /// ISO 4217, three upper-case letters; default `USD`.
     #[serde(default)]
     pub currency: Option<String>,
@@ -201,7 +202,7 @@ pub struct SeatMapEntry {
     #[serde(rename = "type")]
     pub seat_type: SeatType,
     /// The showtime's price times this seat type's multiplier, rounded half up.
-    pub price_cents: i64,
+    pub price_cents: Money,
     pub status: SeatStatus,
 }
 
@@ -214,7 +215,7 @@ pub struct PricedSeat {
     #[serde(rename = "type")]
     pub seat_type: SeatType,
     /// The showtime's price times this seat type's multiplier, rounded half up.
-    pub price_cents: i64,
+    pub price_cents: Money,
 }
 
 /// What a booking needs to sell seats of a showtime: the showtime and every seat of its

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use booking::api::BookingId;
 use chrono::{DateTime, Utc};
 use platform::identity::{AuthUser, UserId};
+use platform::money::Money;
 use platform::pagination::Page;
 use platform::problem::Problem;
 use platform::validation::FieldErrors;
@@ -86,7 +87,7 @@ pub struct Transaction {
     pub id: TransactionId,
     #[serde(rename = "type")]
     pub kind: TransactionKind,
-    pub amount_cents: i64,
+    pub amount_cents: Money,
     pub status: TransactionStatus,
     pub created_at: DateTime<Utc>,
 }
@@ -96,7 +97,7 @@ pub struct Payment {
     pub id: PaymentId,
     pub booking_id: BookingId,
     pub user_id: UserId,
-    pub amount_cents: i64,
+    pub amount_cents: Money,
     pub currency: String,
     pub status: PaymentStatus,
     /// Why the gateway declined (`card_declined`, `insufficient_funds`).

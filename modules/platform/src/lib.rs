@@ -16,6 +16,7 @@ pub mod health;
 pub mod http;
 pub mod identity;
 pub mod kv;
+pub mod money;
 pub mod outbox;
 pub mod pagination;
 pub mod problem;

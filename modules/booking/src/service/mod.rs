@@ -30,6 +30,7 @@ use chrono::Utc;
 use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId};
 use platform::events::{Envelope, EventHandler};
 use platform::identity::{AuthUser, UserId};
+use platform::money::Money;
 use platform::pagination::{Page, PageRequest};
 use platform::validation::FieldErrors;
 use sea_orm::sea_query::{Condition, Expr, OnConflict};
@@ -132,10 +133,10 @@ fn view(b: booking::Model, seats: Vec<booking_seat::Model>) -> Result<Booking, B
                 id: SeatId(s.seat_id),
                 row: s.row_label,
                 number: u32::try_from(s.number).unwrap_or(0),
-                price_cents: s.price_cents,
+                price_cents: Money::from_cents(s.price_cents),
             })
             .collect(),
-        amount_cents: b.amount_cents,
+        amount_cents: Money::from_cents(b.amount_cents),
         currency: b.currency,
         created_at: b.created_at,
         expires_at: b.expires_at,
@@ -415,13 +416,14 @@ impl BookingApi for BookingService {
         }
 
         let expires_at = now + chrono::Duration::seconds(i64::try_from(self.settings.hold_ttl_seconds).unwrap_or(600));
-        let amount_cents: i64 = seats.iter().filter_map(|s| priced.get(s)).map(|s| s.price_cents).sum();
+        let amount = Money::checked_sum(seats.iter().filter_map(|s| priced.get(s)).map(|s| s.price_cents))
+            .ok_or_else(|| BookingError::Internal("the booking's total overflows".to_owned()))?;
         let row = booking::Model {
             id: id.0,
             user_id: caller.id.0,
             showtime_id: request.showtime_id.0,
             status: BookingStatus::Pending,
-            amount_cents,
+            amount_cents: amount.cents(),
             currency: pricing.showtime.currency.clone(),
             starts_at: pricing.showtime.start_time,
             created_at: now,
@@ -438,7 +440,7 @@ impl BookingApi for BookingService {
                 seat_id: s.id.0,
                 row_label: s.row.clone(),
                 number: i32::try_from(s.number).unwrap_or(0),
-                price_cents: s.price_cents,
+                price_cents: s.price_cents.cents(),
             })
             .collect();
         // The order every read gives them in.
@@ -448,7 +450,7 @@ impl BookingApi for BookingService {
             user_id: caller.id,
             showtime_id: request.showtime_id,
             seat_ids: seats.clone(),
-            amount_cents,
+            amount_cents: amount.cents(),
             expires_at,
         };
         match self.insert(&row, &booked, &created).await {

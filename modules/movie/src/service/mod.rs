@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveTime, Utc};
 use platform::identity::AuthUser;
 use platform::kv::KeyValue;
+use platform::money::Money;
 use platform::pagination::{Page, PageRequest, Pagination};
 use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
@@ -53,10 +54,11 @@ impl PriceMultipliers {
     /// `base` × the multiplier of `seat_type`, in whole minor units, rounded half up. The
     /// multiplier is taken to four decimals so that float noise (1.15 = 1.1499…) cannot
     /// move a price by a cent.
-    pub fn price(&self, base: i64, seat_type: SeatType) -> i64 {
+    pub fn price(&self, base: Money, seat_type: SeatType) -> Money {
         #[allow(clippy::cast_possible_truncation)] // checked range: 0 < multiplier <= 100
         let basis_points = (self.of(seat_type) * 10_000.0).round() as i64;
-        (base * basis_points + 5_000).div_euclid(10_000)
+        // Cannot overflow: the base is at most MAX_PRICE_CENTS and the multiplier at most 100.
+        Money::from_cents((base.cents() * basis_points + 5_000).div_euclid(10_000))
     }
 }
 
@@ -144,7 +146,7 @@ fn showtime_view(s: showtime::Model) -> Showtime {
         movie_id: MovieId(s.movie_id),
         theater_id: TheaterId(s.theater_id),
         start_time: s.start_time,
-        price_cents: s.price_cents,
+        price_cents: Money::from_cents(s.price_cents),
         currency: s.currency,
         seats_total: count(s.seats_total),
         seats_available: count(s.seats_available),
@@ -360,7 +362,7 @@ impl MovieService {
             theater_id: Set(input.theater_id.0),
             start_time: Set(start),
             end_time: Set(end),
-            price_cents: Set(valid.price_cents),
+            price_cents: Set(valid.price_cents.cents()),
             currency: Set(valid.currency),
             seats_total: Set(seats_total),
             seats_available: Set(seats_total),
@@ -663,7 +665,7 @@ impl MovieApi for MovieService {
         let seats = layout
             .iter()
             .map(|seat| PricedSeat {
-                price_cents: prices.price(show.price_cents, seat.seat_type),
+                price_cents: prices.price(Money::from_cents(show.price_cents), seat.seat_type),
                 id: seat.id,
                 row: seat.row.clone(),
                 number: seat.number,
@@ -706,11 +708,12 @@ mod tests {
     #[test]
     fn prices_round_half_up_to_the_cent() {
         let m = PriceMultipliers { standard: 1.0, premium: 1.5, accessible: 1.15 };
-        assert_eq!(m.price(1099, SeatType::Standard), 1099);
-        assert_eq!(m.price(1099, SeatType::Premium), 1649); // 1648.5
-        assert_eq!(m.price(1000, SeatType::Premium), 1500);
-        assert_eq!(m.price(1, SeatType::Premium), 2); // 1.5
-        assert_eq!(m.price(100, SeatType::Accessible), 115); // 1.15 is 1.149999… as a float
-        assert_eq!(m.price(10, SeatType::Accessible), 12); // 11.5
+        let m = |base, seat_type| m.price(Money::from_cents(base), seat_type).cents();
+        assert_eq!(m(1099, SeatType::Standard), 1099);
+        assert_eq!(m(1099, SeatType::Premium), 1649); // 1648.5
+        assert_eq!(m(1000, SeatType::Premium), 1500);
+        assert_eq!(m(1, SeatType::Premium), 2); // 1.5
+        assert_eq!(m(100, SeatType::Accessible), 115); // 1.15 is 1.149999… as a float
+        assert_eq!(m(10, SeatType::Accessible), 12); // 11.5
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use platform::money::Money;
 use platform::validation::FieldErrors;
 use sea_orm::ActiveEnum;
 
@@ -119,7 +120,7 @@ pub fn theater(input: TheaterInput) -> Result<ValidTheater, FieldErrors> {
 
 pub struct ValidShowtime {
     pub start_time: DateTime<Utc>,
-    pub price_cents: i64,
+    pub price_cents: Money,
     pub currency: String,
 }
 
@@ -132,7 +133,7 @@ pub fn showtime(input: &ShowtimeInput, now: DateTime<Utc>) -> Result<ValidShowti
     if input.start_time <= now {
         errors.add("start_time", "must be in the future");
     }
-    if !(1..=MAX_PRICE_CENTS).contains(&input.price_cents) {
+    if !(1..=MAX_PRICE_CENTS).contains(&input.price_cents.cents()) {
         errors.add("price_cents", format!("must be between 1 and {MAX_PRICE_CENTS}"));
     }
     let currency = input.currency.clone().unwrap_or_else(|| "USD".to_owned());

@@ -47,6 +47,7 @@ use platform::config::Secret;
 use platform::events::{Envelope, EventHandler};
 use platform::identity::{AuthUser, UserId};
 use platform::kv::KeyValue;
+use platform::money::Money;
 use platform::pagination::{Page, PageRequest};
 use platform::problem::{Problem, ProblemDocument};
 use platform::validation::FieldErrors;
@@ -178,7 +179,7 @@ fn view(p: payment::Model, txs: Vec<transaction::Model>) -> Result<Payment, Paym
         .map(|t| Transaction {
             id: TransactionId(t.id),
             kind: t.kind,
-            amount_cents: t.amount_cents,
+            amount_cents: Money::from_cents(t.amount_cents),
             status: t.status,
             created_at: t.created_at,
         })
@@ -187,7 +188,7 @@ fn view(p: payment::Model, txs: Vec<transaction::Model>) -> Result<Payment, Paym
         id: PaymentId(p.id),
         booking_id: BookingId(p.booking_id),
         user_id: UserId(p.user_id),
-        amount_cents: p.amount_cents,
+        amount_cents: Money::from_cents(p.amount_cents),
         currency: p.currency,
         status: p.status,
         failure_reason: p.failure_reason,
@@ -415,7 +416,7 @@ impl PaymentService {
             self.bookings.hold_for_payment(caller, booking_id, lease.payment_id).await.map_err(booking_error)?;
         let intent = Intent {
             booking_id: booking.id.0,
-            amount_cents: booking.amount_cents,
+            amount_cents: booking.amount_cents.cents(),
             currency: booking.currency,
             card_brand: card.brand.to_owned(),
             card_last4: card.last4.clone(),
