@@ -7,7 +7,7 @@
 #
 #   bash bench/notification.sh                              # the log adapter
 #   EMAIL=file bash bench/notification.sh                   # the file outbox (the binary's default)
-#   SMTP=1 bash bench/notification.sh                       # SMTP to tests/tools/smtp_sink.py
+#   SMTP=1 bash bench/notification.sh                       # SMTP to aiosmtpd on loopback
 #   MODULES=auth,movie,booking,payment bash bench/notification.sh   # the same load without
 #                                                           # notification, to compare /book
 #   DATABASE_URL=postgres://postgres@127.0.0.1/bench REDIS_URL=redis://127.0.0.1:6379/0 \
@@ -24,18 +24,19 @@ export BOXOFFICE__DATABASE__MAX_CONNECTIONS=16
 export BOXOFFICE__REDIS__URL="${REDIS_URL:-}"
 export BOXOFFICE__REDIS__KEY_PREFIX="bench:$(date +%s):"
 [ -n "${MODULES:-}" ] && export BOXOFFICE__MODULES="$MODULES"
-# The log adapter unless asked otherwise: the figures in ARCHITECTURE.md were taken with it.
+# The log adapter unless asked otherwise: the figures in docs/performance.md were taken with it.
 export BOXOFFICE__NOTIFICATION__EMAIL="${EMAIL:-log}"
 sink=""
 if [ -n "${SMTP:-}" ]; then
-  mail_dir=$(mktemp -d)
-  python3 "$(dirname "$0")/../tests/tools/smtp_sink.py" --port "$SMTP_PORT" --dir "$mail_dir" >/dev/null &
+  # aiosmtpd's default handler prints each message it accepts, between two marker lines.
+  mail_log=$(mktemp)
+  python3 -u -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" >"$mail_log" &
   sink=$!
   export BOXOFFICE__NOTIFICATION__EMAIL=smtp BOXOFFICE__NOTIFICATION__SMTP__HOST=127.0.0.1
   export BOXOFFICE__NOTIFICATION__SMTP__PORT="$SMTP_PORT" BOXOFFICE__NOTIFICATION__SMTP__TLS=none
 fi
 source "$(dirname "$0")/common.sh"
-[ -n "$sink" ] && trap 'kill "$server" "$sink" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "${cleanup_files[@]}" "$mail_dir"' EXIT
+[ -n "$sink" ] && trap 'kill "$server" "$sink" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "${cleanup_files[@]}" "$mail_log"' EXIT
 
 write_book_lua
 email=${SMTP:+smtp to the sink}
@@ -65,5 +66,5 @@ done
 total=$SECONDS
 echo "emails sent: $sent of ${created%.*}, the last $((total - loaded))s after the load ended;" \
   "$((sent / (total > 0 ? total : 1))) sent/s over the ${total}s run"
-[ -n "$sink" ] && echo "messages the SMTP sink received: $(find "$mail_dir" -name '*.json' | wc -l)"
+[ -n "$sink" ] && echo "messages the SMTP sink received: $(grep -c '^---------- MESSAGE FOLLOWS ----------$' "$mail_log")"
 exit 0

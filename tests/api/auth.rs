@@ -1,4 +1,4 @@
-//! The auth routes of api.md, black-box: register, token, refresh, logout, me, jwks.
+//! The auth routes, black-box: register, token, refresh, logout, me, jwks.
 
 use serde_json::{Value, json};
 

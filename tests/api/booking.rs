@@ -1,4 +1,4 @@
-//! The booking routes of api.md, black-box: booking seats all or nothing, reading, listing and
+//! The booking routes, black-box: booking seats all or nothing, reading, listing and
 //! cancelling one's bookings, confirmation by `payment.completed`, the expiry of unpaid holds,
 //! the seat map and `seats_available` that follow them, and races for the same seats.
 //!

@@ -134,22 +134,21 @@ fn the_production_profile_turns_the_demo_off_and_logs_json() {
     assert!(!split.demo.seed);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processes_starting_together_on_fresh_data_take_turns_migrating() {
-    for backend in [Some(Backend::Sqlite), Backend::postgres()].into_iter().flatten() {
-        let data = tempfile::TempDir::new().unwrap();
-        let settings = crate::helpers::test_settings(&backend, data.path());
-        let opens = (0..4).map(|_| {
-            let settings = settings.clone();
-            async move {
-                for module in [boxoffice::settings::Module::Auth, boxoffice::settings::Module::Movie] {
-                    boxoffice::startup::open_database(&settings, module).await?;
-                }
-                anyhow::Ok(())
+on_both_backends!(processes_starting_together_on_fresh_data_take_turns_migrating);
+
+async fn processes_starting_together_on_fresh_data_take_turns_migrating(backend: Backend) {
+    let data = tempfile::TempDir::new().unwrap();
+    let settings = crate::helpers::test_settings(&backend, data.path());
+    let opens = (0..4).map(|_| {
+        let settings = settings.clone();
+        async move {
+            for module in [boxoffice::settings::Module::Auth, boxoffice::settings::Module::Movie] {
+                boxoffice::startup::open_database(&settings, module).await?;
             }
-        });
-        for result in futures_util::future::join_all(opens).await {
-            result.unwrap_or_else(|e| panic!("{backend:?}: {e:#}"));
+            anyhow::Ok(())
         }
+    });
+    for result in futures_util::future::join_all(opens).await {
+        result.unwrap_or_else(|e| panic!("{backend:?}: {e:#}"));
     }
 }

@@ -110,13 +110,14 @@ async fn a_dead_letter_is_kept_across_a_restart_listed_and_replayed(backend: Bac
     app.wait_for_counter("events_dead_lettered_total", &dead_lettered, before + 2.0, Duration::from_secs(20)).await;
 }
 
-on_both_backends!(a_dead_letter_is_kept_across_a_restart_listed_and_replayed);
+on_both_backends!(
+    a_dead_letter_is_kept_across_a_restart_listed_and_replayed;
+    postgres only: a_consumer_that_starts_after_the_publisher_gets_what_was_published_before,
+);
 
 /// Booking publishes while no payment or notification process has ever run: their queues,
 /// declared by booking's process at start, keep the events until they start.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_that_starts_after_the_publisher_gets_what_was_published_before() {
-    let Some(backend) = Backend::postgres() else { return };
+async fn a_consumer_that_starts_after_the_publisher_gets_what_was_published_before(backend: Backend) {
     let token = platform::config::Secret::new("a service token of at least thirty-two characters");
     let data = Arc::new(tempfile::TempDir::new().unwrap());
     let mut first = test_settings(&backend, data.path());

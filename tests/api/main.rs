@@ -5,8 +5,9 @@
 //! Every test spawns its own app on port 0 with its own data (a temporary directory for
 //! SQLite; a fresh schema prefix and Redis key prefix for PostgreSQL + Redis), so tests run
 //! in parallel. Tests listed in `on_both_backends!` run on SQLite with in-memory adapters
-//! (the single binary) and, when `BOXOFFICE_TEST_DATABASE_URL` and `BOXOFFICE_TEST_REDIS_URL`
-//! are set, on PostgreSQL + Redis (the split deployment's adapters).
+//! (the single binary) and on PostgreSQL + Redis + RabbitMQ (the split deployment's adapters):
+//! the `postgres::` tests, which need the `BOXOFFICE_TEST_*` variables and which nextest's
+//! default profile skips (`.config/nextest.toml`).
 
 #[macro_use]
 mod helpers;

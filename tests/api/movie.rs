@@ -1,4 +1,4 @@
-//! The movie routes of api.md, black-box: movies, theaters with their seat layouts,
+//! The movie routes, black-box: movies, theaters with their seat layouts,
 //! showtimes, seat maps; who may write; validation; prices; the catalog cache; the demo catalog.
 //!
 //! Times are computed from `Utc::now()`: showtimes start whole days ahead, on whole minutes,

@@ -7,8 +7,7 @@
 //!   `.db.lock`, the keys, the outbox) is owner-only, and so are the directories it creates;
 //!   database files an older version left readable by others are narrowed at start.
 //!
-//! Files are read through `tests/tools/email_json.py` (Python's email parser), which decodes
-//! them the way the SMTP sink decodes what it receives.
+//! Files are read as [`Email`]s, decoded the way the SMTP sink decodes what it receives.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,17 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notification::service::channel::EmailAdapter;
-use serde_json::Value;
 
 use crate::fixtures::{GOOD, PaidBesideAnother, ROW_A, ada_pays_beside_bob, book, card, customer, pay_ok, screening};
 use crate::helpers::{Backend, TestApp, spawn_app_with, start, test_settings, time};
 use crate::notification::{all_sent, kinds, wait_for_notifications};
+use crate::smtp::Email;
 
 /// Where things that happen in the background must have happened by.
 const SETTLE: Duration = Duration::from_secs(15);
-
-/// The parser of `.eml` files, found from any working directory.
-const EMAIL_JSON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/email_json.py");
 
 /// Every SQLite store of the single binary: the five modules and the bus's events store.
 const STORES: [&str; 6] = ["auth", "movie", "booking", "payment", "notification", "events"];
@@ -48,12 +44,9 @@ fn outbox(app: &TestApp) -> Vec<String> {
     names
 }
 
-/// The message in the `.eml` file at `path`: `from`, `to`, `subject`, `text`, `html`,
-/// `content_type`, decoded.
-fn read_eml(path: &Path) -> Value {
-    let out = std::process::Command::new("python3").arg(EMAIL_JSON).arg(path).output().expect("python3 runs");
-    assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+/// The message in the `.eml` file at `path`, decoded.
+fn read_eml(path: &Path) -> Email {
+    Email::parse(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
 async fn the_file_outbox_holds_each_message_as_an_eml_file_to_its_user_only(backend: Backend) {
@@ -83,12 +76,12 @@ async fn the_file_outbox_holds_each_message_as_an_eml_file_to_its_user_only(back
     let path = dir.join(format!("{}.eml", confirmed["id"].as_str().unwrap()));
     assert_eq!(mode(&path), 0o600, "{}", path.display());
     let ticket = read_eml(&path);
-    assert_eq!(ticket["to"], "ada@example.com", "{ticket:#}");
-    assert_eq!(ticket["from"], from, "{ticket:#}");
-    assert_eq!(ticket["subject"], confirmed["subject"], "{ticket:#}");
-    assert_eq!(ticket["content_type"], "multipart/alternative", "{ticket:#}");
-    for part in ["text", "html"] {
-        let body = ticket[part].as_str().unwrap_or_else(|| panic!("no {part} part: {ticket:#}"));
+    assert_eq!(ticket.to.as_deref(), Some("ada@example.com"), "{ticket:#?}");
+    assert_eq!(ticket.from.as_deref(), Some(from), "{ticket:#?}");
+    assert_eq!(ticket.subject.as_deref(), confirmed["subject"].as_str(), "{ticket:#?}");
+    assert_eq!(ticket.content_type, "multipart/alternative", "{ticket:#?}");
+    for (part, body) in [("text", &ticket.text), ("html", &ticket.html)] {
+        let body = body.as_deref().unwrap_or_else(|| panic!("no {part} part: {ticket:#?}"));
         for needle in ["Booked Solid", "Screen 1", starts_at.as_str(), "A1, A2", booking_id, amount.as_str()] {
             assert!(body.contains(needle), "the {part} part lacks {needle:?}:\n{body}");
         }
@@ -97,10 +90,11 @@ async fn the_file_outbox_holds_each_message_as_an_eml_file_to_its_user_only(back
 
     let (held, held_path) = (&his[0], dir.join(format!("{}.eml", his[0]["id"].as_str().unwrap())));
     let message = read_eml(&held_path);
-    assert_eq!(message["to"], "bob@example.com", "{message:#}");
-    assert_eq!(message["subject"], held["subject"], "{message:#}");
-    assert!(message["text"].as_str().unwrap().contains(bobs_id), "{message:#}");
-    assert!(!message["text"].as_str().unwrap().contains(booking_id), "{message:#}");
+    assert_eq!(message.to.as_deref(), Some("bob@example.com"), "{message:#?}");
+    assert_eq!(message.subject.as_deref(), held["subject"].as_str(), "{message:#?}");
+    let text = message.text.as_deref().unwrap_or_else(|| panic!("no text part: {message:#?}"));
+    assert!(text.contains(bobs_id), "{message:#?}");
+    assert!(!text.contains(booking_id), "{message:#?}");
 }
 
 /// Every file and directory under `dir`, recursively, `dir` included.

@@ -27,7 +27,7 @@ use crate::fixtures::{
 };
 use crate::helpers::{Backend, TestApp, counter, spawn_app_with, time};
 use crate::notification::{kinds, notifications, wait_for_notifications};
-use crate::smtp::SmtpSink;
+use crate::smtp::{Received, SmtpSink};
 
 /// Where things that happen in the background must have happened by.
 const SETTLE: Duration = Duration::from_secs(15);
@@ -67,24 +67,28 @@ fn address_of(mailbox: &str) -> &str {
 }
 
 /// The messages whose envelope names `address` among its recipients.
-fn addressed_to<'a>(messages: &'a [Value], address: &str) -> Vec<&'a Value> {
-    messages.iter().filter(|m| m["rcpt_tos"].as_array().unwrap().iter().any(|r| r == address)).collect()
-}
-
-/// Whether a message's text or HTML part mentions `needle`.
-fn mentions(message: &Value, needle: &str) -> bool {
-    ["text", "html"].iter().any(|part| message[part].as_str().is_some_and(|body| body.contains(needle)))
+fn addressed_to<'a>(messages: &'a [Received], address: &str) -> Vec<&'a Received> {
+    messages.iter().filter(|m| m.rcpt_tos.iter().any(|r| r == address)).collect()
 }
 
 fn all_with_status(items: &[Value], status: &str) -> bool {
     items.iter().all(|n| n["status"] == status)
 }
 
-/// The subjects of `items` (notifications or messages), sorted.
-fn subjects<'a>(items: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
-    let mut subjects: Vec<String> = items.into_iter().map(|n| n["subject"].as_str().unwrap().to_owned()).collect();
-    subjects.sort_unstable();
-    subjects
+/// The subjects of `items` (notifications), sorted.
+fn subjects(items: &[Value]) -> Vec<String> {
+    sorted(items.iter().map(|n| n["subject"].as_str().unwrap().to_owned()))
+}
+
+/// The subjects of `messages`, sorted.
+fn message_subjects(messages: &[&Received]) -> Vec<String> {
+    sorted(messages.iter().map(|m| m.email.subject.clone().unwrap_or_else(|| panic!("no subject: {m:#?}"))))
+}
+
+fn sorted(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut items: Vec<String> = items.into_iter().collect();
+    items.sort_unstable();
+    items
 }
 
 /// The deliveries counted with `outcome` so far, over every kind and sender.
@@ -121,24 +125,25 @@ async fn the_confirmation_email_arrives_with_the_ticket(backend: Backend) {
     // Created and confirmed, in whatever order they arrived: the confirmation is the message
     // with the subject that the confirmed notification lists.
     let confirmed = items.iter().find(|n| n["kind"] == "booking_confirmed").unwrap();
-    let tickets: Vec<&Value> = messages.iter().filter(|m| m["subject"] == confirmed["subject"]).collect();
+    let tickets: Vec<&Received> =
+        messages.iter().filter(|m| m.email.subject.as_deref() == confirmed["subject"].as_str()).collect();
     assert_eq!(tickets.len(), 1, "one message with the confirmation's subject {}: {messages:#?}", confirmed["subject"]);
     let ticket = tickets[0];
 
     let from = app.settings.notification.from.as_str();
-    assert_eq!(ticket["rcpt_tos"], serde_json::json!([email("ada")]), "{ticket:#}");
-    assert_eq!(ticket["to"], email("ada"), "{ticket:#}");
-    assert_eq!(ticket["from"], from, "{ticket:#}");
-    assert_eq!(ticket["mail_from"], address_of(from), "{ticket:#}");
-    assert_eq!(ticket["content_type"], "multipart/alternative", "{ticket:#}");
-    assert!(ticket["subject"].as_str().unwrap().contains("Booked Solid"), "{ticket:#}");
+    assert_eq!(ticket.rcpt_tos, [email("ada")], "{ticket:#?}");
+    assert_eq!(ticket.email.to, Some(email("ada")), "{ticket:#?}");
+    assert_eq!(ticket.email.from.as_deref(), Some(from), "{ticket:#?}");
+    assert_eq!(ticket.mail_from, address_of(from), "{ticket:#?}");
+    assert_eq!(ticket.email.content_type, "multipart/alternative", "{ticket:#?}");
+    assert!(ticket.email.subject.as_ref().unwrap().contains("Booked Solid"), "{ticket:#?}");
 
     let starts_at = time(&screen.showtime["start_time"]).format("%a %-d %b %Y, %H:%M UTC").to_string();
     let currency = screen.showtime["currency"].as_str().unwrap();
     assert_eq!(screen.amount(&["A1", "A2"]), 2400);
     let amount = format!("24.00 {currency}");
-    for part in ["text", "html"] {
-        let body = ticket[part].as_str().unwrap_or_else(|| panic!("no {part} part: {ticket:#}"));
+    for (part, body) in [("text", &ticket.email.text), ("html", &ticket.email.html)] {
+        let body = body.as_deref().unwrap_or_else(|| panic!("no {part} part: {ticket:#?}"));
         for needle in ["Booked Solid", "Screen 1", starts_at.as_str(), "A1, A2", booking_id, amount.as_str()] {
             assert!(body.contains(needle), "the {part} part lacks {needle:?}:\n{body}");
         }
@@ -149,14 +154,14 @@ async fn the_confirmation_email_arrives_with_the_ticket(backend: Backend) {
     let hers = addressed_to(&messages, &email("ada"));
     let his = addressed_to(&messages, &email("bob"));
     assert_eq!((hers.len(), his.len()), (2, 1), "{messages:#?}");
-    assert_eq!(subjects(hers.iter().copied()), subjects(&items), "{messages:#?}");
+    assert_eq!(message_subjects(&hers), subjects(&items), "{messages:#?}");
     for (message, owner, own, other) in
         hers.iter().map(|m| (m, "ada", booking_id, bobs_id)).chain(his.iter().map(|m| (m, "bob", bobs_id, booking_id)))
     {
-        assert_eq!(message["rcpt_tos"], serde_json::json!([email(owner)]), "{message:#}");
-        assert_eq!(message["to"], email(owner), "{message:#}");
-        assert!(mentions(message, own), "{message:#}");
-        assert!(!mentions(message, other), "{message:#}");
+        assert_eq!(message.rcpt_tos, [email(owner)], "{message:#?}");
+        assert_eq!(message.email.to, Some(email(owner)), "{message:#?}");
+        assert!(message.email.mentions(own), "{message:#?}");
+        assert!(!message.email.mentions(other), "{message:#?}");
     }
 }
 
@@ -191,7 +196,7 @@ async fn mail_waits_for_the_smtp_server_and_is_delivered_when_it_returns(backend
     assert_eq!(ids(&later), ids(&pending), "{later:#?}");
     assert!(all_with_status(&later, "pending"), "{later:#?}");
     wait_for_deliveries(&app, "retry", retries_before + 1.0).await;
-    assert_eq!(sink.messages(), Vec::<Value>::new());
+    assert_eq!(sink.messages(), []);
 
     // The server returns: each notification is delivered, once.
     sink.restart().await;
@@ -203,8 +208,8 @@ async fn mail_waits_for_the_smtp_server_and_is_delivered_when_it_returns(backend
     let hers = addressed_to(&messages, &email("ada"));
     assert_eq!(hers.len(), sent.len(), "one message per notification: {messages:#?}");
     assert_eq!(messages.len(), hers.len(), "{messages:#?}");
-    assert_eq!(subjects(hers), subjects(&sent), "{messages:#?}");
-    assert!(messages.iter().all(|m| mentions(m, booking_id)), "{messages:#?}");
+    assert_eq!(message_subjects(&hers), subjects(&sent), "{messages:#?}");
+    assert!(messages.iter().all(|m| m.email.mentions(booking_id)), "{messages:#?}");
 }
 
 async fn a_notification_fails_after_the_configured_attempts(backend: Backend) {

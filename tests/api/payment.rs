@@ -1,4 +1,4 @@
-//! The payment routes of api.md, black-box: paying a pending booking with the simulated
+//! The payment routes, black-box: paying a pending booking with the simulated
 //! gateway's cards (approved, `card_declined`, `insufficient_funds`), the confirmation of the
 //! booking that follows and the refund of a cancelled one, `Idempotency-Key` (replays, 16
 //! concurrent requests with one key, a key reused with another body, bad keys), two keys

@@ -246,10 +246,7 @@ async fn a_payment_whose_process_is_killed_mid_charge_is_finished_once_by_the_re
 // ---------------------------------------------------------------------------------------------
 // Payment as a process of its own.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payment_runs_as_its_own_process_beside_booking() {
-    let Some(backend) = Backend::postgres() else { return };
-
+async fn payment_runs_as_its_own_process_beside_booking(backend: Backend) {
     // Process A: auth, movie and booking.
     let data_a = Arc::new(tempfile::TempDir::new().unwrap());
     let mut settings_a = test_settings(&backend, data_a.path());
@@ -327,7 +324,10 @@ async fn payment_runs_as_its_own_process_beside_booking() {
 // ---------------------------------------------------------------------------------------------
 // The reconciler: a charge cut off by a kill, never retried.
 
-on_both_backends!(a_charge_cut_off_by_a_kill_and_never_retried_is_recorded_by_the_reconciler);
+on_both_backends!(
+    a_charge_cut_off_by_a_kill_and_never_retried_is_recorded_by_the_reconciler;
+    postgres only: payment_runs_as_its_own_process_beside_booking,
+);
 
 async fn a_charge_cut_off_by_a_kill_and_never_retried_is_recorded_by_the_reconciler(backend: Backend) {
     let data = tempfile::TempDir::new().unwrap();

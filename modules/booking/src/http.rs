@@ -97,7 +97,7 @@ async fn payment_hold(
 }
 
 /// Held and booked seats of a showtime (the movie module's seat map reads it when booking
-/// runs elsewhere; not in api.md).
+/// runs elsewhere).
 #[utoipa::path(get, path = "/api/bookings/showtimes/{id}/seat-states", tag = "bookings", params(("id" = Uuid, Path, description = "The showtime's id")),
     responses((status = 200, description = "seat id → `held` or `booked`", body = HashMap<String, SeatStatus>)))]
 async fn seat_states(api: Api, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {

@@ -193,7 +193,7 @@ async fn seat_map(api: Api, id: web::Path<Uuid>) -> Result<HttpResponse, Problem
 }
 
 /// The showtime and every seat with its price, read uncached: what a booking charges
-/// (booking's REST client reads it; not in api.md).
+/// (booking's REST client reads it).
 #[utoipa::path(get, path = "/api/movies/showtimes/{id}/pricing", tag = "movies", params(("id" = Uuid, Path, description = "The showtime's id")),
     responses(
         (status = 200, description = "The showtime and its priced seats", body = ShowtimePricing),

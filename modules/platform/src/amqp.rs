@@ -1,6 +1,6 @@
 //! The event bus of the split deployment: RabbitMQ through lapin.
 //!
-//! Topology (api.md, "Events"): every event is published, persistent and with a publisher
+//! Topology (docs/api.md, "Events"): every event is published, persistent and with a publisher
 //! confirm, to the durable topic exchange (`booking_events` in production; tests pass their
 //! own name so parallel runs never cross). Each subscription declares its durable queue,
 //! binds it to its patterns, and gives it a dead-letter exchange (`<exchange>.dlx`, direct)
@@ -84,7 +84,7 @@ fn dead_letter_exchange(exchange: &str) -> String {
     format!("{exchange}.dlx")
 }
 
-/// The dead-letter queue of `queue`, as api.md names it.
+/// The dead-letter queue of `queue`, as the REST contract names it (docs/api.md).
 pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}.dlq")
 }

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 pub use crate::dead_letters::{DeadLetter, DeadLetterStore, Replay};
 
-/// One event: its routing key and the JSON document api.md specifies, which always carries
+/// One event: its routing key and the JSON document of docs/api.md ("Events"), which always carries
 /// `event_id`, `occurred_at` and `type` (= the routing key) besides the event's own fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {

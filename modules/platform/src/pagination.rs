@@ -1,4 +1,4 @@
-//! Paginated lists as api.md shapes them: `?page=1&per_page=20` (per_page at most 100),
+//! Paginated lists as the REST contract shapes them (docs/api.md): `?page=1&per_page=20` (per_page at most 100),
 //! answered as `{items, page, per_page, total}`. `page` is at most [`MAX_PAGE`], so the row
 //! offset stays far inside what SQL `OFFSET` (a signed 64-bit number) takes.
 

@@ -1,6 +1,6 @@
-//! The outbox, its relay and the inbox, on SQLite and (with `BOXOFFICE_TEST_DATABASE_URL`)
-//! PostgreSQL: an event is published if and only if its transaction commits, a broker
-//! outage delays it without losing it, and a redelivery is recognised.
+//! The outbox, its relay and the inbox, on SQLite and PostgreSQL (the `postgres::` tests): an
+//! event is published if and only if its transaction commits, a broker outage delays it
+//! without losing it, and a redelivery is recognised.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
@@ -61,125 +61,142 @@ fn create_tables(
     })
 }
 
-async fn databases() -> Vec<(DatabaseConnection, tempfile::TempDir)> {
-    let mut settings = DatabaseSettings {
-        url: Secret::new(""),
+/// A fresh database with the outbox and inbox tables, on PostgreSQL at `url` (a schema prefix
+/// of its own) or, when `url` is empty, in a SQLite file in the returned directory.
+async fn database(url: String) -> (DatabaseConnection, tempfile::TempDir) {
+    let settings = DatabaseSettings {
+        url: Secret::new(url),
         schema_prefix: format!("t_{}_", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         max_connections: 4,
         sqlite_max_connections: 2,
         connect_timeout_seconds: 5,
     };
-    let sqlite_dir = tempfile::TempDir::new().unwrap();
-    let mut dbs =
-        vec![(platform::db::connect(&settings, sqlite_dir.path(), "outbox", create_tables).await.unwrap(), sqlite_dir)];
-    if let Some(url) = common::service_url("BOXOFFICE_TEST_DATABASE_URL") {
-        settings.url = Secret::new(url);
-        let dir = tempfile::TempDir::new().unwrap();
-        dbs.push((platform::db::connect(&settings, dir.path(), "outbox", create_tables).await.unwrap(), dir));
-    }
-    dbs
+    let dir = tempfile::TempDir::new().unwrap();
+    (platform::db::connect(&settings, dir.path(), "outbox", create_tables).await.unwrap(), dir)
 }
+
+/// Generates `sqlite::<name>` and `postgres::<name>` tests from `async fn <name>(DatabaseConnection)`;
+/// the latter need `BOXOFFICE_TEST_DATABASE_URL`, and nextest's default profile skips them by
+/// their `postgres::` path.
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (db, _dir) = super::database(String::new()).await;
+                    super::$name(db).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let url = super::common::service_url("BOXOFFICE_TEST_DATABASE_URL");
+                    let (db, _dir) = super::database(url).await;
+                    super::$name(db).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_databases!(
+    only_committed_events_are_relayed_in_order_and_an_outage_loses_none,
+    a_running_relay_publishes_when_woken_and_flushes_on_stop,
+    the_inbox_recognises_a_redelivery_per_consumer,
+    retention_forgets_sent_events_and_old_inbox_records_but_never_an_unsent_event,
+);
 
 fn event(n: u32) -> Envelope {
     Envelope::new("booking.created", &json!({"n": n})).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_committed_events_are_relayed_in_order_and_an_outage_loses_none() {
-    for (db, _dir) in databases().await {
-        let bus = Arc::new(TestBus::default());
-        let relay = OutboxRelay::new("test", db.clone(), bus.clone(), Duration::from_secs(60));
+async fn only_committed_events_are_relayed_in_order_and_an_outage_loses_none(db: DatabaseConnection) {
+    let bus = Arc::new(TestBus::default());
+    let relay = OutboxRelay::new("test", db.clone(), bus.clone(), Duration::from_secs(60));
 
-        let rolled_back = event(0);
-        let txn = db.begin().await.unwrap();
-        enqueue(&txn, &rolled_back).await.unwrap();
-        txn.rollback().await.unwrap();
-        let (first, second) = (event(1), event(2));
-        let txn = db.begin().await.unwrap();
-        enqueue(&txn, &first).await.unwrap();
-        enqueue(&txn, &second).await.unwrap();
-        txn.commit().await.unwrap();
+    let rolled_back = event(0);
+    let txn = db.begin().await.unwrap();
+    enqueue(&txn, &rolled_back).await.unwrap();
+    txn.rollback().await.unwrap();
+    let (first, second) = (event(1), event(2));
+    let txn = db.begin().await.unwrap();
+    enqueue(&txn, &first).await.unwrap();
+    enqueue(&txn, &second).await.unwrap();
+    txn.commit().await.unwrap();
 
-        // The broker is down: nothing is lost, nothing marked sent.
-        *bus.down.lock().unwrap() = true;
-        assert_eq!(relay.drain().await.unwrap(), 0);
-        assert!(bus.published.lock().unwrap().is_empty());
+    // The broker is down: nothing is lost, nothing marked sent.
+    *bus.down.lock().unwrap() = true;
+    assert_eq!(relay.drain().await.unwrap(), 0);
+    assert!(bus.published.lock().unwrap().is_empty());
 
-        // Back up: both committed events go out, in order; the rolled-back one never does.
-        *bus.down.lock().unwrap() = false;
-        assert_eq!(relay.drain().await.unwrap(), 2);
-        assert_eq!(*bus.published.lock().unwrap(), vec![first.clone(), second.clone()]);
-        // Sent rows are not sent again.
-        assert_eq!(relay.drain().await.unwrap(), 0);
-        assert_eq!(bus.published.lock().unwrap().len(), 2);
-    }
+    // Back up: both committed events go out, in order; the rolled-back one never does.
+    *bus.down.lock().unwrap() = false;
+    assert_eq!(relay.drain().await.unwrap(), 2);
+    assert_eq!(*bus.published.lock().unwrap(), vec![first.clone(), second.clone()]);
+    // Sent rows are not sent again.
+    assert_eq!(relay.drain().await.unwrap(), 0);
+    assert_eq!(bus.published.lock().unwrap().len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_relay_publishes_when_woken_and_flushes_on_stop() {
-    for (db, _dir) in databases().await {
-        let bus = Arc::new(TestBus::default());
-        // A poll interval far beyond the test: only the waker can make it publish in time.
-        let relay = OutboxRelay::new("test", db.clone(), bus.clone(), Duration::from_secs(3600));
-        let waker = relay.waker();
-        let stop = tokio_util::sync::CancellationToken::new();
-        let running = tokio::spawn(relay.run(stop.clone()));
+async fn a_running_relay_publishes_when_woken_and_flushes_on_stop(db: DatabaseConnection) {
+    let bus = Arc::new(TestBus::default());
+    // A poll interval far beyond the test: only the waker can make it publish in time.
+    let relay = OutboxRelay::new("test", db.clone(), bus.clone(), Duration::from_secs(3600));
+    let waker = relay.waker();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(relay.run(stop.clone()));
 
-        enqueue(&db, &event(1)).await.unwrap();
-        waker.notify_one();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while bus.published.lock().unwrap().is_empty() {
-            assert!(std::time::Instant::now() < deadline, "the relay did not publish when woken");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-
-        // Committed just before the stop, without a wake-up: the final pass sends it.
-        enqueue(&db, &event(2)).await.unwrap();
-        stop.cancel();
-        running.await.unwrap();
-        assert_eq!(bus.published.lock().unwrap().len(), 2);
+    enqueue(&db, &event(1)).await.unwrap();
+    waker.notify_one();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while bus.published.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the relay did not publish when woken");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+
+    // Committed just before the stop, without a wake-up: the final pass sends it.
+    enqueue(&db, &event(2)).await.unwrap();
+    stop.cancel();
+    running.await.unwrap();
+    assert_eq!(bus.published.lock().unwrap().len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_inbox_recognises_a_redelivery_per_consumer() {
-    for (db, _dir) in databases().await {
-        let id = uuid::Uuid::now_v7();
-        assert!(first_delivery(&db, "movie_queue", id).await.unwrap());
-        assert!(!first_delivery(&db, "movie_queue", id).await.unwrap());
-        assert!(first_delivery(&db, "notification_queue", id).await.unwrap(), "consumers are independent");
-        // Recorded in a transaction that rolls back, it was never handled.
-        let other = uuid::Uuid::now_v7();
-        let txn = db.begin().await.unwrap();
-        assert!(first_delivery(&txn, "movie_queue", other).await.unwrap());
-        txn.rollback().await.unwrap();
-        assert!(first_delivery(&db, "movie_queue", other).await.unwrap());
-    }
+async fn the_inbox_recognises_a_redelivery_per_consumer(db: DatabaseConnection) {
+    let id = uuid::Uuid::now_v7();
+    assert!(first_delivery(&db, "movie_queue", id).await.unwrap());
+    assert!(!first_delivery(&db, "movie_queue", id).await.unwrap());
+    assert!(first_delivery(&db, "notification_queue", id).await.unwrap(), "consumers are independent");
+    // Recorded in a transaction that rolls back, it was never handled.
+    let other = uuid::Uuid::now_v7();
+    let txn = db.begin().await.unwrap();
+    assert!(first_delivery(&txn, "movie_queue", other).await.unwrap());
+    txn.rollback().await.unwrap();
+    assert!(first_delivery(&db, "movie_queue", other).await.unwrap());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_forgets_sent_events_and_old_inbox_records_but_never_an_unsent_event() {
-    for (db, _dir) in databases().await {
-        let bus = Arc::new(TestBus::default());
-        let relay = OutboxRelay::new("outbox", db.clone(), bus.clone(), Duration::from_secs(60));
-        enqueue(&db, &event(1)).await.unwrap();
-        relay.drain().await.unwrap();
-        *bus.down.lock().unwrap() = true;
-        enqueue(&db, &event(2)).await.unwrap();
-        relay.drain().await.unwrap();
-        let handled = uuid::Uuid::now_v7();
-        assert!(first_delivery(&db, "movie_queue", handled).await.unwrap());
+async fn retention_forgets_sent_events_and_old_inbox_records_but_never_an_unsent_event(db: DatabaseConnection) {
+    let bus = Arc::new(TestBus::default());
+    let relay = OutboxRelay::new("outbox", db.clone(), bus.clone(), Duration::from_secs(60));
+    enqueue(&db, &event(1)).await.unwrap();
+    relay.drain().await.unwrap();
+    *bus.down.lock().unwrap() = true;
+    enqueue(&db, &event(2)).await.unwrap();
+    relay.drain().await.unwrap();
+    let handled = uuid::Uuid::now_v7();
+    assert!(first_delivery(&db, "movie_queue", handled).await.unwrap());
 
-        // Nothing is old enough yet.
-        assert_eq!(purge(&db, chrono::Utc::now() - chrono::Duration::hours(1), true).await.unwrap(), 0);
-        // Later: the sent event and the inbox record go; the unsent event stays and is still sent.
-        assert_eq!(purge(&db, chrono::Utc::now() + chrono::Duration::hours(1), true).await.unwrap(), 2);
-        assert!(first_delivery(&db, "movie_queue", handled).await.unwrap(), "forgotten");
-        *bus.down.lock().unwrap() = false;
-        assert_eq!(relay.drain().await.unwrap(), 1);
-        let published: Vec<_> = bus.published.lock().unwrap().iter().map(|e| e.body["n"].clone()).collect();
-        assert_eq!(published, [json!(1), json!(2)]);
-        // Without an outbox (movie's database has only an inbox), only the inbox is purged.
-        assert_eq!(purge(&db, chrono::Utc::now() + chrono::Duration::hours(1), false).await.unwrap(), 1);
-    }
+    // Nothing is old enough yet.
+    assert_eq!(purge(&db, chrono::Utc::now() - chrono::Duration::hours(1), true).await.unwrap(), 0);
+    // Later: the sent event and the inbox record go; the unsent event stays and is still sent.
+    assert_eq!(purge(&db, chrono::Utc::now() + chrono::Duration::hours(1), true).await.unwrap(), 2);
+    assert!(first_delivery(&db, "movie_queue", handled).await.unwrap(), "forgotten");
+    *bus.down.lock().unwrap() = false;
+    assert_eq!(relay.drain().await.unwrap(), 1);
+    let published: Vec<_> = bus.published.lock().unwrap().iter().map(|e| e.body["n"].clone()).collect();
+    assert_eq!(published, [json!(1), json!(2)]);
+    // Without an outbox (movie's database has only an inbox), only the inbox is purged.
+    assert_eq!(purge(&db, chrono::Utc::now() + chrono::Duration::hours(1), false).await.unwrap(), 1);
 }

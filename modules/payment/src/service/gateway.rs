@@ -75,7 +75,7 @@ pub struct GatewaySettings {
     pub failure_rate: f64,
 }
 
-/// Decides by card number (api.md): `4000000000000002` is declined (`card_declined`),
+/// Decides by card number (the test cards of docs/rules.md): `4000000000000002` is declined (`card_declined`),
 /// `4000000000009995` fails with `insufficient_funds`, any other valid card is approved.
 ///
 /// Moves no money, but remembers each reference as a real processor does, in its own table
