@@ -2,11 +2,10 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::StatusCode;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use platform::identity::{AuthUser, Jwks, Role, UserId};
-use platform::problem::Problem;
+use platform::problem::{Problem, StatusCode};
 use platform::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

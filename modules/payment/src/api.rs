@@ -176,7 +176,7 @@ impl From<PaymentError> for Problem {
                 Problem::conflict("payment-not-refundable", "Payment cannot be refunded", e.to_string())
             }
             PaymentError::TooManyAttempts { detail, retry_after_seconds } => Problem::new(
-                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                platform::problem::StatusCode::TOO_MANY_REQUESTS,
                 "payment-attempts-exceeded",
                 "Too many payment attempts",
                 detail,

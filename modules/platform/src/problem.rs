@@ -8,9 +8,13 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use actix_web::http::StatusCode;
+#[cfg(feature = "server")]
 use actix_web::http::header::{self, HeaderValue};
+#[cfg(feature = "server")]
 use actix_web::{HttpResponse, ResponseError};
+/// The status of a problem: the `http` 0.2 type that actix-web re-exports, so the same value
+/// serves actix and builds without it.
+pub use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -201,6 +205,7 @@ impl fmt::Display for Problem {
 
 impl std::error::Error for Problem {}
 
+#[cfg(feature = "server")]
 impl ResponseError for Problem {
     fn status_code(&self) -> StatusCode {
         self.status
