@@ -4,6 +4,7 @@
 //! the composition root that decides, per module, in-process service or REST client and
 //! builds the HTTP server; [`openapi`] assembles the API document of what a process serves.
 
+pub mod modules;
 pub mod openapi;
 pub mod settings;
 pub mod startup;

@@ -166,7 +166,7 @@ async fn termination_signal() {
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     for module in settings.served() {
-        boxoffice::startup::open_database(settings, module).await?;
+        boxoffice::modules::migrate(settings, module).await?;
         tracing::info!(module = module.name(), "schema up to date");
     }
     Ok(())
@@ -174,7 +174,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 async fn dead_letters(settings: &Settings, command: DeadLetterCommand) -> anyhow::Result<()> {
     use platform::events::Replay;
-    let bus = boxoffice::startup::event_bus(settings, &mut platform::health::Readiness::default()).await?;
+    let bus = boxoffice::modules::event_bus(settings, &mut platform::health::Readiness::default()).await?;
     match command {
         DeadLetterCommand::List => {
             for letter in bus.dead_letters().await? {
@@ -195,20 +195,17 @@ async fn dead_letters(settings: &Settings, command: DeadLetterCommand) -> anyhow
     Ok(())
 }
 
+/// Starts the movie module alone (with the demo off, so that this reports what it did).
 #[cfg(feature = "movie")]
 async fn seed_demo(settings: &Settings) -> anyhow::Result<()> {
     if !settings.serves(Module::Movie) {
         anyhow::bail!("this configuration does not serve the movie module (modules)");
     }
-    let mut readiness = platform::health::Readiness::default();
-    let kv = boxoffice::startup::key_value(settings, &mut readiness)?;
-    // Seeding reads no seat state; the port gets booking's client, never called here.
-    let seat_states = std::sync::Arc::new(booking::client::BookingClient::new(
-        &settings.services.booking,
-        platform::rest::http_client()?,
-        settings.services.token.clone(),
-    ));
-    let movies = boxoffice::startup::movie_service(settings, kv, seat_states, &mut readiness).await?;
+    let mut settings = settings.clone();
+    settings.modules = Some(vec![Module::Movie]);
+    settings.demo.seed = false;
+    let started = boxoffice::modules::start(&settings).await?;
+    let movies = started.peers.get::<movie::service::MovieService>()?;
     if movies.seed_demo().await? {
         println!("demo catalog created");
     } else {
@@ -217,19 +214,23 @@ async fn seed_demo(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts the auth module alone and creates the admin through it.
+#[cfg(feature = "auth")]
+async fn create_admin(settings: &Settings, email: &str, password: &str, username: Option<&str>) -> anyhow::Result<()> {
+    if !settings.serves(Module::Auth) {
+        anyhow::bail!("this configuration does not serve the auth module (modules)");
+    }
+    let mut settings = settings.clone();
+    settings.modules = Some(vec![Module::Auth]);
+    let started = boxoffice::modules::start(&settings).await?;
+    let admin = started.peers.get::<auth::service::AuthService>()?.create_admin(email, password, username).await?;
+    println!("created admin {} <{}> id {}", admin.username, admin.email, admin.id);
+    Ok(())
+}
+
 #[cfg(not(feature = "movie"))]
 async fn seed_demo(_: &Settings) -> anyhow::Result<()> {
     anyhow::bail!("this binary was built without the movie module")
-}
-
-#[cfg(feature = "auth")]
-async fn create_admin(settings: &Settings, email: &str, password: &str, username: Option<&str>) -> anyhow::Result<()> {
-    let mut readiness = platform::health::Readiness::default();
-    let kv = boxoffice::startup::key_value(settings, &mut readiness)?;
-    let auth = boxoffice::startup::auth_service(settings, kv, &mut readiness).await?;
-    let admin = auth.create_admin(email, password, username).await?;
-    println!("created admin {} <{}> id {}", admin.username, admin.email, admin.id);
-    Ok(())
 }
 
 #[cfg(not(feature = "auth"))]

@@ -10,10 +10,8 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, ResponseBuilder};
 
-use crate::settings::{Module, Settings};
-
-/// Merges the documents of the served modules under one info block.
-pub fn document(settings: &Settings) -> OpenApi {
+/// Merges the documents of the served modules (`modules`) under one info block.
+pub fn document(modules: impl IntoIterator<Item = OpenApi>) -> OpenApi {
     let mut doc = OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -27,23 +25,8 @@ pub fn document(settings: &Settings) -> OpenApi {
         .build();
     doc.merge(<platform::http::OpsDoc as utoipa::OpenApi>::openapi());
     doc.merge(<platform::dead_letters::DeadLettersDoc as utoipa::OpenApi>::openapi());
-    for module in settings.served() {
-        match module {
-            #[cfg(feature = "auth")]
-            Module::Auth => doc.merge(<auth::http::AuthDoc as utoipa::OpenApi>::openapi()),
-            #[cfg(feature = "movie")]
-            Module::Movie => doc.merge(<movie::http::MovieDoc as utoipa::OpenApi>::openapi()),
-            #[cfg(feature = "booking")]
-            Module::Booking => doc.merge(<booking::http::BookingDoc as utoipa::OpenApi>::openapi()),
-            #[cfg(feature = "payment")]
-            Module::Payment => doc.merge(<payment::http::PaymentDoc as utoipa::OpenApi>::openapi()),
-            #[cfg(feature = "notification")]
-            Module::Notification => {
-                doc.merge(<notification::http::NotificationDoc as utoipa::OpenApi>::openapi());
-            }
-            #[allow(unreachable_patterns)]
-            _ => {}
-        }
+    for module in modules {
+        doc.merge(module);
     }
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(

@@ -4,66 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use platform::config::{DatabaseSettings, EventSettings, JwtSettings, LogSettings, RedisSettings, ServerSettings};
-use platform::events::QueueSpec;
 use serde::Deserialize;
+
+pub use crate::modules::Module;
 
 /// The compiled-in defaults: the documented `config/default.toml`.
 const DEFAULTS: &str = include_str!("../config/default.toml");
-
-/// The modules a process can serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Module {
-    Auth,
-    Movie,
-    Booking,
-    Payment,
-    Notification,
-}
-
-impl Module {
-    /// Modules whose Cargo feature is on in this build.
-    pub const COMPILED: &'static [Module] = &[
-        #[cfg(feature = "auth")]
-        Module::Auth,
-        #[cfg(feature = "movie")]
-        Module::Movie,
-        #[cfg(feature = "booking")]
-        Module::Booking,
-        #[cfg(feature = "payment")]
-        Module::Payment,
-        #[cfg(feature = "notification")]
-        Module::Notification,
-    ];
-
-    pub const ALL: [Module; 5] = [Module::Auth, Module::Movie, Module::Booking, Module::Payment, Module::Notification];
-
-    /// The queue the module consumes, if any (its crate's API names it, compiled in or not).
-    pub fn queue(self) -> Option<QueueSpec> {
-        match self {
-            Module::Auth => None,
-            Module::Movie => Some(movie::api::QUEUE),
-            Module::Booking => Some(booking::api::QUEUE),
-            Module::Payment => Some(payment::api::QUEUE),
-            Module::Notification => Some(notification::api::QUEUE),
-        }
-    }
-
-    /// Whether the module publishes events (through its outbox).
-    pub fn publishes(self) -> bool {
-        matches!(self, Module::Booking | Module::Payment)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Module::Auth => "auth",
-            Module::Movie => "movie",
-            Module::Booking => "booking",
-            Module::Payment => "payment",
-            Module::Notification => "notification",
-        }
-    }
-}
 
 /// `[services]`: where modules this process does not serve are reached.
 #[derive(Debug, Clone, Deserialize)]
@@ -198,16 +144,7 @@ impl Settings {
                 ));
             }
         }
-        #[cfg(feature = "auth")]
-        errors.extend(self.auth.check());
-        #[cfg(feature = "movie")]
-        errors.extend(self.movie.check());
-        #[cfg(feature = "booking")]
-        errors.extend(self.booking.check());
-        #[cfg(feature = "payment")]
-        errors.extend(self.payment.check());
-        #[cfg(feature = "notification")]
-        errors.extend(self.notification.check());
+        errors.extend(Module::COMPILED.iter().filter_map(|m| m.local(self)).flat_map(|m| m.check()));
         if errors.is_empty() { Ok(()) } else { Err(format!("invalid configuration: {}", errors.join("; "))) }
     }
 

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use auth::api::{AuthApi, AuthError, Credentials, Registration};
 use auth::client::AuthClient;
-use platform::health::Readiness;
 use platform::identity::{AuthUser, JwtVerifier};
 
 use platform::config::Secret;
@@ -19,9 +18,7 @@ async fn the_service_keeps_the_contract(backend: Backend) {
     let mut settings = test_settings(&backend, data.path());
     settings.auth.login_max_failures_per_account_address = 3;
     settings.auth.login_first_wait_seconds = 600;
-    let mut readiness = Readiness::default();
-    let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
-    let service = boxoffice::startup::auth_service(&settings, kv, &mut readiness).await.unwrap();
+    let service = crate::helpers::in_process(&settings).await.get::<dyn auth::api::AuthApi>().unwrap();
     contract(service, &settings.jwt).await;
 }
 

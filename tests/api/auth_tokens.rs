@@ -136,9 +136,7 @@ async fn expired_sessions_are_purged_and_live_ones_kept(backend: Backend) {
     let data = tempfile::TempDir::new().unwrap();
     let mut settings = crate::helpers::test_settings(&backend, data.path());
     settings.auth.refresh_token_ttl_seconds = 1;
-    let mut readiness = platform::health::Readiness::default();
-    let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
-    let auth = boxoffice::startup::auth_service(&settings, kv, &mut readiness).await.unwrap();
+    let auth = crate::helpers::in_process(&settings).await.get::<auth::service::AuthService>().unwrap();
     let registration = Registration {
         email: "sam@example.com".to_owned(),
         username: "sam".to_owned(),

@@ -20,8 +20,8 @@ on_both_backends!(the_service_keeps_the_contract, the_rest_client_keeps_the_cont
 async fn the_service_keeps_the_contract(backend: Backend) {
     let data = tempfile::TempDir::new().unwrap();
     let settings = test_settings(&backend, data.path());
-    let stack = boxoffice::startup::booking_stack(&settings).await.unwrap();
-    contract(stack.movies, stack.bookings, &Callers::made_up()).await;
+    let apis = crate::helpers::in_process(&settings).await;
+    contract(apis.get::<dyn MovieApi>().unwrap(), apis.get::<dyn BookingApi>().unwrap(), &Callers::made_up()).await;
 }
 
 async fn the_rest_client_keeps_the_contract(backend: Backend) {

@@ -143,7 +143,7 @@ async fn processes_starting_together_on_fresh_data_take_turns_migrating(backend:
         let settings = settings.clone();
         async move {
             for module in [boxoffice::settings::Module::Auth, boxoffice::settings::Module::Movie] {
-                boxoffice::startup::open_database(&settings, module).await?;
+                boxoffice::modules::migrate(&settings, module).await?;
             }
             anyhow::Ok(())
         }

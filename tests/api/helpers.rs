@@ -385,6 +385,12 @@ pub async fn in_process_bus(
     settings: &Settings,
     retry: platform::events::RetryPolicy,
 ) -> Arc<platform::events::InProcessBus> {
-    let store = boxoffice::startup::dead_letter_store(settings).await.expect("the events store opens");
+    let store = boxoffice::modules::dead_letter_store(settings).await.expect("the events store opens");
     platform::events::InProcessBus::new(retry, store, std::time::Duration::from_millis(50))
+}
+
+/// The modules `settings` serve, started in this test's process with nothing running in the
+/// background (no relay: events stay in the outboxes); their APIs, by type.
+pub async fn in_process(settings: &Settings) -> platform::module::Peers {
+    boxoffice::modules::start(settings).await.expect("the modules start").peers
 }

@@ -181,7 +181,7 @@ fn start_of(showtime: &Value) -> DateTime<Utc> {
 /// Moves a showtime in time behind the service's back (showtimes cannot be created in the
 /// past), straight in the movie module's table.
 pub(crate) async fn move_showtime(app: &TestApp, showtime: &Value, start: DateTime<Utc>, duration_minutes: i64) {
-    let db = boxoffice::startup::open_database(&app.settings, boxoffice::settings::Module::Movie).await.unwrap();
+    let db = boxoffice::modules::migrate(&app.settings, boxoffice::settings::Module::Movie).await.unwrap();
     let backend = db.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => "UPDATE showtimes SET start_time = $1, end_time = $2 WHERE id = $3",

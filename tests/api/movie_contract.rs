@@ -9,7 +9,6 @@ use movie::api::{
     ShowtimeQuery, TheaterId, TheaterInput,
 };
 use movie::client::MovieClient;
-use platform::health::Readiness;
 use platform::identity::{AuthUser, Role};
 use platform::money::Money;
 use platform::pagination::PageRequest;
@@ -23,11 +22,7 @@ on_both_backends!(the_service_keeps_the_contract, the_rest_client_keeps_the_cont
 async fn the_service_keeps_the_contract(backend: Backend) {
     let data = tempfile::TempDir::new().unwrap();
     let settings = test_settings(&backend, data.path());
-    let mut readiness = Readiness::default();
-    let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
-    let bookings = boxoffice::startup::open_database(&settings, boxoffice::settings::Module::Booking).await.unwrap();
-    let seat_states = Arc::new(booking::service::BookingSeatStates::new(bookings));
-    let service = boxoffice::startup::movie_service(&settings, kv, seat_states, &mut readiness).await.unwrap();
+    let service = crate::helpers::in_process(&settings).await.get::<dyn MovieApi>().unwrap();
     contract(service, &made_up_caller(Role::Admin), &made_up_caller(Role::Customer)).await;
 }
 

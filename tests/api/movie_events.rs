@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use movie::api::{MovieApi, MovieInput, RowLayout, ShowtimeId, ShowtimeInput, TheaterInput};
 use platform::events::{Envelope, EventBus, RetryPolicy};
-use platform::health::Readiness;
 use platform::identity::{AuthUser, Role, UserId};
 use platform::money::Money;
 use serde_json::json;
@@ -24,11 +23,7 @@ async fn booking_events_keep_seats_available_once_each(backend: Backend) {
     let data = tempfile::TempDir::new().unwrap();
     let mut settings = test_settings(&backend, data.path());
     settings.movie.cache_ttl_seconds = 0;
-    let mut readiness = Readiness::default();
-    let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
-    let bookings = boxoffice::startup::open_database(&settings, boxoffice::settings::Module::Booking).await.unwrap();
-    let seat_states = Arc::new(booking::service::BookingSeatStates::new(bookings));
-    let movies = boxoffice::startup::movie_service(&settings, kv, seat_states, &mut readiness).await.unwrap();
+    let movies = crate::helpers::in_process(&settings).await.get::<movie::service::MovieService>().unwrap();
     let admin = AuthUser { id: UserId(uuid::Uuid::new_v4()), role: Role::Admin, bearer: String::new() };
     let film = movies
         .create_movie(

@@ -7,11 +7,8 @@
 
 use std::sync::Arc;
 
-use auth::client::AuthClient;
-use movie::client::MovieClient;
 use notification::api::{Channel, DeliveryStatus, Notification, NotificationApi, NotificationError, NotificationKind};
 use notification::client::NotificationClient;
-use platform::health::Readiness;
 use platform::identity::{AuthUser, Role};
 use platform::pagination::{Page, PageRequest};
 use reqwest::Method;
@@ -56,14 +53,15 @@ async fn scene(backend: Backend) -> Scene {
 
 async fn the_service_keeps_the_contract(backend: Backend) {
     let Scene { app, callers, listed } = scene(backend).await;
-    // The app's auth and movie over REST (the service reads them only to write messages, which
-    // its delivery worker, not running here, does), and the app's own settings: the same
-    // notification table.
-    let http = reqwest::Client::new();
-    let auth = Arc::new(AuthClient::new(&app.address, http.clone(), app.settings.services.token.clone()));
-    let movies = Arc::new(MovieClient::new(&app.address, http));
-    let service =
-        boxoffice::startup::notification_service(&app.settings, auth, movies, &mut Readiness::default()).await.unwrap();
+    // Notification alone on the app's own settings (the same notification table), reaching the
+    // app's auth and movie over REST (it reads them only to write messages, which its delivery
+    // worker, not running here, does), on a bus of its own: it takes none of the app's events.
+    let mut settings = app.settings.clone();
+    settings.modules = Some(vec![boxoffice::settings::Module::Notification]);
+    settings.services.auth.clone_from(&app.address);
+    settings.services.movie.clone_from(&app.address);
+    settings.events.amqp_url = platform::config::Secret::new("");
+    let service = crate::helpers::in_process(&settings).await.get::<dyn NotificationApi>().unwrap();
     contract(service.clone(), &callers, &listed).await;
 
     // The service takes its caller at its word: someone it never wrote to has none.

@@ -35,14 +35,13 @@ struct Apis {
 async fn the_service_keeps_the_contract(backend: Backend) {
     let data = tempfile::TempDir::new().unwrap();
     let settings = test_settings(&backend, data.path());
-    let stack = boxoffice::startup::booking_stack(&settings).await.unwrap();
     // No relay runs: payment's events stay in its outbox.
-    let bus = crate::helpers::in_process_bus(&settings, settings.events.retry()).await;
-    let mut readiness = platform::health::Readiness::default();
-    let kv = boxoffice::startup::key_value(&settings, &mut readiness).unwrap();
-    let (payments, _relay) =
-        boxoffice::startup::payment_service(&settings, kv, stack.bookings.clone(), bus, &mut readiness).await.unwrap();
-    let apis = Apis { movies: stack.movies, bookings: stack.bookings, payments };
+    let peers = crate::helpers::in_process(&settings).await;
+    let apis = Apis {
+        movies: peers.get::<dyn MovieApi>().unwrap(),
+        bookings: peers.get::<dyn BookingApi>().unwrap(),
+        payments: peers.get::<dyn PaymentApi>().unwrap(),
+    };
     contract(&apis, &Callers::made_up()).await;
 }
 

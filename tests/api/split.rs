@@ -61,11 +61,14 @@ async fn without_auth(backend: Backend, auth_url: &str) -> TestApp {
     let mut settings = test_settings(&backend, data.path());
     settings.modules = Some(vec![]);
     settings.services.auth = auth_url.to_owned();
+    // The auth client a module of this process would be given.
+    let auth: Arc<dyn AuthApi> =
+        Arc::new(auth::client::AuthClient::new(auth_url, reqwest::Client::new(), settings.services.token.clone()));
     start(
         settings,
         data,
-        Arc::new(|cfg: &mut web::ServiceConfig| {
-            cfg.route("/probe", web::get().to(probe));
+        Arc::new(move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(web::Data::from(auth.clone())).route("/probe", web::get().to(probe));
         }),
     )
     .await

@@ -13,4 +13,6 @@ pub mod client;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
+pub mod module;
+#[cfg(feature = "server")]
 pub mod service;

@@ -15,4 +15,6 @@ pub mod client;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
+pub mod module;
+#[cfg(feature = "server")]
 pub mod service;

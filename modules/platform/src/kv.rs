@@ -370,6 +370,11 @@ impl RedisKv {
         })
     }
 
+    /// What every key of this store starts with (other adapters on its pool extend it).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The bound on every call, for other Redis-backed adapters on [`RedisKv::pool`].
     pub fn timeout(&self) -> Duration {
         self.timeout

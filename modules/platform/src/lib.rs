@@ -26,6 +26,8 @@ pub mod http;
 pub mod identity;
 #[cfg(feature = "server")]
 pub mod kv;
+#[cfg(feature = "server")]
+pub mod module;
 pub mod money;
 #[cfg(feature = "server")]
 pub mod outbox;

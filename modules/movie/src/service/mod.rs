@@ -180,11 +180,6 @@ fn contains_pattern(text: &str) -> String {
 }
 
 impl MovieService {
-    /// The module's database, for the composition root's background tasks (retention).
-    pub fn database(&self) -> DatabaseConnection {
-        self.db.clone()
-    }
-
     pub fn new(
         db: DatabaseConnection,
         settings: &MovieSettings,

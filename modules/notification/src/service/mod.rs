@@ -137,11 +137,6 @@ impl NotificationService {
         Ok(Self { db, settings: settings.clone(), auth, movies, templates, sender, wake: Notify::new() })
     }
 
-    /// The module's database (for the inbox retention task).
-    pub fn database(&self) -> DatabaseConnection {
-        self.db.clone()
-    }
-
     /// The consumer of `notification_queue`.
     pub fn events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
         Arc::new(events::BookingAndPaymentEvents::new(Arc::clone(self)))

@@ -215,11 +215,6 @@ fn replay(status: u16, body: &str) -> Result<Payment, PaymentError> {
 }
 
 impl PaymentService {
-    /// The module's database, for the composition root's background tasks (retention).
-    pub fn database(&self) -> DatabaseConnection {
-        self.db.clone()
-    }
-
     /// # Errors
     /// The generated fingerprint key cannot be read or written.
     pub fn new(

@@ -1,0 +1,60 @@
+//! The movie module as the composition root starts it.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use platform::module::{Context, Module, Mount, Peers};
+
+use crate::api::{MovieApi, QUEUE, SeatStates};
+use crate::service::{MovieService, MovieSettings};
+
+pub struct Movie {
+    pub settings: MovieSettings,
+    /// Create the demo catalog when the catalog is empty (`demo.seed`).
+    pub seed_demo: bool,
+}
+
+impl Movie {
+    /// The service on its opened database, showing the seat states `peers` provide.
+    ///
+    /// # Errors
+    /// The database is not open, or no seat states are provided.
+    pub fn service(&self, ctx: &Context, peers: &Peers) -> anyhow::Result<Arc<MovieService>> {
+        let db = ctx.database(self.name())?;
+        Ok(Arc::new(MovieService::new(db, &self.settings, ctx.kv.clone(), peers.get::<dyn SeatStates>()?)))
+    }
+}
+
+#[async_trait::async_trait]
+impl Module for Movie {
+    fn name(&self) -> &'static str {
+        "movie"
+    }
+
+    fn migrate(&self) -> platform::db::Migrate {
+        migrations::movie_up
+    }
+
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        <crate::http::MovieDoc as utoipa::OpenApi>::openapi()
+    }
+
+    fn check(&self) -> Vec<String> {
+        self.settings.check()
+    }
+
+    /// Keeps `seats_available` from booking's events.
+    async fn start(&self, ctx: &mut Context, peers: &mut Peers) -> anyhow::Result<Mount> {
+        let service = self.service(ctx, peers)?;
+        if self.seed_demo && service.seed_demo().await.map_err(|e| anyhow!("demo catalog: {e}"))? {
+            tracing::info!("demo catalog created (demo.seed = false turns this off)");
+        }
+        ctx.subscribe(QUEUE, service.booking_events_handler()).await?;
+        ctx.retention(self.name(), ctx.database(self.name())?, false);
+        // The concrete service too, for the command line's and the tests' own calls.
+        peers.provide(Arc::clone(&service));
+        let api: Arc<dyn MovieApi> = service;
+        peers.provide(Arc::clone(&api));
+        Ok(platform::module::mount(api, crate::http::configure))
+    }
+}

@@ -1,0 +1,62 @@
+//! The payment module as the composition root starts it.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use booking::api::BookingApi;
+use platform::module::{Context, Module, Mount, Peers};
+
+use crate::api::{PaymentApi, QUEUE};
+use crate::service::{PaymentService, PaymentSettings};
+
+pub struct Payment {
+    pub settings: PaymentSettings,
+}
+
+#[async_trait::async_trait]
+impl Module for Payment {
+    fn name(&self) -> &'static str {
+        "payment"
+    }
+
+    fn migrate(&self) -> platform::db::Migrate {
+        migrations::payment_up
+    }
+
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        <crate::http::PaymentDoc as utoipa::OpenApi>::openapi()
+    }
+
+    fn check(&self) -> Vec<String> {
+        self.settings.check()
+    }
+
+    /// With its outbox relay, the refund worker, the reconciler of cut-off charges and the
+    /// consumer of booking events.
+    async fn start(&self, ctx: &mut Context, peers: &mut Peers) -> anyhow::Result<Mount> {
+        let db = ctx.database(self.name())?;
+        let relay = ctx.outbox_relay(self.name(), db.clone());
+        // Saved answers are copied to Redis when there is one (a fast path for replays); in
+        // one process the database is as near as memory would be.
+        let answer_cache = ctx.redis.is_some().then(|| ctx.kv.clone());
+        let service = PaymentService::new(
+            db.clone(),
+            &self.settings,
+            &ctx.data_dir,
+            peers.get::<dyn BookingApi>()?,
+            relay,
+            answer_cache,
+        )
+        .map_err(|e| anyhow!("payment.fingerprint_key: {e}"))?;
+        let service = Arc::new(service);
+        ctx.subscribe(QUEUE, service.booking_events_handler()).await?;
+        ctx.retention(self.name(), db, true);
+        ctx.spawn(Arc::clone(&service).run_refunds(ctx.stop.clone()));
+        ctx.spawn(Arc::clone(&service).run_reconciler(ctx.stop.clone()));
+        // The concrete service too, for the command line's and the tests' own calls.
+        peers.provide(Arc::clone(&service));
+        let api: Arc<dyn PaymentApi> = service;
+        peers.provide(Arc::clone(&api));
+        Ok(platform::module::mount(api, crate::http::configure))
+    }
+}
