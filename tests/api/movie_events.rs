@@ -56,7 +56,7 @@ async fn booking_events_keep_seats_available_once_each(backend: Backend) {
     let show = movies.create_showtime(&admin, input).await.unwrap();
     let seats: Vec<_> = hall.seats.iter().map(|s| s.id).collect();
     let available = || async { movies.showtime(show.id).await.unwrap().seats_available };
-    let handler = movies.booking_events_handler();
+    let handler = movies.events_handler();
 
     let created = booking_event("booking.created", show.id, &seats[..3]);
     handler.handle(&created).await.unwrap();

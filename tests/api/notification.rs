@@ -8,7 +8,7 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use booking::api::{BookingCancelled, BookingId, CancelReason};
+use booking::api::{BookingCancelled, BookingEvent, BookingId, CancelReason, Ticket};
 use movie::api::{SeatId, ShowtimeId};
 use platform::events::Envelope;
 use platform::identity::UserId;
@@ -71,9 +71,14 @@ async fn a_full_flow_notifies_its_user_of_every_step_and_no_one_else(backend: Ba
     let ada = customer(&app, "ada").await;
     let bob = customer(&app, "bob").await;
 
+    // booking.created and payment.failed come from two modules' outboxes, in no set order:
+    // like a person, the test pays once the booking's message is there, and retries once the
+    // decline's is.
     let booking = book(&app, &ada.token, &screen, &["A1", "A2"]).await;
+    wait_for_notifications(&app, &ada.token, |items| items.len() == 1).await;
     let declined = pay_ok(&app, &ada.token, &card(&booking, DECLINED)).await;
     assert_eq!(declined["status"], "failed");
+    wait_for_notifications(&app, &ada.token, |items| items.len() == 2).await;
     let paid = pay_ok(&app, &ada.token, &card(&booking, GOOD)).await;
     assert_eq!(paid["status"], "completed");
     wait_for_status(&app, &ada.token, booking["id"].as_str().unwrap(), "confirmed", SETTLE).await;
@@ -125,7 +130,8 @@ async fn an_event_delivered_twice_makes_one_notification(backend: Backend) {
     let booking = book(&app, &di.token, &screen, &["A4"]).await;
     wait_for_notifications(&app, &di.token, |items| items.len() == 1).await;
 
-    // An admin cancellation, as booking would announce it, delivered twice (a redelivery).
+    // An admin cancellation, as booking announced it before issue 12 (no amount, no ticket:
+    // such events may still wait in outboxes), delivered twice (a redelivery).
     let cancelled = BookingCancelled {
         booking_id: BookingId(uuid(&booking["id"])),
         user_id: UserId(di.id.parse().unwrap()),
@@ -133,8 +139,10 @@ async fn an_event_delivered_twice_makes_one_notification(backend: Backend) {
         seat_ids: vec![SeatId(screen.seat_id("A4").parse().unwrap())],
         reason: CancelReason::Admin,
         was_paid: false,
+        amount_cents: None,
+        ticket: Ticket::default(),
     };
-    let event = Envelope::new("booking.cancelled", &cancelled).unwrap();
+    let event = Envelope::of(&BookingEvent::Cancelled(cancelled)).unwrap();
     app.bus.publish(&event).await.unwrap();
     app.bus.publish(&event).await.unwrap();
     // Every delivery handled: booking.created and the cancellation twice. (The counter is the

@@ -24,6 +24,7 @@ on_postgres!(
     notification_runs_as_its_own_process_and_reads_addresses_from_auth,
     mail_waits_for_an_unreachable_auth_and_is_written_when_auth_is_back,
     two_notification_replicas_send_each_message_once,
+    mail_names_the_screening_without_reading_movie,
 );
 
 /// How long anything in the background (events crossing RabbitMQ, retries) may take.
@@ -186,6 +187,29 @@ fn a_notification_process_without_auth_needs_a_service_token_of_32_characters() 
     settings.modules = Some(vec![Module::Auth, Module::Notification]);
     settings.services.token = Secret::new("");
     settings.validate().unwrap();
+}
+
+/// Booking's events carry the screening (issue 12): a notification process that cannot
+/// reach movie still writes every message, naming the movie (for a refund, as
+/// `booking.created` told it).
+async fn mail_names_the_screening_without_reading_movie(backend: Backend) {
+    let a = everything_but_notification(&backend).await;
+    let b = notification_process(&a, TOKEN, |s| s.services.movie = "http://127.0.0.1:9".to_owned()).await;
+    let screen = screening(&a, ROW_A).await;
+    let pia = customer(&a, "pia").await;
+    let booking = book(&a, &pia.token, &screen, &["A2"]).await;
+    let booking_id = booking["id"].as_str().unwrap();
+    pay_ok(&a, &pia.token, &card(&booking, GOOD)).await;
+    wait_for_status(&a, &pia.token, booking_id, "confirmed", PATIENCE).await;
+    cancel_ok(&a, &pia.token, booking_id).await;
+
+    let items = wait_for_notifications(&b, &pia.token, |items| items.len() == 4 && all_sent(items)).await;
+    let mut seen = kinds(&items);
+    seen.sort_unstable();
+    assert_eq!(seen, ["booking_cancelled", "booking_confirmed", "booking_created", "payment_refunded"]);
+    for n in &items {
+        assert!(n["subject"].as_str().unwrap().contains("Booked Solid"), "{n}");
+    }
 }
 
 async fn mail_waits_for_an_unreachable_auth_and_is_written_when_auth_is_back(backend: Backend) {

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_bookings;
 mod m20261201_000001_payment_holds;
+mod m20261207_000001_screening_names;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_bookings::Migration),
             Box::new(crate::inbox_retention::Migration),
             Box::new(m20261201_000001_payment_holds::Migration),
+            Box::new(m20261207_000001_screening_names::Migration),
         ]
     }
 

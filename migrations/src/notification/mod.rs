@@ -4,13 +4,14 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_notifications;
+mod m20261207_000001_booking_tickets;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_notifications::Migration)]
+        vec![Box::new(m20261124_000001_notifications::Migration), Box::new(m20261207_000001_booking_tickets::Migration)]
     }
 
     fn migration_table_name() -> DynIden {

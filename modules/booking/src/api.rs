@@ -242,8 +242,23 @@ pub struct PaymentHold {
     pub user_id: platform::identity::UserId,
 }
 
+platform::events! {
+    /// The events booking publishes (topic exchange `booking_events`), one variant per routing
+    /// key; see [`platform::events::Event`] for how they may change. Every variant names the
+    /// booking's screening and seats; the fields added in issue 12 (`currency`, `starts_at`,
+    /// `seats` and, past creation, `amount_cents`) are absent from events written before, so
+    /// they decode as `None` / empty.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum BookingEvent {
+        CREATED = "booking.created" => Created(BookingCreated),
+        CONFIRMED = "booking.confirmed" => Confirmed(BookingConfirmed),
+        /// Also for an expired hold (reason `expired`).
+        CANCELLED = "booking.cancelled" => Cancelled(BookingCancelled),
+    }
+}
+
 /// `booking.created`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BookingCreated {
     pub booking_id: BookingId,
     pub user_id: UserId,
@@ -251,15 +266,22 @@ pub struct BookingCreated {
     pub seat_ids: Vec<SeatId>,
     pub amount_cents: i64,
     pub expires_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub ticket: Ticket,
 }
 
 /// `booking.confirmed`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BookingConfirmed {
     pub booking_id: BookingId,
     pub user_id: UserId,
     pub showtime_id: ShowtimeId,
     pub seat_ids: Vec<SeatId>,
+    /// What was paid (absent before issue 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_cents: Option<i64>,
+    #[serde(flatten)]
+    pub ticket: Ticket,
 }
 
 /// Why a booking was cancelled.
@@ -272,7 +294,7 @@ pub enum CancelReason {
 }
 
 /// `booking.cancelled` (also for an expired hold, with reason `expired`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BookingCancelled {
     pub booking_id: BookingId,
     pub user_id: UserId,
@@ -280,8 +302,68 @@ pub struct BookingCancelled {
     pub seat_ids: Vec<SeatId>,
     pub reason: CancelReason,
     pub was_paid: bool,
+    /// The booking's amount, refunded when `was_paid` (absent before issue 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_cents: Option<i64>,
+    #[serde(flatten)]
+    pub ticket: Ticket,
+}
+
+/// What every booking event says of the screening and seats, so a consumer writing to the
+/// customer needs no read of booking or movie for them. Empty in events written before
+/// issue 12; the names are also absent when movie could not tell them when the booking was
+/// made.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// ISO 4217, of every amount in the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// The booked seats with their labels and prices, in row and number order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seats: Vec<BookedSeat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub movie_title: Option<String>,
+    /// The theater's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theater: Option<String>,
+    /// The theater's location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// The payment events booking consumes, read as this tolerant view of
+/// `payment::api::PaymentEvent`: booking cannot depend on payment, which depends on it. Only
+/// the fields booking acts on; the root's tests (`tests/api/event_contract.rs`) check that every
+/// payment event decodes here and that the keys agree.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type")]
+pub enum PaymentOutcome {
+    #[serde(rename = "payment.completed")]
+    Completed(ChargeOutcome),
+    #[serde(rename = "payment.failed")]
+    Failed(ChargeOutcome),
+}
+
+impl PaymentOutcome {
+    pub const COMPLETED: &'static str = "payment.completed";
+    pub const FAILED: &'static str = "payment.failed";
+}
+
+/// What booking reads of a charge's outcome.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ChargeOutcome {
+    pub booking_id: BookingId,
+    pub payment_id: Uuid,
+    /// When payment accepted the charge (absent in events of older versions: then the time
+    /// of handling decides).
+    #[serde(default)]
+    pub accepted_at: Option<DateTime<Utc>>,
 }
 
 /// The queue booking consumes: payment outcomes confirm or release a hold.
-pub const QUEUE: platform::events::QueueSpec =
-    platform::events::QueueSpec { name: "booking_queue", patterns: &["payment.completed", "payment.failed"] };
+pub const QUEUE: platform::events::QueueSpec = platform::events::QueueSpec {
+    name: "booking_queue",
+    patterns: &[PaymentOutcome::COMPLETED, PaymentOutcome::FAILED],
+};

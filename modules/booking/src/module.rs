@@ -60,7 +60,7 @@ impl Module for Booking {
             Self::seat_locks(ctx),
             relay,
         ));
-        ctx.subscribe(QUEUE, service.payment_events_handler()).await?;
+        ctx.subscribe(QUEUE, service.events_handler()).await?;
         ctx.retention(self.name(), db, true);
         ctx.spawn(Arc::clone(&service).run_sweeper(ctx.stop.clone()));
         // The concrete service too, for the command line's and the tests' own calls.

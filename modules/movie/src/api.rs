@@ -398,8 +398,37 @@ pub trait SeatStates: Send + Sync {
     async fn taken_seats(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, MovieError>;
 }
 
-/// The queue movie consumes: booking events keep `seats_available`.
-pub const QUEUE: platform::events::QueueSpec = platform::events::QueueSpec {
-    name: "movie_queue",
-    patterns: &["booking.created", "booking.confirmed", "booking.cancelled"],
-};
+/// The booking events movie consumes, read as this tolerant view of
+/// `booking::api::BookingEvent` (movie cannot depend on booking, which depends on it): only the
+/// seats of the showtime. The root's tests (`tests/api/event_contract.rs`) check that every
+/// booking event decodes here and that the keys agree.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type")]
+pub enum BookingSeats {
+    /// The booking's seats are taken.
+    #[serde(rename = "booking.created")]
+    Taken(SeatsOfBooking),
+    /// The booking's seats are free again (cancelled or expired).
+    #[serde(rename = "booking.cancelled")]
+    Released(SeatsOfBooking),
+    /// Any other booking event: it changes no seat's availability.
+    #[serde(other)]
+    Other,
+}
+
+impl BookingSeats {
+    pub const TAKEN: &'static str = "booking.created";
+    pub const RELEASED: &'static str = "booking.cancelled";
+}
+
+/// What movie reads of a booking event.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SeatsOfBooking {
+    pub showtime_id: ShowtimeId,
+    pub seat_ids: Vec<SeatId>,
+}
+
+/// The queue movie consumes: booking events keep `seats_available`. A confirmation changes
+/// nothing there, so `booking.confirmed` is not bound.
+pub const QUEUE: platform::events::QueueSpec =
+    platform::events::QueueSpec { name: "movie_queue", patterns: &[BookingSeats::TAKEN, BookingSeats::RELEASED] };

@@ -49,7 +49,7 @@ impl Module for Movie {
         if self.seed_demo && service.seed_demo().await.map_err(|e| anyhow!("demo catalog: {e}"))? {
             tracing::info!("demo catalog created (demo.seed = false turns this off)");
         }
-        ctx.subscribe(QUEUE, service.booking_events_handler()).await?;
+        ctx.subscribe(QUEUE, service.events_handler()).await?;
         ctx.retention(self.name(), ctx.database(self.name())?, false);
         // The concrete service too, for the command line's and the tests' own calls.
         peers.provide(Arc::clone(&service));

@@ -1,7 +1,9 @@
 //! The notification module's contract, shared by the in-process service and the REST client.
 
 use async_trait::async_trait;
+use booking::api::BookingEvent;
 use chrono::{DateTime, Utc};
+use payment::api::PaymentEvent;
 use platform::identity::AuthUser;
 use platform::pagination::{Page, PageRequest};
 use platform::problem::Problem;
@@ -121,17 +123,16 @@ pub trait NotificationApi: Send + Sync {
     async fn list(&self, caller: &AuthUser, page: PageRequest) -> Result<Page<Notification>, NotificationError>;
 }
 
-/// The queue notification consumes. `payment.completed` makes no message of its own (the
-/// confirmation follows it): it tells the amount paid, which `booking.confirmed` does not carry.
+/// The queue notification consumes: every booking event, and the payment events that make a
+/// message. (`payment.completed` makes none: the confirmation that follows says what was paid.)
 pub const QUEUE: platform::events::QueueSpec = platform::events::QueueSpec {
     name: "notification_queue",
     patterns: &[
-        "booking.created",
-        "booking.confirmed",
-        "booking.cancelled",
-        "payment.completed",
-        "payment.failed",
-        "payment.refunded",
+        BookingEvent::CREATED,
+        BookingEvent::CONFIRMED,
+        BookingEvent::CANCELLED,
+        PaymentEvent::FAILED,
+        PaymentEvent::REFUNDED,
     ],
 };
 

@@ -281,8 +281,20 @@ pub trait PaymentApi: Send + Sync {
     async fn refund(&self, caller: &AuthUser, id: PaymentId) -> Result<Payment, PaymentError>;
 }
 
+platform::events! {
+    /// The events payment publishes (topic exchange `booking_events`), one variant per routing
+    /// key; see [`platform::events::Event`] for how they may change. `currency` (and the failed
+    /// charge's amount) were added in issue 12 and are absent from events written before.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum PaymentEvent {
+        COMPLETED = "payment.completed" => Completed(PaymentCompleted),
+        FAILED = "payment.failed" => Failed(PaymentFailed),
+        REFUNDED = "payment.refunded" => Refunded(PaymentRefunded),
+    }
+}
+
 /// `payment.completed`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentCompleted {
     pub payment_id: PaymentId,
     pub booking_id: BookingId,
@@ -293,26 +305,36 @@ pub struct PaymentCompleted {
     /// issue 11; absent from older events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_at: Option<DateTime<Utc>>,
+    /// ISO 4217, of `amount_cents`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 /// `payment.failed`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentFailed {
     pub payment_id: PaymentId,
     pub booking_id: BookingId,
     pub user_id: UserId,
     pub failure_reason: String,
+    /// What the charge asked for; absent when it was never sent (and in older events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_cents: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 /// `payment.refunded`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentRefunded {
     pub payment_id: PaymentId,
     pub booking_id: BookingId,
     pub user_id: UserId,
     pub amount_cents: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 /// The queue payment consumes: a cancelled booking that was paid is refunded.
 pub const QUEUE: platform::events::QueueSpec =
-    platform::events::QueueSpec { name: "payment_queue", patterns: &["booking.cancelled"] };
+    platform::events::QueueSpec { name: "payment_queue", patterns: &[booking::api::BookingEvent::CANCELLED] };

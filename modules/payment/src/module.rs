@@ -49,7 +49,7 @@ impl Module for Payment {
         )
         .map_err(|e| anyhow!("payment.fingerprint_key: {e}"))?;
         let service = Arc::new(service);
-        ctx.subscribe(QUEUE, service.booking_events_handler()).await?;
+        ctx.subscribe(QUEUE, service.events_handler()).await?;
         ctx.retention(self.name(), db, true);
         ctx.spawn(Arc::clone(&service).run_refunds(ctx.stop.clone()));
         ctx.spawn(Arc::clone(&service).run_reconciler(ctx.stop.clone()));

@@ -67,6 +67,14 @@ impl Envelope {
         Ok(Self { event_id, routing_key: routing_key.to_owned(), occurred_at, body })
     }
 
+    /// A new event announcing `event`, under the routing key its variant names.
+    ///
+    /// # Errors
+    /// `event` does not serialize to a JSON object.
+    pub fn of<E: Event>(event: &E) -> Result<Self, serde_json::Error> {
+        Self::new(event.routing_key(), event)
+    }
+
     /// Rebuilds an envelope from a received JSON document.
     ///
     /// # Errors
@@ -90,6 +98,58 @@ impl Envelope {
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_value(self.body.clone())
     }
+}
+
+/// The events one module publishes: an enum with one variant per routing key, internally
+/// tagged by `type` (which the wire format already carries, equal to the routing key), so a
+/// variant's payload cannot travel under another variant's key.
+///
+/// Versioning: a variant's fields may grow (consumers ignore fields they do not know, and a
+/// field added later is optional or defaulted, so rows already in outboxes and inboxes still
+/// decode); removing or renaming a field, or changing its meaning, needs a new variant under
+/// a new routing key (e.g. `booking.created.v2`), published alongside the old one until no
+/// consumer reads the old one.
+pub trait Event: Serialize + DeserializeOwned + Send + Sync {
+    /// Every routing key the enum publishes, one per variant.
+    const KEYS: &'static [&'static str];
+
+    /// This event's routing key (equal to its serialized `type`).
+    fn routing_key(&self) -> &'static str;
+}
+
+/// Declares a publisher's [`Event`] enum from one line per variant,
+/// `CONST = "routing.key" => Variant(Payload)`: the key is written once, and becomes the
+/// variant's serde tag, the associated constant consumers bind with, and its
+/// [`Event::routing_key`]. The invoking crate depends on `serde`.
+#[macro_export]
+macro_rules! events {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $key_const:ident = $key:literal => $variant:ident($payload:ty), )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[serde(tag = "type")]
+        $vis enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $key)] $variant($payload), )+
+        }
+
+        impl $name {
+            $( pub const $key_const: &'static str = $key; )+
+        }
+
+        impl $crate::events::Event for $name {
+            const KEYS: &'static [&'static str] = &[$(Self::$key_const),+];
+
+            fn routing_key(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => Self::$key_const, )+
+                }
+            }
+        }
+    };
 }
 
 #[cfg(feature = "server")]
@@ -200,6 +260,11 @@ pub trait EventBus: Send + Sync {
 /// A queue a module consumes: its name (before `events.queue_prefix`) and the routing-key
 /// patterns bound to it. Every module crate names its queue in its API, so any process can
 /// declare the whole deployment's queues before it publishes.
+///
+/// One scheme for all: module `m` consumes `m::api::QUEUE`, named `m_queue`, whose patterns
+/// are the publishers' key constants (`BookingEvent::CANCELLED`, never a literal); its handler
+/// is `<Publisher>Events` in `m/src/service/events.rs`, handed out by the service's
+/// `events_handler()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueSpec {
     pub name: &'static str,

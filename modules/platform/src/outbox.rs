@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::events::{Envelope, EventBus};
+use crate::events::{Envelope, Event, EventBus};
 
 const OUTBOX: &str = "outbox_events";
 const INBOX: &str = "inbox_events";
@@ -133,6 +133,18 @@ pub async fn enqueue(db: &impl ConnectionTrait, event: &Envelope) -> Result<(), 
         ])
         .to_owned();
     db.execute(&insert).await.map(drop)
+}
+
+/// Writes `event` to the outbox under its variant's routing key; call it inside the
+/// transaction of the change it announces.
+///
+/// # Errors
+/// Database failures (the caller's transaction then fails as a whole); `DbErr::Json` if the
+/// event does not serialize to a JSON object, which the publishers' enums always do.
+pub async fn publish<E: Event>(db: &impl ConnectionTrait, event: &E) -> Result<(), DbErr> {
+    let envelope =
+        Envelope::of(event).map_err(|e| DbErr::Json(format!("event {} unwritable: {e}", event.routing_key())))?;
+    enqueue(db, &envelope).await
 }
 
 /// Records that `consumer` handles `event_id`; `true` the first time, `false` for a

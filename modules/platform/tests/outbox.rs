@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use platform::config::{DatabaseSettings, Secret};
+use platform::events::Event;
 use platform::events::{BusError, DeadLetter, Envelope, EventBus, EventHandler, Replay};
-use platform::outbox::{OutboxRelay, enqueue, first_delivery, purge};
+use platform::outbox::{OutboxRelay, enqueue, first_delivery, publish, purge};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// A bus that can be switched off, recording what it was given.
@@ -107,6 +109,7 @@ on_both_databases!(
     a_running_relay_publishes_when_woken_and_flushes_on_stop,
     the_inbox_recognises_a_redelivery_per_consumer,
     retention_forgets_sent_events_and_old_inbox_records_but_never_an_unsent_event,
+    a_typed_event_is_relayed_under_its_variants_key_and_decodes_back,
 );
 
 fn event(n: u32) -> Envelope {
@@ -199,4 +202,41 @@ async fn retention_forgets_sent_events_and_old_inbox_records_but_never_an_unsent
     assert_eq!(published, [json!(1), json!(2)]);
     // Without an outbox (movie's database has only an inbox), only the inbox is purged.
     assert_eq!(purge(&db, chrono::Utc::now() + chrono::Duration::hours(1), false).await.unwrap(), 1);
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Ticket {
+    seats: u32,
+}
+
+platform::events! {
+    #[derive(Debug, Clone, PartialEq)]
+    enum TicketEvent {
+        SOLD = "ticket.sold" => Sold(Ticket),
+        RETURNED = "ticket.returned" => Returned(Ticket),
+    }
+}
+
+async fn a_typed_event_is_relayed_under_its_variants_key_and_decodes_back(db: DatabaseConnection) {
+    assert_eq!(TicketEvent::KEYS, ["ticket.sold", "ticket.returned"]);
+    let bus = Arc::new(TestBus::default());
+    let relay = OutboxRelay::new("test", db.clone(), bus.clone(), Duration::from_secs(60));
+    let events = [TicketEvent::Returned(Ticket { seats: 2 }), TicketEvent::Sold(Ticket { seats: 3 })];
+    let txn = db.begin().await.unwrap();
+    for event in &events {
+        publish(&txn, event).await.unwrap();
+    }
+    txn.commit().await.unwrap();
+    assert_eq!(relay.drain().await.unwrap(), 2);
+    let published = bus.published.lock().unwrap().clone();
+    let keys: Vec<&str> = published.iter().map(|e| e.routing_key.as_str()).collect();
+    assert_eq!(keys, [TicketEvent::RETURNED, TicketEvent::SOLD]);
+    let bodies: Vec<TicketEvent> = published.iter().map(|e| e.decode().unwrap()).collect();
+    assert_eq!(bodies, events);
+    assert_eq!(
+        published[1].body,
+        json!({
+            "type": "ticket.sold", "seats": 3, "event_id": published[1].event_id, "occurred_at": published[1].occurred_at
+        })
+    );
 }

@@ -21,6 +21,9 @@ pub mod booking {
         pub updated_at: ChronoDateTimeUtc,
         pub charging_payment_id: Option<Uuid>,
         pub charging_since: Option<ChronoDateTimeUtc>,
+        pub movie_title: Option<String>,
+        pub theater_name: Option<String>,
+        pub theater_location: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

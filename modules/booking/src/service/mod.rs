@@ -28,7 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId};
-use platform::events::{Envelope, EventHandler};
+use platform::events::EventHandler;
 use platform::identity::{AuthUser, UserId};
 use platform::money::Money;
 use platform::pagination::{Page, PageRequest};
@@ -44,8 +44,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{
-    BookRequest, BookedSeat, Booking, BookingApi, BookingCancelled, BookingCreated, BookingError, BookingId,
-    BookingQuery, BookingStatus, CancelReason,
+    BookRequest, BookedSeat, Booking, BookingApi, BookingCancelled, BookingCreated, BookingError, BookingEvent,
+    BookingId, BookingQuery, BookingStatus, CancelReason,
 };
 use entity::{booking, booking_seat, hold_lock, seat_claim};
 use locks::{Acquired, SeatLocks};
@@ -113,12 +113,32 @@ fn db_err(e: DbErr) -> BookingError {
     }
 }
 
-fn event<T: serde::Serialize>(key: &str, payload: &T) -> Result<Envelope, BookingError> {
-    Envelope::new(key, payload).map_err(|e| BookingError::Internal(format!("event {key}: {e}")))
-}
-
 fn seat_keys(seats: &[SeatId]) -> Vec<String> {
     seats.iter().map(ToString::to_string).collect()
+}
+
+fn booked_seats(seats: Vec<booking_seat::Model>) -> Vec<BookedSeat> {
+    seats
+        .into_iter()
+        .map(|s| BookedSeat {
+            id: SeatId(s.seat_id),
+            row: s.row_label,
+            number: u32::try_from(s.number).unwrap_or(0),
+            price_cents: Money::from_cents(s.price_cents),
+        })
+        .collect()
+}
+
+/// The seats of `booking` as its events name them, read in `txn`.
+async fn seats_in(txn: &impl ConnectionTrait, booking: Uuid) -> Result<Vec<BookedSeat>, BookingError> {
+    let rows = booking_seat::Entity::find()
+        .filter(booking_seat::Column::BookingId.eq(booking))
+        .order_by_asc(booking_seat::Column::RowLabel)
+        .order_by_asc(booking_seat::Column::Number)
+        .all(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(booked_seats(rows))
 }
 
 fn view(b: booking::Model, seats: Vec<booking_seat::Model>) -> Result<Booking, BookingError> {
@@ -127,15 +147,7 @@ fn view(b: booking::Model, seats: Vec<booking_seat::Model>) -> Result<Booking, B
         user_id: UserId(b.user_id),
         showtime_id: ShowtimeId(b.showtime_id),
         status: b.status,
-        seats: seats
-            .into_iter()
-            .map(|s| BookedSeat {
-                id: SeatId(s.seat_id),
-                row: s.row_label,
-                number: u32::try_from(s.number).unwrap_or(0),
-                price_cents: Money::from_cents(s.price_cents),
-            })
-            .collect(),
+        seats: booked_seats(seats),
         amount_cents: Money::from_cents(b.amount_cents),
         currency: b.currency,
         created_at: b.created_at,
@@ -155,7 +167,7 @@ impl BookingService {
     }
 
     /// The handler of `booking_queue` (payment events).
-    pub fn payment_events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
+    pub fn events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
         Arc::new(events::PaymentEvents::new(Arc::clone(self)))
     }
 
@@ -233,8 +245,10 @@ impl BookingService {
             seat_ids: seats.clone(),
             reason,
             was_paid,
+            amount_cents: Some(b.amount_cents),
+            ticket: events::ticket(b, seats_in(&txn, b.id).await?),
         };
-        platform::outbox::enqueue(&txn, &event("booking.cancelled", &cancelled)?).await.map_err(db_err)?;
+        platform::outbox::publish(&txn, &BookingEvent::Cancelled(cancelled)).await.map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
         self.relay.notify_one();
         if let Err(e) = self.locks.release(&b.showtime_id.to_string(), &seat_keys(&seats), &b.id.to_string()).await {
@@ -315,21 +329,16 @@ impl BookingService {
             .exec(txn)
             .await
             .map_err(db_err)?;
-        let seats = booking_seat::Entity::find()
-            .filter(booking_seat::Column::BookingId.eq(b.id))
-            .all(txn)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(|s| SeatId(s.seat_id))
-            .collect();
+        let seats = seats_in(txn, b.id).await?;
         let payload = crate::api::BookingConfirmed {
             booking_id: id,
             user_id: UserId(b.user_id),
             showtime_id: ShowtimeId(b.showtime_id),
-            seat_ids: seats,
+            seat_ids: seats.iter().map(|s| s.id).collect(),
+            amount_cents: Some(b.amount_cents),
+            ticket: events::ticket(&b, seats),
         };
-        platform::outbox::enqueue(txn, &event("booking.confirmed", &payload)?).await.map_err(db_err)?;
+        platform::outbox::publish(txn, &BookingEvent::Confirmed(payload)).await.map_err(db_err)?;
         Ok(true)
     }
 
@@ -415,6 +424,7 @@ impl BookingApi for BookingService {
             }
         }
 
+        let names = events::screening_names(self.movies.as_ref(), &pricing.showtime).await;
         let expires_at = now + chrono::Duration::seconds(i64::try_from(self.settings.hold_ttl_seconds).unwrap_or(600));
         let amount = Money::checked_sum(seats.iter().filter_map(|s| priced.get(s)).map(|s| s.price_cents))
             .ok_or_else(|| BookingError::Internal("the booking's total overflows".to_owned()))?;
@@ -431,6 +441,9 @@ impl BookingApi for BookingService {
             updated_at: now,
             charging_payment_id: None,
             charging_since: None,
+            movie_title: names.movie_title,
+            theater_name: names.theater_name,
+            theater_location: names.theater_location,
         };
         let mut booked: Vec<booking_seat::Model> = seats
             .iter()
@@ -452,6 +465,7 @@ impl BookingApi for BookingService {
             seat_ids: seats.clone(),
             amount_cents: amount.cents(),
             expires_at,
+            ticket: events::ticket(&row, booked_seats(booked.clone())),
         };
         match self.insert(&row, &booked, &created).await {
             Ok(()) => {}
@@ -604,8 +618,7 @@ impl BookingService {
                 _ => failed(e),
             });
         }
-        let envelope = event("booking.created", created).map_err(InsertError::Failed)?;
-        platform::outbox::enqueue(&txn, &envelope).await.map_err(failed)?;
+        platform::outbox::publish(&txn, &BookingEvent::Created(created.clone())).await.map_err(failed)?;
         txn.commit().await.map_err(failed)
     }
 }

@@ -2,54 +2,43 @@
 //! Consumed from `movie_queue`; every event is recorded in the inbox in the same
 //! transaction as its effect, so a redelivery changes nothing.
 //!
-//! Movie reads only the fields it needs (a tolerant reader): it never depends on the
-//! booking crate, which depends on movie.
+//! Movie reads only the fields it needs ([`BookingSeats`], a tolerant reader): it never
+//! depends on the booking crate, which depends on movie. A `booking.confirmed` (still bound on
+//! queues declared before it was unbound) is recorded and changes nothing.
 
 use async_trait::async_trait;
 use platform::events::{Envelope, EventHandler, HandlerError};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
-use serde::Deserialize;
-use uuid::Uuid;
 
 use super::entity::showtime;
-
-/// The queue movie consumes, and the events bound to it.
-use crate::api::QUEUE;
-
-#[derive(Deserialize)]
-struct SeatsOfBooking {
-    showtime_id: Uuid,
-    seat_ids: Vec<Uuid>,
-}
+use crate::api::{BookingSeats, QUEUE};
 
 /// Applies booking events to `seats_available`: a created booking takes its seats, a
 /// cancelled or expired one gives them back, a confirmation changes nothing.
-pub struct SeatsAvailable {
+pub struct BookingEvents {
     db: DatabaseConnection,
 }
 
-impl SeatsAvailable {
+impl BookingEvents {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
 }
 
 #[async_trait]
-impl EventHandler for SeatsAvailable {
+impl EventHandler for BookingEvents {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let seats: SeatsOfBooking = event.decode()?;
-        let count = i32::try_from(seats.seat_ids.len()).map_err(|e| HandlerError(e.to_string()))?;
-        let delta = match event.routing_key.as_str() {
-            "booking.created" => -count,
-            "booking.cancelled" => count,
-            _ => 0,
+        let change = match event.decode()? {
+            BookingSeats::Taken(seats) => Some((seats.showtime_id, -seat_count(&seats.seat_ids)?)),
+            BookingSeats::Released(seats) => Some((seats.showtime_id, seat_count(&seats.seat_ids)?)),
+            BookingSeats::Other => None,
         };
         let txn = self.db.begin().await?;
         if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());
         }
-        if delta != 0 {
+        if let Some((target, delta)) = change.filter(|(_, delta)| *delta != 0) {
             // Kept within 0..=seats_total whatever order events arrive in.
             let updated = Expr::col(showtime::Column::SeatsAvailable).add(delta);
             let clamped = Expr::case(updated.clone().lt(0), 0)
@@ -60,11 +49,15 @@ impl EventHandler for SeatsAvailable {
                 .finally(updated);
             showtime::Entity::update_many()
                 .col_expr(showtime::Column::SeatsAvailable, clamped.into())
-                .filter(showtime::Column::Id.eq(seats.showtime_id))
+                .filter(showtime::Column::Id.eq(target.0))
                 .exec(&txn)
                 .await?;
         }
         txn.commit().await?;
         Ok(())
     }
+}
+
+fn seat_count(seats: &[crate::api::SeatId]) -> Result<i32, HandlerError> {
+    i32::try_from(seats.len()).map_err(|e| HandlerError(format!("seat count: {e}")))
 }

@@ -390,8 +390,8 @@ impl MovieService {
     /// The handler of `movie_queue` (booking events → `seats_available`). The catalog cache
     /// is not invalidated for these: `seats_available` is eventually consistent (within
     /// `movie.cache_ttl_seconds`), and bookings must not empty the cache; the seat map is exact.
-    pub fn booking_events_handler(&self) -> Arc<dyn platform::events::EventHandler> {
-        Arc::new(events::SeatsAvailable::new(self.db.clone()))
+    pub fn events_handler(&self) -> Arc<dyn platform::events::EventHandler> {
+        Arc::new(events::BookingEvents::new(self.db.clone()))
     }
 
     /// Whether the catalog has no movie at all (deleted ones count: a catalog that was used

@@ -1,11 +1,17 @@
 //! Writing a notification's message, by the delivery worker before its first send: the
-//! address through [`AuthApi`], the screening through [`MovieApi`] (cached catalog reads), the
-//! amount from the payload or `booking_facts`, then the templates. A fact that cannot be had
-//! yet (auth or movie unreachable, a confirmation whose amount has not been heard of) is a
-//! failed attempt like a mail server that is down: retried with backoff.
+//! address through [`AuthApi`], the screening and amount from the payload, then the templates.
+//! The address stays a read: auth owns it and it may change (a message goes to the address
+//! of the moment, and events do not spread addresses across every module's tables).
+//!
+//! What the payload lacks comes from elsewhere: a payment event names no screening, so it is
+//! what `booking.created` told (`booking_facts`). Only for events older than issue 12, or a
+//! booking made while movie could not tell the names, is the screening read from
+//! [`MovieApi`] (cached catalog reads). A fact
+//! that cannot be had yet (auth or movie unreachable, a confirmation whose amount has not
+//! been heard of) is a failed attempt like a mail server that is down: retried with backoff.
 
 use auth::api::AuthError;
-use booking::api::{BookingId, CancelReason};
+use booking::api::{BookingId, CancelReason, Ticket};
 use chrono::{DateTime, Utc};
 use movie::api::{MovieError, SeatId, ShowtimeId};
 use platform::identity::UserId;
@@ -45,6 +51,18 @@ fn when(at: DateTime<Utc>) -> String {
     at.format("%a %-d %b %Y, %H:%M UTC").to_string()
 }
 
+/// The screening as the event told it: only when it told all of it (booking events since
+/// issue 12, of bookings made while movie could tell the names).
+fn told(ticket: &Ticket) -> Option<Show> {
+    Some(Show {
+        movie_title: ticket.movie_title.clone()?,
+        theater: ticket.theater.clone()?,
+        location: ticket.location.clone()?,
+        starts_at: when(ticket.starts_at?),
+        seats: ticket.seats.iter().map(|s| format!("{}{}", s.row, s.number)).collect(),
+    })
+}
+
 fn movie_error(e: MovieError) -> SendError {
     retry(format!("movie: {e}"))
 }
@@ -57,8 +75,10 @@ impl NotificationService {
         let kind = n.kind;
         let payload: Payload =
             serde_json::from_str(&n.payload).map_err(|e| give_up(format!("unreadable payload: {e}")))?;
-        // booking.created carries all its message needs; the others lean on what it said.
-        let facts = if kind == NotificationKind::BookingCreated {
+        // Booking events carry all their message needs; the others lean on what
+        // booking.created said.
+        let complete = payload.showtime_id.is_some() && payload.amount_cents.is_some();
+        let facts = if complete || kind == NotificationKind::BookingCreated {
             None
         } else {
             booking_facts::Entity::find_by_id(payload.booking_id.0)
@@ -66,32 +86,37 @@ impl NotificationService {
                 .await
                 .map_err(|e| retry(format!("notification database: {e}")))?
         };
-        let (facts_showtime, facts_seats, booked, paid) = match facts {
+        let unreadable = |e: serde_json::Error| give_up(format!("booking facts: {e}"));
+        let (facts_showtime, facts_seats, facts_ticket, booked) = match facts {
             Some(f) => {
                 let seats: Vec<SeatId> = match f.seat_ids {
-                    Some(s) => serde_json::from_str(&s).map_err(|e| give_up(format!("booking facts: {e}")))?,
+                    Some(s) => serde_json::from_str(&s).map_err(unreadable)?,
                     None => Vec::new(),
                 };
-                (f.showtime_id.map(ShowtimeId), seats, f.amount_cents, f.paid_cents)
+                let ticket: Option<Ticket> =
+                    f.ticket.map(|t| serde_json::from_str(&t)).transpose().map_err(unreadable)?;
+                (f.showtime_id.map(ShowtimeId), seats, ticket.unwrap_or_default(), f.amount_cents)
             }
-            None => (None, Vec::new(), None, None),
+            None => (None, Vec::new(), Ticket::default(), None),
         };
         // A payment event names only the booking: its screening is what booking.created said.
-        let (showtime, seats) = match payload.showtime_id {
-            Some(st) => (Some(st), payload.seat_ids.clone()),
-            None => (facts_showtime, facts_seats),
+        let (showtime, seats, ticket) = match payload.showtime_id {
+            Some(st) => (Some(st), payload.seat_ids.clone(), payload.ticket.clone()),
+            None => (facts_showtime, facts_seats, facts_ticket),
         };
-        let (show, currency) = match showtime {
-            Some(st) => self.show(st, &seats).await?,
-            None => (None, String::new()),
+        let (show, show_currency) = match (told(&ticket), showtime) {
+            (Some(show), _) => (Some(show), None),
+            (None, Some(st)) => self.show(st, &seats).await?,
+            (None, None) => (None, None),
         };
+        let currency = payload.ticket.currency.clone().or(ticket.currency).or(show_currency).unwrap_or_default();
         let amount_cents = match kind {
             NotificationKind::BookingCreated | NotificationKind::PaymentRefunded => payload.amount_cents,
-            NotificationKind::BookingConfirmed => Some(paid.or(booked).ok_or_else(|| {
+            NotificationKind::BookingConfirmed => Some(payload.amount_cents.or(booked).ok_or_else(|| {
                 retry(format!("booking {} confirmed before notification heard what it cost", payload.booking_id))
             })?),
             NotificationKind::BookingCancelled | NotificationKind::BookingExpired | NotificationKind::PaymentFailed => {
-                paid.or(booked)
+                payload.amount_cents.or(booked)
             }
         };
         let context = MessageContext {
@@ -115,18 +140,21 @@ impl NotificationService {
         Ok(Prepared { recipient: context.email, subject: rendered.subject, text: rendered.text, html: rendered.html })
     }
 
-    /// The screening as the message names it, and its currency; none when movie no longer
-    /// knows the showtime. Three catalog reads that movie answers from its cache.
-    async fn show(&self, showtime: ShowtimeId, seats: &[SeatId]) -> Result<(Option<Show>, String), SendError> {
+    /// The screening as the message names it, and its currency, read from movie; none when
+    /// movie no longer knows the showtime. Three catalog reads that movie answers from its
+    /// cache.
+    async fn show(&self, showtime: ShowtimeId, seats: &[SeatId]) -> Result<(Option<Show>, Option<String>), SendError> {
         let st = match self.movies.showtime(showtime).await {
             Ok(st) => st,
-            Err(MovieError::NotFound(_)) => return Ok((None, String::new())),
+            Err(MovieError::NotFound(_)) => return Ok((None, None)),
             Err(e) => return Err(movie_error(e)),
         };
         let (movie, theater) = tokio::join!(self.movies.movie(st.movie_id), self.movies.theater(st.theater_id));
         let (movie, theater) = match (movie, theater) {
             (Ok(m), Ok(t)) => (m, t),
-            (Err(MovieError::NotFound(_)), _) | (_, Err(MovieError::NotFound(_))) => return Ok((None, st.currency)),
+            (Err(MovieError::NotFound(_)), _) | (_, Err(MovieError::NotFound(_))) => {
+                return Ok((None, Some(st.currency)));
+            }
             (Err(e), _) | (_, Err(e)) => return Err(movie_error(e)),
         };
         let labels =
@@ -138,7 +166,7 @@ impl NotificationService {
             starts_at: when(st.start_time),
             seats: labels,
         };
-        Ok((Some(show), st.currency))
+        Ok((Some(show), Some(st.currency)))
     }
 
     /// The context with the user's name and address, the rest empty.

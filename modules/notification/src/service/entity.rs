@@ -44,8 +44,8 @@ pub mod booking_facts {
         pub showtime_id: Option<Uuid>,
         pub seat_ids: Option<String>,
         pub amount_cents: Option<i64>,
-        pub paid_cents: Option<i64>,
         pub updated_at: ChronoDateTimeUtc,
+        pub ticket: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,26 +1,21 @@
 //! What payment does with booking events (`payment_queue`): a cancelled or expired booking
 //! is closed in the ledger and its completed payment becomes due for a refund, in one
 //! transaction with the inbox record; the refund worker is woken to pay it back at once.
+//!
+//! `was_paid` is not read: whatever the booking knew, the payment's own records say whether
+//! there is money to give back (a charge that completed after the hold ran out was never
+//! confirmed, so `was_paid` is false).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use booking::api::BookingId;
+use booking::api::BookingEvent;
 use platform::events::{Envelope, EventHandler, HandlerError};
 use sea_orm::TransactionTrait;
-use serde::Deserialize;
 
 use super::PaymentService;
 
 use crate::api::QUEUE;
-
-/// The fields payment reads of `booking.cancelled`. `was_paid` is not needed: whatever the
-/// booking knew, the payment's own records say whether there is money to give back (a charge
-/// that completed after the hold ran out was never confirmed, so `was_paid` is false).
-#[derive(Deserialize)]
-struct Cancelled {
-    booking_id: BookingId,
-}
 
 pub struct BookingEvents {
     service: Arc<PaymentService>,
@@ -35,7 +30,10 @@ impl BookingEvents {
 #[async_trait]
 impl EventHandler for BookingEvents {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let cancelled: Cancelled = event.decode()?;
+        let BookingEvent::Cancelled(cancelled) = event.decode()? else {
+            // `payment_queue` binds only `booking.cancelled`; another key is a binding mistake.
+            return Err(HandlerError(format!("payment does not handle {}", event.routing_key)));
+        };
         let txn = self.service.db.begin().await?;
         if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());

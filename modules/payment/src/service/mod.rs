@@ -44,7 +44,7 @@ use async_trait::async_trait;
 use booking::api::{BookingApi, BookingError, BookingId};
 use chrono::Utc;
 use platform::config::Secret;
-use platform::events::{Envelope, EventHandler};
+use platform::events::EventHandler;
 use platform::identity::{AuthUser, UserId};
 use platform::kv::KeyValue;
 use platform::money::Money;
@@ -62,8 +62,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{
-    PayRequest, Payment, PaymentApi, PaymentCompleted, PaymentError, PaymentFailed, PaymentId, PaymentQuery,
-    PaymentRefunded, PaymentStatus, Transaction, TransactionId, TransactionKind, TransactionStatus,
+    PayRequest, Payment, PaymentApi, PaymentCompleted, PaymentError, PaymentEvent, PaymentFailed, PaymentId,
+    PaymentQuery, PaymentRefunded, PaymentStatus, Transaction, TransactionId, TransactionKind, TransactionStatus,
 };
 use attempts::Attempts;
 use card::Card;
@@ -155,10 +155,6 @@ fn db_err(e: DbErr) -> PaymentError {
     } else {
         PaymentError::Internal(format!("payment database: {e}"))
     }
-}
-
-fn event<T: serde::Serialize>(key: &str, payload: &T) -> Result<Envelope, PaymentError> {
-    Envelope::new(key, payload).map_err(|e| PaymentError::Internal(format!("event {key}: {e}")))
 }
 
 use platform::db::now;
@@ -255,7 +251,7 @@ impl PaymentService {
     }
 
     /// The handler of `payment_queue` (`booking.cancelled`).
-    pub fn booking_events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
+    pub fn events_handler(self: &Arc<Self>) -> Arc<dyn EventHandler> {
         Arc::new(events::BookingEvents::new(Arc::clone(self)))
     }
 
@@ -463,25 +459,22 @@ impl PaymentService {
             created_at: now,
         };
         let outcome_event = match &failure_reason {
-            None => event(
-                "payment.completed",
-                &PaymentCompleted {
-                    payment_id: PaymentId(row.id),
-                    booking_id,
-                    user_id: user,
-                    amount_cents: row.amount_cents,
-                    accepted_at: Some(intent.accepted_at),
-                },
-            )?,
-            Some(reason) => event(
-                "payment.failed",
-                &PaymentFailed {
-                    payment_id: PaymentId(row.id),
-                    booking_id,
-                    user_id: user,
-                    failure_reason: reason.clone(),
-                },
-            )?,
+            None => PaymentEvent::Completed(PaymentCompleted {
+                payment_id: PaymentId(row.id),
+                booking_id,
+                user_id: user,
+                amount_cents: row.amount_cents,
+                accepted_at: Some(intent.accepted_at),
+                currency: Some(row.currency.clone()),
+            }),
+            Some(reason) => PaymentEvent::Failed(PaymentFailed {
+                payment_id: PaymentId(row.id),
+                booking_id,
+                user_id: user,
+                failure_reason: reason.clone(),
+                amount_cents: Some(row.amount_cents),
+                currency: Some(row.currency.clone()),
+            }),
         };
 
         let answer = view(row.clone(), vec![charge_row.clone()])?;
@@ -513,7 +506,7 @@ impl PaymentService {
         payment::Entity::insert(payment::ActiveModel::from(row)).exec(&txn).await.map_err(db_err)?;
         transaction::Entity::insert(transaction::ActiveModel::from(charge_row)).exec(&txn).await.map_err(db_err)?;
         if !refund_due {
-            platform::outbox::enqueue(&txn, &outcome_event).await.map_err(db_err)?;
+            platform::outbox::publish(&txn, &outcome_event).await.map_err(db_err)?;
         }
         txn.commit().await.map_err(db_err)?;
         self.relay.notify_one();
@@ -590,8 +583,9 @@ impl PaymentService {
             booking_id: BookingId(p.booking_id),
             user_id: UserId(p.user_id),
             amount_cents: p.amount_cents,
+            currency: Some(p.currency.clone()),
         };
-        platform::outbox::enqueue(&txn, &event("payment.refunded", &payload)?).await.map_err(db_err)?;
+        platform::outbox::publish(&txn, &PaymentEvent::Refunded(payload)).await.map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
         self.relay.notify_one();
         metrics::counter!("payments_total", "status" => "refunded").increment(1);
@@ -718,8 +712,10 @@ impl PaymentService {
                     booking_id: BookingId(booking_id),
                     user_id: UserId(row.user_id),
                     failure_reason: NOT_CHARGED.to_owned(),
+                    amount_cents: None,
+                    currency: None,
                 };
-                platform::outbox::enqueue(&txn, &event("payment.failed", &failed)?).await.map_err(db_err)?;
+                platform::outbox::publish(&txn, &PaymentEvent::Failed(failed)).await.map_err(db_err)?;
             }
             ledger::Entity::update_many()
                 .col_expr(ledger::Column::State, Expr::value(LedgerState::Free))
