@@ -10,6 +10,7 @@ use booking::client::BookingClient;
 use chrono::{Duration, Utc};
 use movie::api::{MovieApi, SeatId, ShowtimeId, TheaterInput};
 use movie::client::MovieClient;
+use platform::money::Money;
 
 use crate::fixtures::{row, typed_screening};
 use crate::helpers::{Backend, Callers, spawn_app_with, test_settings};
@@ -93,7 +94,12 @@ async fn contract(movies: Arc<dyn MovieApi>, api: Arc<dyn BookingApi>, callers: 
     let request = |labels: &[&str]| screen.request(labels);
     let booked = |label: &str, price_cents: i64| {
         let seat = hall.seats.iter().find(|seat| seat.id == s(label)).unwrap();
-        BookedSeat { id: seat.id, row: seat.row.clone(), number: seat.number, price_cents }
+        BookedSeat {
+            id: seat.id,
+            row: seat.row.clone(),
+            number: seat.number,
+            price_cents: Money::from_cents(price_cents),
+        }
     };
 
     // Invalid requests, while every seat is free.
@@ -117,7 +123,7 @@ async fn contract(movies: Arc<dyn MovieApi>, api: Arc<dyn BookingApi>, callers: 
     assert_eq!(first.showtime_id, show.id);
     assert_eq!(first.status, BookingStatus::Pending);
     assert_eq!(first.seats, [booked("A1", 1200), booked("B1", 1800)]);
-    assert_eq!(first.amount_cents, 3000);
+    assert_eq!(first.amount_cents.cents(), 3000);
     assert_eq!(first.currency, "USD");
     assert!(first.created_at >= before - Duration::seconds(1) && first.created_at <= after, "{first:?}");
     assert_eq!(first.expires_at, first.created_at + Duration::minutes(10));
@@ -173,6 +179,6 @@ async fn contract(movies: Arc<dyn MovieApi>, api: Arc<dyn BookingApi>, callers: 
     assert_eq!((ids(&pending.items), pending.total), (vec![second.id], 1));
     let again = api.book(other, request(&["B1", "A1"])).await.unwrap();
     assert_eq!(sorted(again.seats.iter().map(|seat| seat.id).collect()), sorted(vec![s("A1"), s("B1")]));
-    assert_eq!(again.amount_cents, 3000);
+    assert_eq!(again.amount_cents.cents(), 3000);
     assert_eq!(api.booking(other, again.id).await.unwrap(), again);
 }

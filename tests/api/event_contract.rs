@@ -13,6 +13,7 @@ use movie::api::{BookingSeats, SeatId, SeatsOfBooking, ShowtimeId};
 use payment::api::{PaymentCompleted, PaymentEvent, PaymentFailed, PaymentId, PaymentRefunded};
 use platform::events::{Envelope, Event, QueueSpec, topic_matches};
 use platform::identity::UserId;
+use platform::money::Money;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -24,7 +25,10 @@ fn ticket(seats: &[SeatId]) -> Ticket {
     Ticket {
         currency: Some("EUR".to_owned()),
         starts_at: Some(Utc.with_ymd_and_hms(2027, 1, 2, 20, 0, 0).unwrap()),
-        seats: seats.iter().map(|&id| BookedSeat { id, row: "B".to_owned(), number: 7, price_cents: 1250 }).collect(),
+        seats: seats
+            .iter()
+            .map(|&id| BookedSeat { id, row: "B".to_owned(), number: 7, price_cents: Money::from_cents(1250) })
+            .collect(),
         movie_title: Some("Booked Solid".to_owned()),
         theater: Some("One".to_owned()),
         location: Some("Here".to_owned()),

@@ -11,6 +11,7 @@ use std::time::{Duration as StdDuration, Instant};
 use booking::api::BookRequest;
 use movie::api::{MovieApi, MovieInput, RowLayout, SeatId, Showtime, ShowtimeInput, Theater, TheaterInput};
 use platform::identity::{AuthUser, Role};
+use platform::money::Money;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -250,7 +251,7 @@ pub async fn typed_screening(movies: &dyn MovieApi, admin: &AuthUser) -> TypedSc
         movie_id: film.id,
         theater_id: theater.id,
         start_time: day_at(2, 18, 0),
-        price_cents: PRICE,
+        price_cents: Money::from_cents(PRICE),
         currency: None,
     };
     let showtime = movies.create_showtime(admin, show).await.unwrap();

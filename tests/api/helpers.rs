@@ -225,7 +225,7 @@ impl TestApp {
     /// The caller behind `token`, as the app's auth knows it; it must have `role`.
     pub async fn caller(&self, token: String, role: Role) -> AuthUser {
         let me: Value = self.get_as("/api/auth/me", &token).await.json().await.expect("json");
-        assert_eq!(me["role"], role.as_str());
+        assert_eq!(me["role"], serde_json::to_value(role).expect("a role serializes"));
         let id = uuid::Uuid::parse_str(id(&me)).expect("user id");
         AuthUser { id: UserId(id), role, bearer: token }
     }

@@ -10,6 +10,7 @@ use movie::api::{
 };
 use movie::client::MovieClient;
 use platform::identity::{AuthUser, Role};
+use platform::money::Money;
 use platform::pagination::PageRequest;
 
 use crate::fixtures::row;
@@ -50,7 +51,13 @@ fn theater_input(name: &str, layout: Vec<RowLayout>) -> TheaterInput {
 }
 
 fn showtime_input(movie: MovieId, theater: TheaterId, start_time: DateTime<Utc>, price_cents: i64) -> ShowtimeInput {
-    ShowtimeInput { movie_id: movie, theater_id: theater, start_time, price_cents, currency: None }
+    ShowtimeInput {
+        movie_id: movie,
+        theater_id: theater,
+        start_time,
+        price_cents: Money::from_cents(price_cents),
+        currency: None,
+    }
 }
 
 fn query(genre: Option<&str>, q: Option<&str>) -> MovieQuery {
@@ -199,7 +206,10 @@ async fn contract(api: Arc<dyn MovieApi>, admin: &AuthUser, customer: &AuthUser)
         ["theater_id"]
     );
     let show = api.create_showtime(admin, showtime_input(heat.id, theater.id, start, 1099)).await.unwrap();
-    assert_eq!((show.movie_id, show.theater_id, show.start_time, show.price_cents), (heat.id, theater.id, start, 1099));
+    assert_eq!(
+        (show.movie_id, show.theater_id, show.start_time, show.price_cents.cents()),
+        (heat.id, theater.id, start, 1099)
+    );
     assert_eq!(show.currency, "USD");
     assert_eq!((show.seats_total, show.seats_available), (7, 7));
     assert_eq!(api.showtime(show.id).await.unwrap(), show);
@@ -236,7 +246,7 @@ async fn contract(api: Arc<dyn MovieApi>, admin: &AuthUser, customer: &AuthUser)
     assert_eq!(map.showtime_id, show.id);
     let ids: Vec<_> = map.seats.iter().map(|s| s.id).collect();
     assert_eq!(ids, theater.seats.iter().map(|s| s.id).collect::<Vec<_>>());
-    let prices: Vec<i64> = map.seats.iter().map(|s| s.price_cents).collect();
+    let prices: Vec<i64> = map.seats.iter().map(|s| s.price_cents.cents()).collect();
     assert_eq!(prices, [1099, 1099, 1099, 1649, 1649, 1099, 1099]);
     assert!(map.seats.iter().all(|s| s.status == SeatStatus::Available));
     assert!(matches!(api.seat_map(ShowtimeId(uuid::Uuid::new_v4())).await, Err(MovieError::NotFound("showtime"))));

@@ -7,6 +7,7 @@ use std::time::Duration;
 use movie::api::{MovieApi, MovieInput, RowLayout, ShowtimeId, ShowtimeInput, TheaterInput};
 use platform::events::{Envelope, EventBus, RetryPolicy};
 use platform::identity::{AuthUser, Role, UserId};
+use platform::money::Money;
 use serde_json::json;
 
 use crate::helpers::{Backend, test_settings};
@@ -45,8 +46,13 @@ async fn booking_events_keep_seats_available_once_each(backend: Backend) {
         .await
         .unwrap();
     let start = chrono::Utc::now() + chrono::Duration::days(2);
-    let input =
-        ShowtimeInput { movie_id: film.id, theater_id: hall.id, start_time: start, price_cents: 900, currency: None };
+    let input = ShowtimeInput {
+        movie_id: film.id,
+        theater_id: hall.id,
+        start_time: start,
+        price_cents: Money::from_cents(900),
+        currency: None,
+    };
     let show = movies.create_showtime(&admin, input).await.unwrap();
     let seats: Vec<_> = hall.seats.iter().map(|s| s.id).collect();
     let available = || async { movies.showtime(show.id).await.unwrap().seats_available };

@@ -143,7 +143,7 @@ async fn contract(apis: &Apis, callers: &Callers) {
     let screen = typed_screening(movies.as_ref(), admin).await;
     let request = |labels: &[&str]| screen.request(labels);
     let first = bookings.book(customer, request(&["A1", "B1"])).await.unwrap();
-    assert_eq!(first.amount_cents, 3000);
+    assert_eq!(first.amount_cents.cents(), 3000);
     let second = bookings.book(customer, request(&["A2"])).await.unwrap();
     let theirs = bookings.book(other, request(&["A3"])).await.unwrap();
 
@@ -187,7 +187,7 @@ async fn contract(apis: &Apis, callers: &Callers) {
     assert_eq!(declined.transactions.len(), 1, "{declined:?}");
     let charge = &declined.transactions[0];
     assert_eq!(
-        (charge.kind, charge.status, charge.amount_cents),
+        (charge.kind, charge.status, charge.amount_cents.cents()),
         (TransactionKind::Charge, TransactionStatus::Failed, 3000)
     );
 
@@ -205,7 +205,7 @@ async fn contract(apis: &Apis, callers: &Callers) {
     assert_eq!(paid.transactions.len(), 1, "{paid:?}");
     let charge = &paid.transactions[0];
     assert_eq!(
-        (charge.kind, charge.status, charge.amount_cents),
+        (charge.kind, charge.status, charge.amount_cents.cents()),
         (TransactionKind::Charge, TransactionStatus::Succeeded, 3000)
     );
 
@@ -282,7 +282,7 @@ async fn contract(apis: &Apis, callers: &Callers) {
     assert_eq!(refunded.transactions[0], paid.transactions[0]);
     let back = &refunded.transactions[1];
     assert_eq!(
-        (back.kind, back.status, back.amount_cents),
+        (back.kind, back.status, back.amount_cents.cents()),
         (TransactionKind::Refund, TransactionStatus::Succeeded, 3000)
     );
     assert!(back.created_at >= paid.transactions[0].created_at, "{refunded:?}");

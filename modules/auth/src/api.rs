@@ -2,12 +2,11 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::StatusCode;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use platform::error::Failure;
 use platform::identity::{AuthUser, Jwks, Role, UserId};
-use platform::problem::{Problem, ProblemKind, kind};
+use platform::problem::{Problem, ProblemKind, StatusCode, kind};
 use platform::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

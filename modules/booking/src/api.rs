@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use movie::api::{SeatId, SeatStatus, ShowtimeId};
 use platform::error::Failure;
 use platform::identity::{AuthUser, UserId};
+use platform::money::Money;
 use platform::pagination::Page;
 use platform::problem::{Problem, ProblemKind, kind};
 use platform::validation::FieldErrors;
@@ -20,7 +21,10 @@ platform::id_type!(
     BookingId
 );
 
+/// Stored under the same names it has on the wire (the `bookings.status` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(feature = "server", sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase"))]
 #[serde(rename_all = "lowercase")]
 pub enum BookingStatus {
     /// Seats held until `expires_at`, waiting for payment.
@@ -32,24 +36,6 @@ pub enum BookingStatus {
 }
 
 impl BookingStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BookingStatus::Pending => "pending",
-            BookingStatus::Confirmed => "confirmed",
-            BookingStatus::Expired => "expired",
-            BookingStatus::Cancelled => "cancelled",
-        }
-    }
-
-    /// # Errors
-    /// An unknown name.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        [Self::Pending, Self::Confirmed, Self::Expired, Self::Cancelled]
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown booking status {s:?}"))
-    }
-
     /// Whether its seats are taken (a live booking).
     pub fn is_live(self) -> bool {
         matches!(self, Self::Pending | Self::Confirmed)
@@ -70,7 +56,7 @@ pub struct BookedSeat {
     pub row: String,
     pub number: u32,
     /// What the seat costs in this booking (fixed when booked).
-    pub price_cents: i64,
+    pub price_cents: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -80,7 +66,7 @@ pub struct Booking {
     pub showtime_id: ShowtimeId,
     pub status: BookingStatus,
     pub seats: Vec<BookedSeat>,
-    pub amount_cents: i64,
+    pub amount_cents: Money,
     pub currency: String,
     pub created_at: DateTime<Utc>,
     /// Until when the seats are held unpaid.

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use movie::api::{MovieApi, SeatStates};
-use platform::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
 use platform::module::{Context, Module, Mount, Peers};
 
 use crate::api::{BookingApi, QUEUE};
+use crate::service::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
 use crate::service::{BookingSeatStates, BookingService, BookingSettings};
 
 pub struct Booking {

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use platform::error::Failure;
 use platform::identity::AuthUser;
+use platform::money::Money;
 use platform::pagination::{Page, PageRequest};
 use platform::problem::{Problem, ProblemKind, kind};
 use platform::validation::FieldErrors;
@@ -82,34 +83,15 @@ pub struct MovieQuery {
     pub per_page: Option<u64>,
 }
 
-/// What a seat is, which decides its price multiplier.
+/// What a seat is, which decides its price multiplier. Stored under its wire name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(feature = "server", sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase"))]
 #[serde(rename_all = "lowercase")]
 pub enum SeatType {
     Standard,
     Premium,
     Accessible,
-}
-
-impl SeatType {
-    pub const ALL: [SeatType; 3] = [SeatType::Standard, SeatType::Premium, SeatType::Accessible];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SeatType::Standard => "standard",
-            SeatType::Premium => "premium",
-            SeatType::Accessible => "accessible",
-        }
-    }
-
-    /// # Errors
-    /// A name that is not one of the three types.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown seat type {s:?}: expected standard, premium or accessible"))
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -142,8 +124,10 @@ pub struct RowLayout {
     pub seat_type: String,
 }
 
+/// [`SeatType::Standard`]'s name (the field stays text so that a wrong type is a 422 naming
+/// the row, not an unreadable body).
 fn standard() -> String {
-    SeatType::Standard.as_str().to_owned()
+    "standard".to_owned()
 }
 
 /// Body of `POST /api/movies/theaters`.
@@ -162,7 +146,7 @@ pub struct Showtime {
     pub theater_id: TheaterId,
     pub start_time: DateTime<Utc>,
     /// Base price in minor units; a seat costs this times its type's multiplier.
-    pub price_cents: i64,
+    pub price_cents: Money,
     /// ISO 4217.
     pub currency: String,
     pub seats_total: u32,
@@ -179,7 +163,7 @@ pub struct ShowtimeInput {
     #[serde(deserialize_with = "platform::validation::bounded::datetime")]
     pub start_time: DateTime<Utc>,
     /// Greater than 0.
-    pub price_cents: i64,
+    pub price_cents: Money,
     /// ISO 4217, three upper-case letters; default `USD`.
     #[serde(default)]
     pub currency: Option<String>,
@@ -219,7 +203,7 @@ pub struct SeatMapEntry {
     #[serde(rename = "type")]
     pub seat_type: SeatType,
     /// The showtime's price times this seat type's multiplier, rounded half up.
-    pub price_cents: i64,
+    pub price_cents: Money,
     pub status: SeatStatus,
 }
 
@@ -232,7 +216,7 @@ pub struct PricedSeat {
     #[serde(rename = "type")]
     pub seat_type: SeatType,
     /// The showtime's price times this seat type's multiplier, rounded half up.
-    pub price_cents: i64,
+    pub price_cents: Money,
 }
 
 /// What a booking needs to sell seats of a showtime: the showtime and every seat of its

@@ -17,8 +17,11 @@ platform::id_type!(
     NotificationId
 );
 
-/// What a notification is about: one kind per event it answers.
+/// What a notification is about: one kind per event it answers. Its name is the same in
+/// the API, the database and the template files (`<name>.subject` …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(feature = "server", sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case"))]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
     /// `booking.created`: the seats are held, and until when.
@@ -35,38 +38,11 @@ pub enum NotificationKind {
     PaymentRefunded,
 }
 
-impl NotificationKind {
-    pub const ALL: [NotificationKind; 6] = [
-        Self::BookingCreated,
-        Self::BookingConfirmed,
-        Self::BookingCancelled,
-        Self::BookingExpired,
-        Self::PaymentFailed,
-        Self::PaymentRefunded,
-    ];
-
-    /// The name in the API, the database and the template files (`<name>.subject` …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BookingCreated => "booking_created",
-            Self::BookingConfirmed => "booking_confirmed",
-            Self::BookingCancelled => "booking_cancelled",
-            Self::BookingExpired => "booking_expired",
-            Self::PaymentFailed => "payment_failed",
-            Self::PaymentRefunded => "payment_refunded",
-        }
-    }
-
-    /// # Errors
-    /// An unknown name.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown notification kind {s:?}"))
-    }
-}
-
 /// How a notification reaches its user. Email is the only channel so far; SMS and push are
 /// the later ones the channel port is shaped for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(feature = "server", sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase"))]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Email,
@@ -74,26 +50,9 @@ pub enum Channel {
     Push,
 }
 
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::Sms => "sms",
-            Self::Push => "push",
-        }
-    }
-
-    /// # Errors
-    /// An unknown name.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        [Self::Email, Self::Sms, Self::Push]
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown channel {s:?}"))
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(feature = "server", sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase"))]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     /// Not delivered yet: waiting for its first try or for a retry.
@@ -101,25 +60,6 @@ pub enum DeliveryStatus {
     Sent,
     /// Given up after the configured number of attempts.
     Failed,
-}
-
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Sent => "sent",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// # Errors
-    /// An unknown name.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        [Self::Pending, Self::Sent, Self::Failed]
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown delivery status {s:?}"))
-    }
 }
 
 /// A notification as its user sees it.
@@ -221,22 +161,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    #[test]
-    fn names_round_trip() {
-        for kind in NotificationKind::ALL {
-            assert_eq!(NotificationKind::parse(kind.as_str()).unwrap(), kind);
-            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
-        }
-        for status in [DeliveryStatus::Pending, DeliveryStatus::Sent, DeliveryStatus::Failed] {
-            assert_eq!(DeliveryStatus::parse(status.as_str()).unwrap(), status);
-            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
-        }
-        for channel in [Channel::Email, Channel::Sms, Channel::Push] {
-            assert_eq!(Channel::parse(channel.as_str()).unwrap(), channel);
-        }
-        assert!(NotificationKind::parse("booking.created").is_err());
-    }
 
     /// What the REST client receives must map back to what the service returned.
     #[test]

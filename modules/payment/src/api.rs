@@ -3,14 +3,14 @@
 
 use std::fmt;
 
-use actix_web::http::StatusCode;
 use async_trait::async_trait;
 use booking::api::BookingId;
 use chrono::{DateTime, Utc};
 use platform::error::Failure;
 use platform::identity::{AuthUser, UserId};
+use platform::money::Money;
 use platform::pagination::Page;
-use platform::problem::{Problem, ProblemKind, kind};
+use platform::problem::{Problem, ProblemKind, StatusCode, kind};
 use platform::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -25,7 +25,10 @@ platform::id_type!(
     TransactionId
 );
 
+/// Stored under the same names it has on the wire, as are the transactions' kind and status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(feature = "server", sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase"))]
 #[serde(rename_all = "lowercase")]
 pub enum PaymentStatus {
     /// Charged; the booking is (or is being) confirmed.
@@ -36,26 +39,9 @@ pub enum PaymentStatus {
     Refunded,
 }
 
-impl PaymentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentStatus::Completed => "completed",
-            PaymentStatus::Failed => "failed",
-            PaymentStatus::Refunded => "refunded",
-        }
-    }
-
-    /// # Errors
-    /// An unknown name.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        [Self::Completed, Self::Failed, Self::Refunded]
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown payment status {s:?}"))
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(feature = "server", sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase"))]
 #[serde(rename_all = "lowercase")]
 pub enum TransactionKind {
     Charge,
@@ -63,6 +49,8 @@ pub enum TransactionKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "server", derive(sea_orm::EnumIter, sea_orm::DeriveActiveEnum))]
+#[cfg_attr(feature = "server", sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase"))]
 #[serde(rename_all = "lowercase")]
 pub enum TransactionStatus {
     Succeeded,
@@ -100,7 +88,7 @@ pub struct Transaction {
     pub id: TransactionId,
     #[serde(rename = "type")]
     pub kind: TransactionKind,
-    pub amount_cents: i64,
+    pub amount_cents: Money,
     pub status: TransactionStatus,
     pub created_at: DateTime<Utc>,
 }
@@ -110,7 +98,7 @@ pub struct Payment {
     pub id: PaymentId,
     pub booking_id: BookingId,
     pub user_id: UserId,
-    pub amount_cents: i64,
+    pub amount_cents: Money,
     pub currency: String,
     pub status: PaymentStatus,
     /// Why the gateway declined (`card_declined`, `insufficient_funds`).

@@ -11,24 +11,35 @@
 //! `booking_events`, durable queues, dead-letter queues) for the split deployment.
 //! Both keep the same contract, checked by `tests/event_bus_conformance.rs`.
 
+#[cfg(feature = "server")]
 use std::collections::HashMap;
+#[cfg(feature = "server")]
 use std::panic::AssertUnwindSafe;
+#[cfg(feature = "server")]
 use std::sync::{Arc, RwLock, Weak};
+#[cfg(feature = "server")]
 use std::time::Duration;
 
+#[cfg(feature = "server")]
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+#[cfg(feature = "server")]
 use futures_util::FutureExt;
+#[cfg(feature = "server")]
 use sea_orm::DbErr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+#[cfg(feature = "server")]
 use tokio::sync::Notify;
+#[cfg(feature = "server")]
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+#[cfg(feature = "server")]
 use crate::error::chain;
 
+#[cfg(feature = "server")]
 pub use crate::dead_letters::{DeadLetter, DeadLetterStore, Replay};
 
 /// One event: its routing key and the JSON document of docs/api.md ("Events"), which always carries
@@ -144,6 +155,7 @@ macro_rules! events {
     };
 }
 
+#[cfg(feature = "server")]
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     /// The broker cannot be reached or refused the message; nothing is known to be sent.
@@ -155,6 +167,7 @@ pub enum BusError {
 /// delivery is retried with backoff, then dead-lettered: a failure that looks permanent (an
 /// unreadable payload) may be a consumer older than its publisher, which a deployment fixes,
 /// and a dead letter can be replayed then.
+#[cfg(feature = "server")]
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     #[error("database")]
@@ -167,6 +180,7 @@ pub enum HandlerError {
     Failed(#[from] crate::error::Failure),
 }
 
+#[cfg(feature = "server")]
 impl HandlerError {
     /// A failure with no underlying error (an event the handler has no use for, a panic).
     pub fn msg(context: impl Into<std::borrow::Cow<'static, str>>) -> Self {
@@ -174,6 +188,7 @@ impl HandlerError {
     }
 }
 
+#[cfg(feature = "server")]
 /// A consumer's handling of one event.
 #[async_trait]
 pub trait EventHandler: Send + Sync {
@@ -186,6 +201,7 @@ pub trait EventHandler: Send + Sync {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError>;
 }
 
+#[cfg(feature = "server")]
 /// How often and how patiently a failing delivery is retried before it is dead-lettered.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -195,12 +211,14 @@ pub struct RetryPolicy {
     pub first_backoff: Duration,
 }
 
+#[cfg(feature = "server")]
 impl RetryPolicy {
     pub fn backoff(&self, failed_attempts: u32) -> Duration {
         self.first_backoff.saturating_mul(1 << failed_attempts.saturating_sub(1).min(16))
     }
 }
 
+#[cfg(feature = "server")]
 /// Carries events from publishers to the queues bound to their routing keys.
 ///
 /// Contract (checked for every implementation by the conformance suite):
@@ -277,18 +295,21 @@ pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
     matches(&pattern, &key)
 }
 
+#[cfg(feature = "server")]
 struct Queue {
     patterns: Vec<String>,
     /// `None` while the queue is declared and no consumer of this process has subscribed.
     handler: Option<Arc<dyn EventHandler>>,
 }
 
+#[cfg(feature = "server")]
 /// How a delivery to one queue ended.
 enum Delivered {
     Handled,
     DeadLettered,
 }
 
+#[cfg(feature = "server")]
 /// The single binary's bus: `publish` runs every bound queue's handler (queues
 /// concurrently), retrying failures with backoff; an event that exhausts its retries is
 /// dead-lettered into the durable [`DeadLetterStore`] (and counted), from where an operator
@@ -304,6 +325,7 @@ pub struct InProcessBus {
     stop: CancellationToken,
 }
 
+#[cfg(feature = "server")]
 impl InProcessBus {
     /// A bus keeping its dead letters in `dead_letters`. Starts the task that delivers the
     /// dead letters an operator asks to replay (looking every `replay_poll`, and at once
@@ -384,12 +406,14 @@ impl InProcessBus {
     }
 }
 
+#[cfg(feature = "server")]
 impl Drop for InProcessBus {
     fn drop(&mut self) {
         self.stop.cancel();
     }
 }
 
+#[cfg(feature = "server")]
 async fn run_replays(bus: Weak<InProcessBus>, wake: Arc<Notify>, stop: CancellationToken, poll: Duration) {
     loop {
         if crate::tasks::pause(&stop, &wake, poll).await == crate::tasks::Resume::Stop {
@@ -402,6 +426,7 @@ async fn run_replays(bus: Weak<InProcessBus>, wake: Arc<Notify>, stop: Cancellat
     }
 }
 
+#[cfg(feature = "server")]
 #[async_trait]
 impl EventBus for InProcessBus {
     async fn publish(&self, event: &Envelope) -> Result<(), BusError> {

@@ -6,24 +6,39 @@
 //! verifier with the authenticated-user extractor, the key-value / rate-limit port, and
 //! the REST plumbing module clients use. Nothing in here knows about a particular module.
 
+// Feature `server`: what serving or reaching a module takes (actix, sea-orm, Redis, RabbitMQ,
+// reqwest). Without it, what a module's `api.rs` needs and nothing more.
+#[cfg(feature = "server")]
 pub mod amqp;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod db;
+#[cfg(feature = "server")]
 pub mod dead_letters;
 pub mod error;
 pub mod events;
+#[cfg(feature = "server")]
 pub mod extract;
+#[cfg(feature = "server")]
 pub mod health;
+#[cfg(feature = "server")]
 pub mod http;
 pub mod identity;
+#[cfg(feature = "server")]
 pub mod kv;
-pub mod locks;
+#[cfg(feature = "server")]
 pub mod module;
+pub mod money;
+#[cfg(feature = "server")]
 pub mod outbox;
 pub mod pagination;
 pub mod problem;
+#[cfg(feature = "server")]
 pub mod rest;
+#[cfg(feature = "server")]
 pub mod tasks;
+#[cfg(feature = "server")]
 pub mod telemetry;
 pub mod validation;
 

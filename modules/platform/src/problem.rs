@@ -13,9 +13,13 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use actix_web::http::StatusCode;
+#[cfg(feature = "server")]
 use actix_web::http::header::{self, HeaderValue};
+#[cfg(feature = "server")]
 use actix_web::{HttpResponse, ResponseError};
+/// The status of a problem: the `http` 0.2 type that actix-web re-exports, so the same value
+/// serves actix and builds without it.
+pub use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -61,16 +65,13 @@ pub trait ProblemKind: Sized + fmt::Debug + Into<Problem> + From<Problem> {
     fn internal(cause: Failure) -> Self;
 }
 
-/// What a REST client makes of `error`: the response the server sends for it, read back.
+/// What a REST client makes of `error`: the problem the server sends for it (its document,
+/// status and `Retry-After`), read back.
 pub fn through_the_wire<E: ProblemKind>(error: E) -> E {
-    use actix_web::body::MessageBody;
-
-    let response = error.into().error_response();
-    let status = response.status();
-    let retry_after =
-        response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let body = response.into_body().try_into_bytes().unwrap_or_default();
-    match serde_json::from_slice(&body) {
+    let problem: Problem = error.into();
+    let (status, retry_after) = (problem.status(), problem.retry_after_seconds());
+    let received = serde_json::to_vec(&problem.document()).and_then(|wire| serde_json::from_slice(&wire));
+    match received {
         Ok(doc) => E::from(Problem::from_document(status, doc, retry_after)),
         Err(e) => E::internal(Failure::new("unreadable problem document", e)),
     }
@@ -276,6 +277,7 @@ impl fmt::Display for Problem {
 
 impl std::error::Error for Problem {}
 
+#[cfg(feature = "server")]
 impl ResponseError for Problem {
     fn status_code(&self) -> StatusCode {
         self.status

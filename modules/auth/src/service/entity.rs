@@ -1,6 +1,7 @@
 //! The auth module's tables (see `migrations/src/auth` for the column comments).
 
 pub mod user {
+    use platform::identity::Role;
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -12,7 +13,7 @@ pub mod user {
         pub username: String,
         pub username_key: String,
         pub password_hash: String,
-        pub role: String,
+        pub role: Role,
         pub created_at: ChronoDateTimeUtc,
     }
 
@@ -43,4 +44,22 @@ pub mod refresh_token {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The state columns hold the names the API shows (as they did when they were plain text),
+/// so rows written before the enums read back unchanged.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sea_orm::{ActiveEnum, Iterable};
+
+    use platform::identity::Role;
+
+    #[test]
+    fn state_columns_store_the_wire_names() {
+        for value in Role::iter() {
+            assert_eq!(serde_json::to_value(value).unwrap(), value.to_value(), "{value:?}");
+        }
+    }
 }

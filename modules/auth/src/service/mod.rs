@@ -106,14 +106,8 @@ impl From<DbErr> for AuthError {
     }
 }
 
-fn view(u: user::Model) -> Result<UserView, AuthError> {
-    Ok(UserView {
-        id: UserId(u.id),
-        email: u.email,
-        username: u.username,
-        role: Role::parse(&u.role).map_err(|e| AuthError::Internal(Failure::msg(e)))?,
-        created_at: u.created_at,
-    })
+fn view(u: user::Model) -> UserView {
+    UserView { id: UserId(u.id), email: u.email, username: u.username, role: u.role, created_at: u.created_at }
 }
 
 /// Hex SHA-256: how refresh tokens are stored and login identifiers keyed.
@@ -227,11 +221,11 @@ impl AuthService {
             username: Set(valid.username),
             username_key: Set(username_key.clone()),
             password_hash: Set(password_hash),
-            role: Set(role.as_str().to_owned()),
+            role: Set(role),
             created_at: Set(Utc::now()),
         };
         match user::Entity::insert(model).exec_with_returning(&self.db).await {
-            Ok(created) => view(created),
+            Ok(created) => Ok(view(created)),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 self.ensure_free(&valid.email, &username_key).await?;
                 Err(AuthError::Internal(Failure::new("unique violation on a free email and username", e)))
@@ -278,7 +272,7 @@ impl AuthService {
         user: &user::Model,
         family: Uuid,
     ) -> Result<TokenPair, AuthError> {
-        let role = Role::parse(&user.role).map_err(|e| AuthError::Internal(Failure::msg(e)))?;
+        let role = user.role;
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
         let refresh_token = URL_SAFE_NO_PAD.encode(secret);
@@ -410,7 +404,7 @@ impl AuthApi for AuthService {
     }
 
     async fn user(&self, id: UserId) -> Result<UserView, AuthError> {
-        user::Entity::find_by_id(id.0).one(&self.db).await?.map_or(Err(AuthError::NotFound), view)
+        user::Entity::find_by_id(id.0).one(&self.db).await?.map(view).ok_or(AuthError::NotFound)
     }
 
     async fn jwks(&self) -> Result<Jwks, AuthError> {

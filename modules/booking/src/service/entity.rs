@@ -3,6 +3,8 @@
 pub mod booking {
     use sea_orm::entity::prelude::*;
 
+    use crate::api::BookingStatus;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "bookings")]
     pub struct Model {
@@ -10,7 +12,7 @@ pub mod booking {
         pub id: Uuid,
         pub user_id: Uuid,
         pub showtime_id: Uuid,
-        pub status: String,
+        pub status: BookingStatus,
         pub amount_cents: i64,
         pub currency: String,
         pub starts_at: ChronoDateTimeUtc,
@@ -86,4 +88,22 @@ pub mod hold_lock {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The state columns hold the names the API shows (as they did when they were plain text),
+/// so rows written before the enums read back unchanged.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sea_orm::{ActiveEnum, Iterable};
+
+    use crate::api::BookingStatus;
+
+    #[test]
+    fn state_columns_store_the_wire_names() {
+        for value in BookingStatus::iter() {
+            assert_eq!(serde_json::to_value(value).unwrap(), value.to_value(), "{value:?}");
+        }
+    }
 }

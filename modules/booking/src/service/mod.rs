@@ -19,6 +19,7 @@
 
 mod entity;
 mod events;
+pub mod locks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,13 +31,13 @@ use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeI
 use platform::error::{Failure, chain};
 use platform::events::EventHandler;
 use platform::identity::{AuthUser, UserId};
-use platform::locks::{Acquired, SeatLocks};
+use platform::money::Money;
 use platform::pagination::{Page, PageRequest};
 use platform::validation::FieldErrors;
 use sea_orm::sea_query::{Condition, Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -48,6 +49,7 @@ use crate::api::{
     BookingId, BookingQuery, BookingStatus, CancelReason,
 };
 use entity::{booking, booking_seat, hold_lock, seat_claim};
+use locks::{Acquired, SeatLocks};
 
 /// `[booking]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -121,7 +123,7 @@ fn booked_seats(seats: Vec<booking_seat::Model>) -> Vec<BookedSeat> {
             id: SeatId(s.seat_id),
             row: s.row_label,
             number: u32::try_from(s.number).unwrap_or(0),
-            price_cents: s.price_cents,
+            price_cents: Money::from_cents(s.price_cents),
         })
         .collect()
 }
@@ -142,9 +144,9 @@ fn view(b: booking::Model, seats: Vec<booking_seat::Model>) -> Result<Booking, B
         id: BookingId(b.id),
         user_id: UserId(b.user_id),
         showtime_id: ShowtimeId(b.showtime_id),
-        status: BookingStatus::parse(&b.status).map_err(|e| BookingError::Internal(Failure::msg(e)))?,
+        status: b.status,
         seats: booked_seats(seats),
-        amount_cents: b.amount_cents,
+        amount_cents: Money::from_cents(b.amount_cents),
         currency: b.currency,
         created_at: b.created_at,
         expires_at: b.expires_at,
@@ -207,12 +209,12 @@ impl BookingService {
     /// outbox, in one transaction. `false` if it was no longer live (someone else ended it).
     async fn end(&self, b: &booking::Model, status: BookingStatus, reason: CancelReason) -> Result<bool, BookingError> {
         let txn = self.db.begin().await?;
-        let was_paid = b.status == BookingStatus::Confirmed.as_str();
+        let was_paid = b.status == BookingStatus::Confirmed;
         let ended = booking::Entity::update_many()
-            .col_expr(booking::Column::Status, Expr::value(status.as_str()))
+            .col_expr(booking::Column::Status, Expr::value(status))
             .col_expr(booking::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(booking::Column::Id.eq(b.id))
-            .filter(booking::Column::Status.eq(b.status.clone()))
+            .filter(booking::Column::Status.eq(b.status))
             .exec(&txn)
             .await?;
         if ended.rows_affected != 1 {
@@ -256,7 +258,7 @@ impl BookingService {
         // up to the grace period: a hold is never kept forever.
         let waited_out = now.checked_sub_signed(grace).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         let due = booking::Entity::find()
-            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .filter(booking::Column::ExpiresAt.lte(now))
             .filter(
                 Condition::any()
@@ -299,10 +301,10 @@ impl BookingService {
     ) -> Result<bool, BookingError> {
         let now = Utc::now();
         let confirmed = booking::Entity::update_many()
-            .col_expr(booking::Column::Status, Expr::value(BookingStatus::Confirmed.as_str()))
+            .col_expr(booking::Column::Status, Expr::value(BookingStatus::Confirmed))
             .col_expr(booking::Column::UpdatedAt, Expr::value(now))
             .filter(booking::Column::Id.eq(id.0))
-            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .filter(booking::Column::ExpiresAt.gt(accepted_at.unwrap_or(now)))
             .exec_with_returning(txn)
             .await?;
@@ -366,7 +368,7 @@ impl BookingApi for BookingService {
         let locks = SeatLockSet { scope: showtime.to_string(), keys: seat_keys(&seats), owner: id.to_string() };
         self.lock_seats(&locks, showtime, &seats).await?;
         let names = events::screening_names(self.movies.as_ref(), &pricing.showtime).await;
-        let new = self.new_booking(id, caller.id, &pricing, &seats, names, now);
+        let new = self.new_booking(id, caller.id, &pricing, &seats, names, now)?;
         if let Err(e) = self.insert(&new.row, &new.seats, &new.created).await {
             self.unlock_seats(&locks).await;
             return Err(self.refusal(e, showtime, &seats).await);
@@ -381,7 +383,7 @@ impl BookingApi for BookingService {
             PageRequest { page: query.page, per_page: query.per_page }.validate().map_err(BookingError::Validation)?;
         let mut select = booking::Entity::find().filter(booking::Column::UserId.eq(caller.id.0));
         if let Some(status) = query.status {
-            select = select.filter(booking::Column::Status.eq(status.as_str()));
+            select = select.filter(booking::Column::Status.eq(status));
         }
         let total = select.clone().count(&self.db).await?;
         let rows = select
@@ -423,7 +425,7 @@ impl BookingApi for BookingService {
             .col_expr(booking::Column::ChargingPaymentId, Expr::value(payment))
             .col_expr(booking::Column::ChargingSince, Expr::value(now))
             .filter(booking::Column::Id.eq(id.0))
-            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .filter(
                 Condition::any()
                     .add(booking::Column::ExpiresAt.gt(now))
@@ -436,19 +438,18 @@ impl BookingApi for BookingService {
         if held.rows_affected == 1 {
             return self.full(b).await;
         }
-        Err(BookingError::NotPayable(if b.status == BookingStatus::Pending.as_str() {
+        Err(BookingError::NotPayable(if b.status == BookingStatus::Pending {
             "its hold has expired".to_owned()
         } else {
-            format!("it is {}", b.status)
+            format!("it is {}", b.status.to_value())
         }))
     }
 
     #[tracing::instrument(skip_all, fields(booking_id = %id))]
     async fn cancel(&self, caller: &AuthUser, id: BookingId) -> Result<Booking, BookingError> {
         let b = self.visible(caller, id).await?;
-        let status = BookingStatus::parse(&b.status).map_err(|e| BookingError::Internal(Failure::msg(e)))?;
-        if !status.is_live() {
-            return Err(BookingError::NotCancellable(format!("it is already {}", status.as_str())));
+        if !b.status.is_live() {
+            return Err(BookingError::NotCancellable(format!("it is already {}", b.status.to_value())));
         }
         if b.starts_at <= Utc::now() {
             return Err(BookingError::NotCancellable("the showtime has started".to_owned()));
@@ -569,17 +570,18 @@ impl BookingService {
         seats: &[SeatId],
         names: events::ScreeningNames,
         now: chrono::DateTime<Utc>,
-    ) -> NewBooking {
+    ) -> Result<NewBooking, BookingError> {
         let expires_at = now + chrono::Duration::seconds(i64::try_from(self.settings.hold_ttl_seconds).unwrap_or(600));
         let priced: Vec<&movie::api::PricedSeat> =
             seats.iter().filter_map(|s| pricing.seats.iter().find(|p| p.id == *s)).collect();
-        let amount_cents: i64 = priced.iter().map(|s| s.price_cents).sum();
+        let amount = Money::checked_sum(priced.iter().map(|s| s.price_cents))
+            .ok_or_else(|| BookingError::Internal(Failure::msg("the booking's total overflows")))?;
         let row = booking::Model {
             id: id.0,
             user_id: user.0,
             showtime_id: pricing.showtime.id.0,
-            status: BookingStatus::Pending.as_str().to_owned(),
-            amount_cents,
+            status: BookingStatus::Pending,
+            amount_cents: amount.cents(),
             currency: pricing.showtime.currency.clone(),
             starts_at: pricing.showtime.start_time,
             created_at: now,
@@ -598,7 +600,7 @@ impl BookingService {
                 seat_id: s.id.0,
                 row_label: s.row.clone(),
                 number: i32::try_from(s.number).unwrap_or(0),
-                price_cents: s.price_cents,
+                price_cents: s.price_cents.cents(),
             })
             .collect();
         // The order every read gives them in.
@@ -608,11 +610,11 @@ impl BookingService {
             user_id: user,
             showtime_id: pricing.showtime.id,
             seat_ids: seats.to_vec(),
-            amount_cents,
+            amount_cents: amount.cents(),
             expires_at,
             ticket: events::ticket(&row, booked_seats(booked.clone())),
         };
-        NewBooking { row, seats: booked, created }
+        Ok(NewBooking { row, seats: booked, created })
     }
 
     /// What the customer is told when the insert refused the booking.
@@ -695,7 +697,7 @@ impl BookingService {
             .select_only()
             .columns([booking::Column::Id, booking::Column::ShowtimeId, booking::Column::ExpiresAt])
             .filter(booking::Column::UserId.eq(row.user_id))
-            .filter(booking::Column::Status.eq(BookingStatus::Pending.as_str()))
+            .filter(booking::Column::Status.eq(BookingStatus::Pending))
             .into_tuple()
             .all(txn)
             .await

@@ -3,6 +3,7 @@
 //! stale.
 
 use chrono::{Duration, NaiveDate, NaiveTime, Utc};
+use platform::money::Money;
 
 use super::{MovieService, validate};
 use crate::api::{MovieError, MovieInput, RowLayout, ShowtimeInput, TheaterInput};
@@ -158,7 +159,7 @@ impl MovieService {
                         movie_id: film.id,
                         theater_id: hall.id,
                         start_time: start,
-                        price_cents: *price_cents,
+                        price_cents: Money::from_cents(*price_cents),
                         currency: None,
                     };
                     let valid = validate::showtime(&input, now).map_err(MovieError::Validation)?;

@@ -48,6 +48,8 @@ pub mod theater {
 pub mod seat {
     use sea_orm::entity::prelude::*;
 
+    use crate::api::SeatType;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "seats")]
     pub struct Model {
@@ -57,7 +59,7 @@ pub mod seat {
         pub row_label: String,
         pub number: i32,
         pub position: i32,
-        pub seat_type: String,
+        pub seat_type: SeatType,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -89,4 +91,22 @@ pub mod showtime {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The state columns hold the names the API shows (as they did when they were plain text),
+/// so rows written before the enums read back unchanged.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sea_orm::{ActiveEnum, Iterable};
+
+    use crate::api::SeatType;
+
+    #[test]
+    fn state_columns_store_the_wire_names() {
+        for value in SeatType::iter() {
+            assert_eq!(serde_json::to_value(value).unwrap(), value.to_value(), "{value:?}");
+        }
+    }
 }

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveTime, Utc};
-use platform::error::Failure;
 use platform::identity::AuthUser;
 use platform::kv::KeyValue;
+use platform::money::Money;
 use platform::pagination::{Page, PageRequest, Pagination};
 use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait,
+    Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -54,10 +54,11 @@ impl PriceMultipliers {
     /// `base` × the multiplier of `seat_type`, in whole minor units, rounded half up. The
     /// multiplier is taken to four decimals so that float noise (1.15 = 1.1499…) cannot
     /// move a price by a cent.
-    pub fn price(&self, base: i64, seat_type: SeatType) -> i64 {
+    pub fn price(&self, base: Money, seat_type: SeatType) -> Money {
         #[allow(clippy::cast_possible_truncation)] // checked range: 0 < multiplier <= 100
         let basis_points = (self.of(seat_type) * 10_000.0).round() as i64;
-        (base * basis_points + 5_000).div_euclid(10_000)
+        // Cannot overflow: the base is at most MAX_PRICE_CENTS and the multiplier at most 100.
+        Money::from_cents((base.cents() * basis_points + 5_000).div_euclid(10_000))
     }
 }
 
@@ -78,12 +79,12 @@ impl MovieSettings {
         if !(0..=24 * 60).contains(&self.cleaning_gap_minutes) {
             errors.push("movie.cleaning_gap_minutes must be between 0 and 1440".to_owned());
         }
-        for seat_type in SeatType::ALL {
+        for seat_type in SeatType::iter() {
             let m = self.price_multipliers.of(seat_type);
             if !(m > 0.0 && m <= 100.0) {
                 errors.push(format!(
                     "movie.price_multipliers.{} must be greater than 0 and at most 100",
-                    seat_type.as_str()
+                    seat_type.to_value()
                 ));
             }
         }
@@ -133,13 +134,8 @@ fn movie_view(m: movie::Model) -> Movie {
     }
 }
 
-fn seat_view(s: seat::Model) -> Result<Seat, MovieError> {
-    Ok(Seat {
-        id: SeatId(s.id),
-        row: s.row_label,
-        number: count(s.number),
-        seat_type: SeatType::parse(&s.seat_type).map_err(|e| MovieError::Internal(Failure::msg(e)))?,
-    })
+fn seat_view(s: seat::Model) -> Seat {
+    Seat { id: SeatId(s.id), row: s.row_label, number: count(s.number), seat_type: s.seat_type }
 }
 
 fn showtime_view(s: showtime::Model) -> Showtime {
@@ -148,7 +144,7 @@ fn showtime_view(s: showtime::Model) -> Showtime {
         movie_id: MovieId(s.movie_id),
         theater_id: TheaterId(s.theater_id),
         start_time: s.start_time,
-        price_cents: s.price_cents,
+        price_cents: Money::from_cents(s.price_cents),
         currency: s.currency,
         seats_total: count(s.seats_total),
         seats_available: count(s.seats_available),
@@ -202,8 +198,7 @@ impl MovieService {
         if let Some(seats) = self.layouts.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&theater_id) {
             return Ok(Arc::clone(seats));
         }
-        let seats: Vec<Seat> =
-            self.seats_of(&self.db, &[theater_id]).await?.into_iter().map(seat_view).collect::<Result<_, _>>()?;
+        let seats: Vec<Seat> = self.seats_of(&self.db, &[theater_id]).await?.into_iter().map(seat_view).collect();
         let seats = Arc::new(seats);
         self.layouts.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(theater_id, Arc::clone(&seats));
         Ok(seats)
@@ -221,7 +216,7 @@ impl MovieService {
 
     async fn load_theater(&self, id: TheaterId) -> Result<Theater, MovieError> {
         let t = theater::Entity::find_by_id(id.0).one(&self.db).await?.ok_or(MovieError::NotFound("theater"))?;
-        let seats = self.seats_of(&self.db, &[t.id]).await?.into_iter().map(seat_view).collect::<Result<_, _>>()?;
+        let seats = self.seats_of(&self.db, &[t.id]).await?.into_iter().map(seat_view).collect();
         Ok(Theater { id: TheaterId(t.id), name: t.name, location: t.location, seats })
     }
 
@@ -259,7 +254,7 @@ impl MovieService {
                     row_label: row.label.clone(),
                     number,
                     position: i32::try_from(seats.len()).unwrap_or(i32::MAX),
-                    seat_type: row.seat_type.as_str().to_owned(),
+                    seat_type: row.seat_type,
                 });
             }
         }
@@ -290,7 +285,7 @@ impl MovieService {
             id: TheaterId(theater_id),
             name: valid.name,
             location: valid.location,
-            seats: seats.into_iter().map(seat_view).collect::<Result<_, _>>()?,
+            seats: seats.into_iter().map(seat_view).collect(),
         })
     }
 
@@ -348,7 +343,7 @@ impl MovieService {
             theater_id: Set(input.theater_id.0),
             start_time: Set(start),
             end_time: Set(end),
-            price_cents: Set(valid.price_cents),
+            price_cents: Set(valid.price_cents.cents()),
             currency: Set(valid.currency),
             seats_total: Set(seats_total),
             seats_available: Set(seats_total),
@@ -530,7 +525,7 @@ impl MovieApi for MovieService {
                 let ids: Vec<Uuid> = theaters.iter().map(|t| t.id).collect();
                 let mut seats: HashMap<Uuid, Vec<Seat>> = HashMap::new();
                 for s in self.seats_of(&self.db, &ids).await? {
-                    seats.entry(s.theater_id).or_default().push(seat_view(s)?);
+                    seats.entry(s.theater_id).or_default().push(seat_view(s));
                 }
                 let items = theaters
                     .into_iter()
@@ -636,7 +631,7 @@ impl MovieApi for MovieService {
         let seats = layout
             .iter()
             .map(|seat| PricedSeat {
-                price_cents: prices.price(show.price_cents, seat.seat_type),
+                price_cents: prices.price(Money::from_cents(show.price_cents), seat.seat_type),
                 id: seat.id,
                 row: seat.row.clone(),
                 number: seat.number,
@@ -679,11 +674,12 @@ mod tests {
     #[test]
     fn prices_round_half_up_to_the_cent() {
         let m = PriceMultipliers { standard: 1.0, premium: 1.5, accessible: 1.15 };
-        assert_eq!(m.price(1099, SeatType::Standard), 1099);
-        assert_eq!(m.price(1099, SeatType::Premium), 1649); // 1648.5
-        assert_eq!(m.price(1000, SeatType::Premium), 1500);
-        assert_eq!(m.price(1, SeatType::Premium), 2); // 1.5
-        assert_eq!(m.price(100, SeatType::Accessible), 115); // 1.15 is 1.149999… as a float
-        assert_eq!(m.price(10, SeatType::Accessible), 12); // 11.5
+        let m = |base, seat_type| m.price(Money::from_cents(base), seat_type).cents();
+        assert_eq!(m(1099, SeatType::Standard), 1099);
+        assert_eq!(m(1099, SeatType::Premium), 1649); // 1648.5
+        assert_eq!(m(1000, SeatType::Premium), 1500);
+        assert_eq!(m(1, SeatType::Premium), 2); // 1.5
+        assert_eq!(m(100, SeatType::Accessible), 115); // 1.15 is 1.149999… as a float
+        assert_eq!(m(10, SeatType::Accessible), 12); // 11.5
     }
 }

@@ -3,7 +3,9 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use platform::money::Money;
 use platform::validation::FieldErrors;
+use sea_orm::ActiveEnum;
 
 use crate::api::{MovieInput, SeatType, ShowtimeInput, TheaterInput};
 
@@ -65,6 +67,12 @@ pub fn movie(input: MovieInput) -> Result<ValidMovie, FieldErrors> {
     })
 }
 
+/// The seat type a layout row names.
+fn seat_type(name: &str) -> Result<SeatType, String> {
+    SeatType::try_from_value(&name.to_owned())
+        .map_err(|_| format!("unknown seat type {name:?}: expected standard, premium or accessible"))
+}
+
 pub struct ValidRow {
     pub label: String,
     pub seats: i32,
@@ -102,7 +110,7 @@ pub fn theater(input: TheaterInput) -> Result<ValidTheater, FieldErrors> {
                 0
             }
         };
-        let seat_type = errors.check(&format!("layout[{i}].type"), SeatType::parse(&row.seat_type));
+        let seat_type = errors.check(&format!("layout[{i}].type"), seat_type(&row.seat_type));
         if let Some(seat_type) = seat_type {
             rows.push(ValidRow { label, seats, seat_type });
         }
@@ -112,7 +120,7 @@ pub fn theater(input: TheaterInput) -> Result<ValidTheater, FieldErrors> {
 
 pub struct ValidShowtime {
     pub start_time: DateTime<Utc>,
-    pub price_cents: i64,
+    pub price_cents: Money,
     pub currency: String,
 }
 
@@ -125,7 +133,7 @@ pub fn showtime(input: &ShowtimeInput, now: DateTime<Utc>) -> Result<ValidShowti
     if input.start_time <= now {
         errors.add("start_time", "must be in the future");
     }
-    if !(1..=MAX_PRICE_CENTS).contains(&input.price_cents) {
+    if !(1..=MAX_PRICE_CENTS).contains(&input.price_cents.cents()) {
         errors.add("price_cents", format!("must be between 1 and {MAX_PRICE_CENTS}"));
     }
     let currency = input.currency.clone().unwrap_or_else(|| "USD".to_owned());

@@ -72,7 +72,7 @@ impl NotificationService {
     /// A fact that cannot be had now (retried), or one that never will: the account is gone,
     /// the payload or a template is broken (given up).
     pub(super) async fn prepare(&self, n: &notification::Model) -> Result<Prepared, SendError> {
-        let kind = NotificationKind::parse(&n.kind).map_err(give_up)?;
+        let kind = n.kind;
         let payload: Payload =
             serde_json::from_str(&n.payload).map_err(|e| give_up(format!("unreadable payload: {e}")))?;
         // Booking events carry all their message needs; the others lean on what

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use platform::db::now;
 use platform::tasks::Resume;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
+use sea_orm::{ActiveEnum, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 use tokio_util::sync::CancellationToken;
 
 use super::NotificationService;
@@ -66,7 +66,7 @@ impl NotificationService {
         let next: Option<DateTime<Utc>> = notification::Entity::find()
             .select_only()
             .column_as(notification::Column::NextAttemptAt.min(), "next")
-            .filter(notification::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .filter(notification::Column::Status.eq(DeliveryStatus::Pending))
             .into_tuple()
             .one(&self.db)
             .await?
@@ -82,7 +82,7 @@ impl NotificationService {
         let due = notification::Entity::find()
             .select_only()
             .column(notification::Column::Id)
-            .filter(notification::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .filter(notification::Column::Status.eq(DeliveryStatus::Pending))
             .filter(notification::Column::NextAttemptAt.lte(now))
             .order_by_asc(notification::Column::NextAttemptAt)
             .limit(BATCH)
@@ -91,7 +91,7 @@ impl NotificationService {
             .col_expr(notification::Column::Attempts, Expr::col(notification::Column::Attempts).add(1))
             .col_expr(notification::Column::NextAttemptAt, Expr::value(now + self.claim()))
             .filter(notification::Column::Id.in_subquery(due))
-            .filter(notification::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .filter(notification::Column::Status.eq(DeliveryStatus::Pending))
             .filter(notification::Column::NextAttemptAt.lte(now))
             .exec_with_returning(&self.db)
             .await
@@ -118,9 +118,10 @@ impl NotificationService {
                 Err(_) => return (None, Err(late())),
             },
         };
+        let kind = n.kind.to_value();
         let outgoing = Outgoing {
             id: NotificationId(n.id),
-            kind: &n.kind,
+            kind: &kind,
             recipient: &message.recipient,
             subject: &message.subject,
             text: &message.text,
@@ -159,11 +160,11 @@ impl NotificationService {
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Pending => "retry",
         };
-        metrics::counter!("notification_deliveries_total", "kind" => n.kind, "sender" => self.sender.name(),
+        metrics::counter!("notification_deliveries_total", "kind" => n.kind.to_value(), "sender" => self.sender.name(),
             "outcome" => outcome)
         .increment(1);
         let mut update = notification::Entity::update_many()
-            .col_expr(notification::Column::Status, Expr::value(status.as_str()))
+            .col_expr(notification::Column::Status, Expr::value(status))
             .col_expr(notification::Column::SentAt, Expr::value((status == DeliveryStatus::Sent).then(now)))
             .col_expr(notification::Column::LastError, Expr::value(error))
             .col_expr(notification::Column::NextAttemptAt, Expr::value(next));

@@ -3,6 +3,8 @@
 pub mod notification {
     use sea_orm::entity::prelude::*;
 
+    use crate::api::{Channel, DeliveryStatus, NotificationKind};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "notifications")]
     pub struct Model {
@@ -10,14 +12,14 @@ pub mod notification {
         pub id: Uuid,
         pub user_id: Uuid,
         pub event_id: Uuid,
-        pub kind: String,
-        pub channel: String,
+        pub kind: NotificationKind,
+        pub channel: Channel,
         pub payload: String,
         pub recipient: Option<String>,
         pub subject: Option<String>,
         pub body_text: Option<String>,
         pub body_html: Option<String>,
-        pub status: String,
+        pub status: DeliveryStatus,
         pub attempts: i32,
         pub last_error: Option<String>,
         pub next_attempt_at: ChronoDateTimeUtc,
@@ -50,4 +52,29 @@ pub mod booking_facts {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The columns hold the names the API shows and the template files use (as they did when they
+/// were plain text), so rows written before the enums read back unchanged.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sea_orm::{ActiveEnum, Iterable};
+
+    use crate::api::{Channel, DeliveryStatus, NotificationKind};
+
+    #[test]
+    fn enum_columns_store_the_wire_names() {
+        for value in NotificationKind::iter() {
+            assert_eq!(serde_json::to_value(value).unwrap(), value.to_value(), "{value:?}");
+        }
+        for value in Channel::iter() {
+            assert_eq!(serde_json::to_value(value).unwrap(), value.to_value(), "{value:?}");
+        }
+        for value in DeliveryStatus::iter() {
+            assert_eq!(serde_json::to_value(value).unwrap(), value.to_value(), "{value:?}");
+        }
+        assert_eq!(NotificationKind::BookingCreated.to_value(), "booking_created");
+    }
 }

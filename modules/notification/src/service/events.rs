@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use super::NotificationService;
 use super::entity::{booking_facts, notification};
-use crate::api::{DeliveryStatus, NotificationKind};
+use crate::api::{Channel, DeliveryStatus, NotificationKind};
 
 use crate::api::QUEUE;
 
@@ -176,7 +176,7 @@ impl EventHandler for BookingAndPaymentEvents {
         };
         let stored = match message {
             Some((user, kind, payload)) => {
-                insert(&txn, event.event_id, user, kind, &payload, service.sender.channel().as_str()).await?;
+                insert(&txn, event.event_id, user, kind, &payload, service.sender.channel()).await?;
                 true
             }
             None => false,
@@ -220,21 +220,21 @@ async fn insert(
     user: UserId,
     kind: NotificationKind,
     payload: &Payload,
-    channel: &str,
+    channel: Channel,
 ) -> Result<(), HandlerError> {
     let now = now();
     let row = notification::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user.0),
         event_id: Set(event_id),
-        kind: Set(kind.as_str().to_owned()),
-        channel: Set(channel.to_owned()),
+        kind: Set(kind),
+        channel: Set(channel),
         payload: Set(serde_json::to_string(payload)?),
         recipient: Set(None),
         subject: Set(None),
         body_text: Set(None),
         body_html: Set(None),
-        status: Set(DeliveryStatus::Pending.as_str().to_owned()),
+        status: Set(DeliveryStatus::Pending),
         attempts: Set(0),
         last_error: Set(None),
         next_attempt_at: Set(now),

@@ -23,7 +23,6 @@ use async_trait::async_trait;
 use auth::api::AuthApi;
 use lettre::message::Mailbox;
 use movie::api::MovieApi;
-use platform::error::Failure;
 use platform::events::{EventHandler, RetryPolicy};
 use platform::identity::AuthUser;
 use platform::pagination::{Page, PageRequest};
@@ -33,9 +32,7 @@ use sea_orm::{
 use serde::Deserialize;
 use tokio::sync::Notify;
 
-use crate::api::{
-    Channel, DeliveryStatus, Notification, NotificationApi, NotificationError, NotificationId, NotificationKind,
-};
+use crate::api::{Notification, NotificationApi, NotificationError, NotificationId};
 use channel::{EmailAdapter, FileEmail, LogEmail, Sender, SmtpEmail, SmtpSettings};
 use entity::notification;
 use templates::Templates;
@@ -144,18 +141,17 @@ impl NotificationService {
     }
 }
 
-fn view(n: notification::Model) -> Result<Notification, NotificationError> {
-    let bad = |e: String| NotificationError::Internal(Failure::msg(format!("notification {}: {e}", n.id)));
-    Ok(Notification {
+fn view(n: notification::Model) -> Notification {
+    Notification {
         id: NotificationId(n.id),
-        kind: NotificationKind::parse(&n.kind).map_err(bad)?,
-        channel: Channel::parse(&n.channel).map_err(bad)?,
+        kind: n.kind,
+        channel: n.channel,
         // Written by the first delivery try, moments after the event as a rule.
         subject: n.subject.unwrap_or_default(),
-        status: DeliveryStatus::parse(&n.status).map_err(bad)?,
+        status: n.status,
         created_at: n.created_at,
         sent_at: n.sent_at,
-    })
+    }
 }
 
 #[async_trait]
@@ -171,7 +167,7 @@ impl NotificationApi for NotificationService {
             .limit(pagination.per_page)
             .all(&self.db)
             .await?;
-        let items = rows.into_iter().map(view).collect::<Result<_, _>>()?;
+        let items = rows.into_iter().map(view).collect();
         Ok(Page::new(items, pagination, total))
     }
 }

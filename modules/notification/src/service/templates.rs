@@ -10,6 +10,7 @@ use std::path::Path;
 
 use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior, Value};
+use sea_orm::{ActiveEnum, Iterable};
 use serde::Serialize;
 
 use crate::api::NotificationKind;
@@ -116,7 +117,7 @@ impl Templates {
             env.add_template_owned(*name, source).map_err(|e| format!("template {name}: {e}"))?;
         }
         let templates = Self { env };
-        for kind in NotificationKind::ALL {
+        for kind in NotificationKind::iter() {
             for sample in [MessageContext::sample(true), MessageContext::sample(false)] {
                 templates.render(kind, &sample)?;
             }
@@ -129,7 +130,7 @@ impl Templates {
     pub fn render(&self, kind: NotificationKind, context: &MessageContext) -> Result<Rendered, String> {
         let ctx = Value::from(Serde(context));
         let part = |suffix: &str| {
-            let name = format!("{}.{suffix}", kind.as_str());
+            let name = format!("{}.{suffix}", kind.to_value());
             self.env
                 .get_template(&name)
                 .and_then(|t| t.render(ctx.clone()))
@@ -203,7 +204,7 @@ mod tests {
             assert!(confirmed.text.contains(needle), "text lacks {needle}: {}", confirmed.text);
         }
         assert!(confirmed.html.contains("Sample &lt;Movie&gt; &amp; Co"), "{}", confirmed.html);
-        for kind in NotificationKind::ALL {
+        for kind in NotificationKind::iter() {
             for sample in [MessageContext::sample(true), MessageContext::sample(false)] {
                 let text = templates.render(kind, &sample).unwrap().text;
                 assert!(!text.contains("\n\n\n"), "{kind:?}: more than one blank line in a row: {text}");

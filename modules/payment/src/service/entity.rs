@@ -3,6 +3,8 @@
 pub mod payment {
     use sea_orm::entity::prelude::*;
 
+    use crate::api::PaymentStatus;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "payments")]
     pub struct Model {
@@ -12,7 +14,7 @@ pub mod payment {
         pub booking_id: Uuid,
         pub amount_cents: i64,
         pub currency: String,
-        pub status: String,
+        pub status: PaymentStatus,
         pub failure_reason: Option<String>,
         pub card_brand: String,
         pub card_last4: String,
@@ -30,15 +32,17 @@ pub mod payment {
 pub mod transaction {
     use sea_orm::entity::prelude::*;
 
+    use crate::api::{TransactionKind, TransactionStatus};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "payment_transactions")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
         pub payment_id: Uuid,
-        pub kind: String,
+        pub kind: TransactionKind,
         pub amount_cents: i64,
-        pub status: String,
+        pub status: TransactionStatus,
         pub created_at: ChronoDateTimeUtc,
     }
 
@@ -51,6 +55,15 @@ pub mod transaction {
 pub mod idempotency_key {
     use sea_orm::entity::prelude::*;
 
+    /// Whether a key's request still runs (or died, leaving its lease to run out) or is done,
+    /// its answer saved.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+    #[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+    pub enum KeyState {
+        Running,
+        Done,
+    }
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "idempotency_keys")]
     pub struct Model {
@@ -60,7 +73,7 @@ pub mod idempotency_key {
         pub key: String,
         pub fingerprint: String,
         pub payment_id: Uuid,
-        pub state: String,
+        pub state: KeyState,
         pub attempt: i32,
         pub lease_until: ChronoDateTimeUtc,
         /// The saved [`Answer`](super::super::idempotency::Answer) as JSON (`done` only).
@@ -83,12 +96,24 @@ pub mod idempotency_key {
 pub mod ledger {
     use sea_orm::entity::prelude::*;
 
+    /// Where a booking stands for payment: nobody charging it, one charge under way (its
+    /// payment and lease beside it), paid, or closed (cancelled or expired: no charge may
+    /// start or complete).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+    #[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+    pub enum LedgerState {
+        Free,
+        Charging,
+        Paid,
+        Closed,
+    }
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "booking_ledger")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub booking_id: Uuid,
-        pub state: String,
+        pub state: LedgerState,
         pub payment_id: Option<Uuid>,
         pub lease_until: Option<ChronoDateTimeUtc>,
         pub updated_at: ChronoDateTimeUtc,
@@ -121,12 +146,19 @@ pub mod attempt_window {
 pub mod gateway_charge {
     use sea_orm::entity::prelude::*;
 
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+    #[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+    pub enum Outcome {
+        Approved,
+        Declined,
+    }
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "simulated_gateway_charges")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub reference: Uuid,
-        pub outcome: String,
+        pub outcome: Outcome,
         pub decline_reason: Option<String>,
         pub amount_cents: i64,
         pub currency: String,
@@ -138,4 +170,28 @@ pub mod gateway_charge {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The state columns hold the names the API shows (as they did when they were plain text),
+/// so rows written before the enums read back unchanged.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sea_orm::{ActiveEnum, Iterable};
+
+    use crate::api::{PaymentStatus, TransactionKind, TransactionStatus};
+
+    #[test]
+    fn state_columns_store_the_wire_names() {
+        for value in PaymentStatus::iter() {
+            assert_eq!(serde_json::to_value(value).unwrap(), value.to_value(), "{value:?}");
+        }
+        for value in TransactionKind::iter() {
+            assert_eq!(serde_json::to_value(value).unwrap(), value.to_value(), "{value:?}");
+        }
+        for value in TransactionStatus::iter() {
+            assert_eq!(serde_json::to_value(value).unwrap(), value.to_value(), "{value:?}");
+        }
+    }
 }

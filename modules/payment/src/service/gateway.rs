@@ -9,7 +9,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, Qu
 use serde::Deserialize;
 
 use super::card::Card;
-use super::entity::gateway_charge;
+use super::entity::gateway_charge::{self, Outcome};
 use crate::api::PaymentId;
 
 /// A charge to make.
@@ -89,8 +89,6 @@ pub struct SimulatedGateway {
     failure_rate: f64,
 }
 
-const APPROVED: &str = "approved";
-
 fn unavailable(e: sea_orm::DbErr) -> GatewayError {
     GatewayError::Unavailable(format!("simulated gateway's store: {e}"))
 }
@@ -121,7 +119,7 @@ impl SimulatedGateway {
 
 fn outcome(row: &gateway_charge::Model) -> ChargeOutcome {
     match &row.decline_reason {
-        Some(reason) if row.outcome != APPROVED => ChargeOutcome::Declined(reason.clone()),
+        Some(reason) if row.outcome != Outcome::Approved => ChargeOutcome::Declined(reason.clone()),
         _ => ChargeOutcome::Approved,
     }
 }
@@ -137,7 +135,7 @@ impl PaymentGateway for SimulatedGateway {
         };
         let row = gateway_charge::ActiveModel {
             reference: Set(charge.reference.0),
-            outcome: Set(if decline.is_some() { "declined" } else { APPROVED }.to_owned()),
+            outcome: Set(if decline.is_some() { Outcome::Declined } else { Outcome::Approved }),
             decline_reason: Set(decline.map(str::to_owned)),
             amount_cents: Set(charge.amount_cents),
             currency: Set(charge.currency.to_owned()),

@@ -24,11 +24,8 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use super::card::Card;
-use super::entity::idempotency_key as key_row;
+use super::entity::idempotency_key::{self as key_row, KeyState};
 use crate::api::{PayRequest, Payment, PaymentError};
-
-const RUNNING: &str = "running";
-const DONE: &str = "done";
 
 /// Who runs a request: the id it pays under and its attempt number.
 #[derive(Debug, Clone, Copy)]
@@ -166,7 +163,7 @@ fn running(user: Uuid, key: &str, attempt: i32) -> Condition {
     Condition::all()
         .add(key_row::Column::UserId.eq(user))
         .add(key_row::Column::Key.eq(key))
-        .add(key_row::Column::State.eq(RUNNING))
+        .add(key_row::Column::State.eq(KeyState::Running))
         .add(key_row::Column::Attempt.eq(attempt))
 }
 
@@ -192,7 +189,7 @@ pub async fn claim(
                 key: key.to_owned(),
                 fingerprint: fingerprint.to_owned(),
                 payment_id: Uuid::now_v7(),
-                state: RUNNING.to_owned(),
+                state: KeyState::Running,
                 attempt: 0,
                 lease_until,
                 answer: None,
@@ -215,7 +212,7 @@ pub async fn claim(
     if found.fingerprint != fingerprint {
         return Ok(Claim::Mismatch);
     }
-    if found.state == DONE {
+    if found.state == KeyState::Done {
         let saved =
             found.answer.ok_or_else(|| PaymentError::Internal(Failure::msg("an answered key without its answer")))?;
         return Ok(Claim::Replay(Answer::decode(&saved)?));
@@ -250,7 +247,7 @@ pub async fn save_answer(
     answer: &Answer,
 ) -> Result<bool, PaymentError> {
     let saved = key_row::Entity::update_many()
-        .col_expr(key_row::Column::State, Expr::value(DONE))
+        .col_expr(key_row::Column::State, Expr::value(KeyState::Done))
         .col_expr(key_row::Column::Answer, Expr::value(answer.encode()?))
         .filter(running(user, key, lease.attempt))
         .exec(db)
@@ -272,7 +269,7 @@ pub async fn replace_answer(
         .col_expr(key_row::Column::Answer, Expr::value(answer.encode()?))
         .filter(key_row::Column::UserId.eq(user))
         .filter(key_row::Column::Key.eq(key))
-        .filter(key_row::Column::State.eq(DONE))
+        .filter(key_row::Column::State.eq(KeyState::Done))
         .exec(db)
         .await?;
     Ok(())
@@ -378,7 +375,7 @@ pub async fn abandoned(
     limit: u64,
 ) -> Result<Vec<key_row::Model>, PaymentError> {
     key_row::Entity::find()
-        .filter(key_row::Column::State.eq(RUNNING))
+        .filter(key_row::Column::State.eq(KeyState::Running))
         .filter(key_row::Column::LeaseUntil.lt(now))
         .order_by_asc(key_row::Column::LeaseUntil)
         .limit(limit)
@@ -425,7 +422,7 @@ pub async fn forget(db: &impl ConnectionTrait, user: Uuid, key: &str, lease: Lea
 pub async fn purge(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<u64, PaymentError> {
     let purged = key_row::Entity::delete_many()
         .filter(key_row::Column::CreatedAt.lt(before))
-        .filter(Expr::col(key_row::Column::State).eq(DONE))
+        .filter(Expr::col(key_row::Column::State).eq(Expr::value(KeyState::Done)))
         .exec(db)
         .await?;
     Ok(purged.rows_affected)

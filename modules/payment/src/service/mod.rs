@@ -48,11 +48,12 @@ use platform::error::{Failure, chain};
 use platform::events::EventHandler;
 use platform::identity::{AuthUser, UserId};
 use platform::kv::KeyValue;
+use platform::money::Money;
 use platform::pagination::{Page, PageRequest};
 use platform::validation::FieldErrors;
 use sea_orm::sea_query::{Condition, Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use serde::Deserialize;
@@ -66,7 +67,8 @@ use crate::api::{
 };
 use attempts::Attempts;
 use card::Card;
-use entity::{ledger, payment, transaction};
+use entity::ledger::{self, LedgerState};
+use entity::{payment, transaction};
 use gateway::{Charge, ChargeOutcome, GatewaySettings, PaymentGateway, SimulatedGateway};
 use idempotency::{Answer, Claim, Intent, Lease};
 
@@ -129,12 +131,6 @@ impl PaymentSettings {
     }
 }
 
-// Ledger states of a booking.
-const FREE: &str = "free";
-const CHARGING: &str = "charging";
-const PAID: &str = "paid";
-const CLOSED: &str = "closed";
-
 pub struct PaymentService {
     db: DatabaseConnection,
     settings: PaymentSettings,
@@ -176,9 +172,9 @@ fn view(p: payment::Model, txs: Vec<transaction::Model>) -> Result<Payment, Paym
         .into_iter()
         .map(|t| Transaction {
             id: TransactionId(t.id),
-            kind: if t.kind == "refund" { TransactionKind::Refund } else { TransactionKind::Charge },
-            amount_cents: t.amount_cents,
-            status: if t.status == "succeeded" { TransactionStatus::Succeeded } else { TransactionStatus::Failed },
+            kind: t.kind,
+            amount_cents: Money::from_cents(t.amount_cents),
+            status: t.status,
             created_at: t.created_at,
         })
         .collect();
@@ -186,9 +182,9 @@ fn view(p: payment::Model, txs: Vec<transaction::Model>) -> Result<Payment, Paym
         id: PaymentId(p.id),
         booking_id: BookingId(p.booking_id),
         user_id: UserId(p.user_id),
-        amount_cents: p.amount_cents,
+        amount_cents: Money::from_cents(p.amount_cents),
         currency: p.currency,
-        status: PaymentStatus::parse(&p.status).map_err(|e| PaymentError::Internal(Failure::msg(e)))?,
+        status: p.status,
         failure_reason: p.failure_reason,
         card_brand: p.card_brand,
         card_last4: p.card_last4,
@@ -226,7 +222,7 @@ impl ChargeRecord {
                     accepted_at: Some(intent.accepted_at),
                     currency: Some(intent.currency.clone()),
                 };
-                (PaymentStatus::Completed, "succeeded", None, PaymentEvent::Completed(completed))
+                (PaymentStatus::Completed, TransactionStatus::Succeeded, None, PaymentEvent::Completed(completed))
             }
             ChargeOutcome::Declined(reason) => {
                 let failed = PaymentFailed {
@@ -237,7 +233,7 @@ impl ChargeRecord {
                     amount_cents: Some(intent.amount_cents),
                     currency: Some(intent.currency.clone()),
                 };
-                (PaymentStatus::Failed, "failed", Some(reason), PaymentEvent::Failed(failed))
+                (PaymentStatus::Failed, TransactionStatus::Failed, Some(reason), PaymentEvent::Failed(failed))
             }
         };
         let payment = payment::Model {
@@ -246,7 +242,7 @@ impl ChargeRecord {
             booking_id: booking_id.0,
             amount_cents: intent.amount_cents,
             currency: intent.currency.clone(),
-            status: status.as_str().to_owned(),
+            status,
             failure_reason,
             card_brand: intent.card_brand.clone(),
             card_last4: intent.card_last4.clone(),
@@ -257,9 +253,9 @@ impl ChargeRecord {
         let charge = transaction::Model {
             id: Uuid::now_v7(),
             payment_id: lease.payment_id,
-            kind: "charge".to_owned(),
+            kind: TransactionKind::Charge,
             amount_cents: intent.amount_cents,
-            status: charge_status.to_owned(),
+            status: charge_status,
             created_at: now,
         };
         Self { payment, charge, event }
@@ -336,7 +332,7 @@ impl PaymentService {
         let lease_until = now + self.settings.lease();
         let row = ledger::Model {
             booking_id: booking.0,
-            state: CHARGING.to_owned(),
+            state: LedgerState::Charging,
             payment_id: Some(payment),
             lease_until: Some(lease_until),
             updated_at: now,
@@ -347,13 +343,13 @@ impl PaymentService {
             Err(e) => return Err(e.into()),
         }
         let taken = ledger::Entity::update_many()
-            .col_expr(ledger::Column::State, Expr::value(CHARGING))
+            .col_expr(ledger::Column::State, Expr::value(LedgerState::Charging))
             .col_expr(ledger::Column::PaymentId, Expr::value(payment))
             .col_expr(ledger::Column::LeaseUntil, Expr::value(lease_until))
             .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
             .filter(ledger::Column::BookingId.eq(booking.0))
-            .filter(Condition::any().add(ledger::Column::State.eq(FREE)).add(
-                Condition::all().add(ledger::Column::State.eq(CHARGING)).add(
+            .filter(Condition::any().add(ledger::Column::State.eq(LedgerState::Free)).add(
+                Condition::all().add(ledger::Column::State.eq(LedgerState::Charging)).add(
                     Condition::any().add(ledger::Column::LeaseUntil.lt(now)).add(ledger::Column::PaymentId.eq(payment)),
                 ),
             ))
@@ -363,9 +359,9 @@ impl PaymentService {
             return Ok(());
         }
         let state = ledger::Entity::find_by_id(booking.0).one(&self.db).await?.map(|l| l.state);
-        Err(match state.as_deref() {
-            Some(PAID) => PaymentError::BookingNotPending("it is already paid".to_owned()),
-            Some(CLOSED) => PaymentError::BookingNotPending("it was cancelled or has expired".to_owned()),
+        Err(match state {
+            Some(LedgerState::Paid) => PaymentError::BookingNotPending("it is already paid".to_owned()),
+            Some(LedgerState::Closed) => PaymentError::BookingNotPending("it was cancelled or has expired".to_owned()),
             _ => PaymentError::InProgress("another payment of this booking is being charged".to_owned()),
         })
     }
@@ -373,10 +369,10 @@ impl PaymentService {
     /// Gives the booking's ledger row back after a charge that did not happen.
     async fn abandon_charge(&self, booking: BookingId, payment: Uuid) {
         let freed = ledger::Entity::update_many()
-            .col_expr(ledger::Column::State, Expr::value(FREE))
+            .col_expr(ledger::Column::State, Expr::value(LedgerState::Free))
             .col_expr(ledger::Column::UpdatedAt, Expr::value(now()))
             .filter(ledger::Column::BookingId.eq(booking.0))
-            .filter(ledger::Column::State.eq(CHARGING))
+            .filter(ledger::Column::State.eq(LedgerState::Charging))
             .filter(ledger::Column::PaymentId.eq(payment))
             .exec(&self.db)
             .await;
@@ -454,7 +450,7 @@ impl PaymentService {
             self.bookings.hold_for_payment(caller, booking_id, lease.payment_id).await.map_err(booking_error)?;
         let intent = Intent {
             booking_id: booking.id.0,
-            amount_cents: booking.amount_cents,
+            amount_cents: booking.amount_cents.cents(),
             currency: booking.currency,
             card_brand: card.brand.to_owned(),
             card_last4: card.last4.clone(),
@@ -499,10 +495,10 @@ impl PaymentService {
     ) -> Result<Payment, PaymentError> {
         let rows = ChargeRecord::of(user, lease, intent, outcome, now());
         let answer = view(rows.payment.clone(), vec![rows.charge.clone()])?;
-        let status = rows.payment.status.clone();
+        let status = rows.payment.status;
         let refund_due = self.commit_outcome(user, key, lease, rows, &answer).await?;
         self.relay.notify_one();
-        metrics::counter!("payments_total", "status" => status).increment(1);
+        metrics::counter!("payments_total", "status" => status.to_value()).increment(1);
         if refund_due { Ok(self.refund_at_once(user, key, answer).await) } else { Ok(answer) }
     }
 
@@ -519,7 +515,7 @@ impl PaymentService {
         answer: &Payment,
     ) -> Result<bool, PaymentError> {
         let ChargeRecord { mut payment, charge, event } = rows;
-        let approved = payment.status == PaymentStatus::Completed.as_str();
+        let approved = payment.status == PaymentStatus::Completed;
         let txn = self.db.begin().await?;
         // First the key: a request whose lease was taken over (it ran longer than
         // `payment.lease_seconds`) records nothing; the one that took over charged under the
@@ -529,13 +525,13 @@ impl PaymentService {
             return Err(taken_over());
         }
         let kept = ledger::Entity::update_many()
-            .col_expr(ledger::Column::State, Expr::value(if approved { PAID } else { FREE }))
+            .col_expr(ledger::Column::State, Expr::value(if approved { LedgerState::Paid } else { LedgerState::Free }))
             .col_expr(ledger::Column::UpdatedAt, Expr::value(payment.updated_at))
             .filter(ledger::Column::BookingId.eq(payment.booking_id))
             // `free` still naming this payment: its request gave the ledger back after a gateway
             // error (the outcome was unknown) and no other charge began since, so the charge
             // the reconciler found is still the booking's.
-            .filter(ledger::Column::State.is_in([CHARGING, FREE]))
+            .filter(ledger::Column::State.is_in([LedgerState::Charging, LedgerState::Free]))
             .filter(ledger::Column::PaymentId.eq(lease.payment_id))
             .exec(&txn)
             .await?;
@@ -632,7 +628,7 @@ impl PaymentService {
         let Some(p) = payment::Entity::find_by_id(id).one(&self.db).await? else {
             return Err(PaymentError::NotFound("payment"));
         };
-        if p.status != PaymentStatus::Completed.as_str() {
+        if p.status != PaymentStatus::Completed {
             return Ok(false);
         }
         self.gateway
@@ -642,11 +638,11 @@ impl PaymentService {
         let now = now();
         let txn = self.db.begin().await?;
         let refunded = payment::Entity::update_many()
-            .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Refunded.as_str()))
+            .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Refunded))
             .col_expr(payment::Column::RefundDue, Expr::value(false))
             .col_expr(payment::Column::UpdatedAt, Expr::value(now))
             .filter(payment::Column::Id.eq(id))
-            .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
+            .filter(payment::Column::Status.eq(PaymentStatus::Completed))
             .exec(&txn)
             .await?;
         if refunded.rows_affected != 1 {
@@ -655,9 +651,9 @@ impl PaymentService {
         transaction::Entity::insert(transaction::ActiveModel {
             id: Set(Uuid::now_v7()),
             payment_id: Set(id),
-            kind: Set("refund".to_owned()),
+            kind: Set(TransactionKind::Refund),
             amount_cents: Set(p.amount_cents),
-            status: Set("succeeded".to_owned()),
+            status: Set(TransactionStatus::Succeeded),
             created_at: Set(now),
         })
         .exec(&txn)
@@ -682,7 +678,7 @@ impl PaymentService {
         let now = now();
         let closed = ledger::ActiveModel {
             booking_id: Set(booking.0),
-            state: Set(CLOSED.to_owned()),
+            state: Set(LedgerState::Closed),
             payment_id: Set(None),
             lease_until: Set(None),
             updated_at: Set(now),
@@ -698,7 +694,7 @@ impl PaymentService {
         let due = payment::Entity::update_many()
             .col_expr(payment::Column::RefundDue, Expr::value(true))
             .filter(payment::Column::BookingId.eq(booking.0))
-            .filter(payment::Column::Status.eq(PaymentStatus::Completed.as_str()))
+            .filter(payment::Column::Status.eq(PaymentStatus::Completed))
             .exec(txn)
             .await?;
         Ok(due.rows_affected)
@@ -801,9 +797,9 @@ impl PaymentService {
                 platform::outbox::publish(&txn, &PaymentEvent::Failed(failed)).await?;
             }
             ledger::Entity::update_many()
-                .col_expr(ledger::Column::State, Expr::value(FREE))
+                .col_expr(ledger::Column::State, Expr::value(LedgerState::Free))
                 .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
-                .filter(ledger::Column::State.eq(CHARGING))
+                .filter(ledger::Column::State.eq(LedgerState::Charging))
                 .filter(ledger::Column::PaymentId.eq(lease.payment_id))
                 .exec(&txn)
                 .await?;
@@ -877,7 +873,7 @@ impl PaymentApi for PaymentService {
             select = select.filter(payment::Column::BookingId.eq(booking.0));
         }
         if let Some(status) = query.status {
-            select = select.filter(payment::Column::Status.eq(status.as_str()));
+            select = select.filter(payment::Column::Status.eq(status));
         }
         let total = select.clone().count(&self.db).await?;
         let rows = select
@@ -912,8 +908,8 @@ impl PaymentApi for PaymentService {
         }
         let p = payment::Entity::find_by_id(id.0).one(&self.db).await?;
         let p = p.ok_or(PaymentError::NotFound("payment"))?;
-        if p.status != PaymentStatus::Completed.as_str() {
-            return Err(PaymentError::NotRefundable(format!("it is {}", p.status)));
+        if p.status != PaymentStatus::Completed {
+            return Err(PaymentError::NotRefundable(format!("it is {}", p.status.to_value())));
         }
         if !self.refund_payment(id.0).await? {
             return Err(PaymentError::NotRefundable("it was refunded meanwhile".to_owned()));

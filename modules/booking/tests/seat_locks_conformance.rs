@@ -2,14 +2,17 @@
 //! `MemorySeatLocks`, and `RedisSeatLocks` on a real Redis (the `redis::` tests).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+// The platform's test helpers (Redis on `BOXOFFICE_TEST_REDIS_URL`, a private redis-server),
+// shared by path as the API tests share them.
+#[path = "../../platform/tests/common/mod.rs"]
 mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use booking::service::locks::{Acquired, LockError, MemorySeatLocks, RedisSeatLocks, SeatLocks};
 use platform::kv::RedisKv;
-use platform::locks::{Acquired, LockError, MemorySeatLocks, RedisSeatLocks, SeatLocks};
 
 const LONG: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(150);

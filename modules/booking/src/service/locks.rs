@@ -1,8 +1,8 @@
 //! The seat-lock port: short holds on the seats of a showtime, taken all-or-nothing per
 //! request and expiring on their own. Two implementations pass one conformance suite
-//! (`tests/seat_locks_conformance.rs`): [`MemorySeatLocks`] for the single binary and
-//! [`RedisSeatLocks`] for the split deployment, where every booking replica must see the
-//! same holds.
+//! (`tests/seat_locks_conformance.rs` of this crate): [`MemorySeatLocks`] for the single
+//! binary and [`RedisSeatLocks`] for the split deployment, where every booking replica must
+//! see the same holds.
 //!
 //! The locks are a fast path, not the truth: they turn a race for a seat into one cheap
 //! winner and quick conflicts before anyone opens a database transaction. The booking
@@ -10,11 +10,11 @@
 //! lost Redis key or a hold that expired mid-request can cost a 409 from the database,
 //! never a double booking.
 //!
-//! Every Redis call is bounded by `redis.timeout_ms` (see [`crate::kv`]): with Redis hung,
+//! Every Redis call is bounded by `redis.timeout_ms` (see [`platform::kv`]): with Redis hung,
 //! `acquire` answers `Unavailable` within it and booking goes on with the database alone.
 //!
-//! The port speaks plain strings (a scope, usually the showtime id; seat ids; an owner,
-//! usually the booking id) so the platform knows nothing of booking's types.
+//! The port speaks plain strings (a scope, the showtime id; seat ids; an owner, the booking
+//! id): what the Redis keys and values hold, and all the conformance suite needs to name.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use deadpool_redis::Pool;
 use deadpool_redis::redis::Script;
 
-use crate::kv::{RedisKv, within};
+use platform::kv::{RedisKv, within};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
