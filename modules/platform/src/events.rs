@@ -22,9 +22,9 @@ use uuid::Uuid;
 #[cfg(feature = "server")]
 mod bus;
 #[cfg(feature = "server")]
-pub use bus::*;
-#[cfg(feature = "server")]
 pub use crate::dead_letters::{DeadLetter, DeadLetterStore, Replay};
+#[cfg(feature = "server")]
+pub use bus::*;
 
 /// One event: its routing key and the JSON document of docs/api.md ("Events"), which always carries
 /// `event_id`, `occurred_at` and `type` (= the routing key) besides the event's own fields.

@@ -119,7 +119,6 @@ pub trait EventBus: Send + Sync {
     async fn replay(&self, which: Replay) -> Result<u64, BusError>;
 }
 
-
 struct Queue {
     patterns: Vec<String>,
     /// `None` while the queue is declared and no consumer of this process has subscribed.
