@@ -190,3 +190,19 @@ pub fn db_err<E: crate::problem::ProblemKind>(context: &'static str, e: DbErr) -
         E::internal(crate::error::Failure::new(context, e))
     }
 }
+
+/// The contract of a state enum stored as text, for each module's entity test: every value is
+/// stored under the name the API shows (the name the plain-text column held before the enums),
+/// so rows written before read back unchanged.
+///
+/// # Panics
+/// When a stored name differs from the wire name (it is a test).
+pub fn assert_stored_as_on_the_wire<E>()
+where
+    E: sea_orm::ActiveEnum<Value = String> + sea_orm::Iterable + serde::Serialize + std::fmt::Debug,
+{
+    for value in E::iter() {
+        let wire = serde_json::to_value(&value).ok();
+        assert_eq!(wire, Some(serde_json::Value::String(value.to_value())), "{value:?}");
+    }
+}
