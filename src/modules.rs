@@ -106,7 +106,7 @@ impl Module {
 ///
 /// # Errors
 /// The HTTP client cannot be built.
-pub fn remote_peers(settings: &Settings) -> anyhow::Result<Peers> {
+fn remote_peers(settings: &Settings) -> anyhow::Result<Peers> {
     let http = platform::rest::http_client().context("building the HTTP client")?;
     let urls = &settings.services;
     let token = &settings.services.token;

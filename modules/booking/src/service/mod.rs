@@ -366,8 +366,12 @@ impl BookingApi for BookingService {
         let pricing = self.price(showtime, &seats, now).await?;
         let id = BookingId(Uuid::now_v7());
         let locks = SeatLockSet { scope: showtime.to_string(), keys: seat_keys(&seats), owner: id.to_string() };
-        self.lock_seats(&locks, showtime, &seats).await?;
-        let names = events::screening_names(self.movies.as_ref(), &pricing.showtime).await;
+        // The names only dress the messages: read while the locks are taken, not after.
+        let (locked, names) = tokio::join!(
+            self.lock_seats(&locks, showtime, &seats),
+            events::screening_names(self.movies.as_ref(), &pricing.showtime)
+        );
+        locked?;
         let new = self.new_booking(id, caller.id, &pricing, &seats, names, now)?;
         if let Err(e) = self.insert(&new.row, &new.seats, &new.created).await {
             self.unlock_seats(&locks).await;
