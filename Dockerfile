@@ -20,7 +20,8 @@
 #   docker run --rm -v boxoffice-data:/var/lib/boxoffice -e BOXOFFICE_ADMIN_PASSWORD=... \
 #     boxoffice admin create --email admin@example.com
 #
-# Every configuration key can be set as BOXOFFICE__SECTION__KEY (see config/default.toml).
+# Every configuration key can be set as BOXOFFICE__SECTION__KEY (see config/default.toml and
+# modules/<module>/config.toml).
 # BOXOFFICE__DATA_DIR is set below because config/split/auth.toml does not set data_dir, and
 # the default ./data would not be writable here. Environment variables outrank
 # --config files, so use another BOXOFFICE__DATA_DIR to move the data.

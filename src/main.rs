@@ -92,6 +92,7 @@ enum AdminCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve { modules: None, bind: None });
     let mut settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -99,6 +100,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `serve --modules/--bind` outrank every layer: the result is validated as a whole again.
+    if let Command::Serve { modules, bind } = &command {
+        if modules.is_some() {
+            settings.modules.clone_from(modules);
+        }
+        if let Some(bind) = bind {
+            settings.server.bind = *bind;
+        }
+        if let Err(e) = settings.validate() {
+            eprintln!("boxoffice: {e}");
+            return ExitCode::from(2);
+        }
+    }
     platform::telemetry::init_tracing(&settings.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -108,15 +122,8 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve { modules: None, bind: None }) {
-            Command::Serve { modules, bind } => {
-                if modules.is_some() {
-                    settings.modules = modules;
-                }
-                if let Some(bind) = bind {
-                    settings.server.bind = bind;
-                }
-                settings.validate().map_err(anyhow::Error::msg)?;
+        match command {
+            Command::Serve { .. } => {
                 let app = Application::build(settings).await?;
                 let handle = app.handle();
                 tokio::spawn(async move {

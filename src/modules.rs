@@ -1,6 +1,7 @@
 //! The module table: every module of boxoffice, how it is reached when it runs elsewhere,
-//! and how the ones compiled in start here. A new module is a crate, a Cargo feature, its
-//! `[section]` in `settings.rs`, and a line in each list below.
+//! and how the ones compiled in start here. A new module is its crate (with its
+//! `config.toml`) and its migrator crate under `migrations/`, a Cargo feature and dependency
+//! in `Cargo.toml`, and its entry in each list of this file.
 
 use std::sync::Arc;
 
@@ -59,6 +60,17 @@ impl Module {
         }
     }
 
+    /// The module's configuration defaults: its `[section]` and its `services.<module>` URL.
+    pub fn config(self) -> &'static str {
+        match self {
+            Module::Auth => auth::api::CONFIG,
+            Module::Movie => movie::api::CONFIG,
+            Module::Booking => booking::api::CONFIG,
+            Module::Payment => payment::api::CONFIG,
+            Module::Notification => notification::api::CONFIG,
+        }
+    }
+
     /// The queue the module consumes, if any (its crate's API names it, compiled in or not).
     pub fn queue(self) -> Option<QueueSpec> {
         match self {
@@ -79,25 +91,42 @@ impl Module {
     pub(crate) fn local(self, settings: &Settings) -> Option<Box<dyn platform::module::Module>> {
         match self {
             #[cfg(feature = "auth")]
-            Module::Auth => {
-                Some(Box::new(auth::module::Auth { settings: settings.auth.clone(), jwt: settings.jwt.clone() }))
-            }
+            Module::Auth => Some(Box::new(auth::module::Auth {
+                settings: settings.sections.auth.clone(),
+                jwt: settings.jwt.clone(),
+            })),
             #[cfg(feature = "movie")]
-            Module::Movie => {
-                Some(Box::new(movie::module::Movie { settings: settings.movie.clone(), seed_demo: settings.demo.seed }))
-            }
+            Module::Movie => Some(Box::new(movie::module::Movie {
+                settings: settings.sections.movie.clone(),
+                seed_demo: settings.demo.seed,
+            })),
             #[cfg(feature = "booking")]
-            Module::Booking => Some(Box::new(booking::module::Booking { settings: settings.booking.clone() })),
+            Module::Booking => Some(Box::new(booking::module::Booking { settings: settings.sections.booking.clone() })),
             #[cfg(feature = "payment")]
-            Module::Payment => Some(Box::new(payment::module::Payment { settings: settings.payment.clone() })),
+            Module::Payment => Some(Box::new(payment::module::Payment { settings: settings.sections.payment.clone() })),
             #[cfg(feature = "notification")]
             Module::Notification => {
-                Some(Box::new(notification::module::Notification { settings: settings.notification.clone() }))
+                Some(Box::new(notification::module::Notification { settings: settings.sections.notification.clone() }))
             }
             #[allow(unreachable_patterns)]
             _ => None,
         }
     }
+}
+
+/// The `[section]` of each compiled-in module (`Settings::sections`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Sections {
+    #[cfg(feature = "auth")]
+    pub auth: auth::service::AuthSettings,
+    #[cfg(feature = "movie")]
+    pub movie: movie::service::MovieSettings,
+    #[cfg(feature = "booking")]
+    pub booking: booking::service::BookingSettings,
+    #[cfg(feature = "payment")]
+    pub payment: payment::service::PaymentSettings,
+    #[cfg(feature = "notification")]
+    pub notification: notification::service::NotificationSettings,
 }
 
 /// The REST client of every module (and auth's published keys for verifying tokens): what
@@ -108,22 +137,24 @@ impl Module {
 /// The HTTP client cannot be built.
 fn remote_peers(settings: &Settings) -> anyhow::Result<Peers> {
     let http = platform::rest::http_client().context("building the HTTP client")?;
-    let urls = &settings.services;
+    let url = |module| settings.services.url(module);
     let token = &settings.services.token;
     let mut peers = Peers::default();
-    let jwks = format!("{}/api/auth/jwks", urls.auth.trim_end_matches('/'));
+    let jwks = format!("{}/api/auth/jwks", url(Module::Auth).trim_end_matches('/'));
     peers.provide(Arc::new(JwtVerifier::remote(&settings.jwt, jwks, http.clone())));
-    let auth: Arc<dyn AuthApi> = Arc::new(auth::client::AuthClient::new(&urls.auth, http.clone(), token.clone()));
+    let auth: Arc<dyn AuthApi> =
+        Arc::new(auth::client::AuthClient::new(url(Module::Auth), http.clone(), token.clone()));
     peers.provide(auth);
-    let movie: Arc<dyn MovieApi> = Arc::new(movie::client::MovieClient::new(&urls.movie, http.clone()));
+    let movie: Arc<dyn MovieApi> = Arc::new(movie::client::MovieClient::new(url(Module::Movie), http.clone()));
     peers.provide(movie);
-    let booking = Arc::new(booking::client::BookingClient::new(&urls.booking, http.clone(), token.clone()));
+    let booking = Arc::new(booking::client::BookingClient::new(url(Module::Booking), http.clone(), token.clone()));
     peers.provide::<dyn SeatStates>(booking.clone());
     peers.provide::<dyn BookingApi>(booking);
-    let payment: Arc<dyn PaymentApi> = Arc::new(payment::client::PaymentClient::new(&urls.payment, http.clone()));
+    let payment: Arc<dyn PaymentApi> =
+        Arc::new(payment::client::PaymentClient::new(url(Module::Payment), http.clone()));
     peers.provide(payment);
     let notification: Arc<dyn NotificationApi> =
-        Arc::new(notification::client::NotificationClient::new(&urls.notification, http));
+        Arc::new(notification::client::NotificationClient::new(url(Module::Notification), http));
     peers.provide(notification);
     Ok(peers)
 }
@@ -242,8 +273,13 @@ pub async fn event_bus(settings: &Settings, readiness: &mut Readiness) -> anyhow
 /// # Errors
 /// The store cannot be opened or migrated.
 pub async fn dead_letter_store(settings: &Settings) -> anyhow::Result<DeadLetterStore> {
-    let db = platform::db::connect(&settings.database, &settings.data_dir, "events", migrations::events_up)
-        .await
-        .context("opening and migrating the events store")?;
+    let db = platform::db::connect(
+        &settings.database,
+        &settings.data_dir,
+        "events",
+        migrations::up::<migrations::EventsMigrator>,
+    )
+    .await
+    .context("opening and migrating the events store")?;
     Ok(DeadLetterStore::new(db))
 }

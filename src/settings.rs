@@ -1,28 +1,38 @@
 //! The whole configuration of a process: the platform's shared sections plus each
 //! compiled-in module's own. Loaded once in `main` and passed down; nothing global.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use platform::config::{DatabaseSettings, EventSettings, JwtSettings, LogSettings, RedisSettings, ServerSettings};
 use serde::Deserialize;
 
-pub use crate::modules::Module;
+pub use crate::modules::{Module, Sections};
 
-/// The compiled-in defaults: the documented `config/default.toml`.
+/// The compiled-in defaults of the shared sections: the documented `config/default.toml`.
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// `[services]`: where modules this process does not serve are reached.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServiceUrls {
-    pub auth: String,
-    pub movie: String,
-    pub booking: String,
-    pub payment: String,
-    pub notification: String,
+    /// `services.<module>`: each module's base URL (its default is in its crate's `config.toml`).
+    #[serde(flatten)]
+    urls: BTreeMap<String, String>,
     /// The shared secret modules present to each other's internal routes (notification asks
     /// auth for addresses with it). Required by a process that reaches auth over REST to read
     /// addresses; at least 32 characters.
     pub token: platform::config::Secret,
+}
+
+impl ServiceUrls {
+    /// The base URL of `module` (empty when none is configured, which validation refuses).
+    pub fn url(&self, module: Module) -> &str {
+        self.urls.get(module.name()).map_or("", String::as_str)
+    }
+
+    pub fn set(&mut self, module: Module, url: impl Into<String>) {
+        self.urls.insert(module.name().to_owned(), url.into());
+    }
 }
 
 /// `[demo]`.
@@ -45,16 +55,9 @@ pub struct Settings {
     pub events: EventSettings,
     pub services: ServiceUrls,
     pub demo: DemoSettings,
-    #[cfg(feature = "auth")]
-    pub auth: auth::service::AuthSettings,
-    #[cfg(feature = "movie")]
-    pub movie: movie::service::MovieSettings,
-    #[cfg(feature = "booking")]
-    pub booking: booking::service::BookingSettings,
-    #[cfg(feature = "payment")]
-    pub payment: payment::service::PaymentSettings,
-    #[cfg(feature = "notification")]
-    pub notification: notification::service::NotificationSettings,
+    /// Each compiled-in module's own `[section]`, read from the same layers (the key
+    /// `sections` mirrors the whole configuration: [`platform::config::load`]).
+    pub sections: Sections,
 }
 
 impl Settings {
@@ -75,7 +78,8 @@ impl Settings {
     /// # Errors
     /// As [`Settings::load`].
     pub fn load_profile(profile: Option<(&str, &Path)>, file: Option<&Path>) -> Result<Self, String> {
-        let settings: Settings = platform::config::load(DEFAULTS, profile, file, &["modules"])?;
+        let defaults: Vec<&str> = std::iter::once(DEFAULTS).chain(Module::ALL.map(Module::config)).collect();
+        let settings: Settings = platform::config::load(&defaults, profile, file, &["modules"], "sections")?;
         settings.validate()?;
         Ok(settings)
     }
@@ -93,14 +97,9 @@ impl Settings {
                 ));
             }
         }
-        for (module, url) in [
-            (Module::Auth, &self.services.auth),
-            (Module::Movie, &self.services.movie),
-            (Module::Booking, &self.services.booking),
-            (Module::Payment, &self.services.payment),
-            (Module::Notification, &self.services.notification),
-        ] {
-            if !self.serves(module) && url::Url::parse(url).is_err() {
+        for module in Module::ALL.into_iter().filter(|m| !self.serves(*m)) {
+            let url = self.services.url(module);
+            if url::Url::parse(url).is_err() {
                 errors.push(format!("services.{}: {url:?} is not a URL", module.name()));
             }
         }

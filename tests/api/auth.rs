@@ -145,8 +145,8 @@ async fn token_rejects_missing_fields_and_other_grant_types(backend: Backend) {
 
 async fn failed_logins_are_slowed_per_account_and_address(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.auth.login_max_failures_per_account_address = 3;
-        s.auth.login_first_wait_seconds = 600;
+        s.sections.auth.login_max_failures_per_account_address = 3;
+        s.sections.auth.login_first_wait_seconds = 600;
     })
     .await;
     app.register("frank").await;
@@ -167,10 +167,10 @@ async fn failed_logins_are_slowed_per_account_and_address(backend: Backend) {
 
 async fn failed_logins_are_limited_per_address(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.auth.login_max_failures_per_account_address = 100;
-        s.auth.login_max_failures_per_account = 100;
-        s.auth.login_max_failures_per_address = 4;
-        s.auth.login_first_wait_seconds = 600;
+        s.sections.auth.login_max_failures_per_account_address = 100;
+        s.sections.auth.login_max_failures_per_account = 100;
+        s.sections.auth.login_max_failures_per_address = 4;
+        s.sections.auth.login_first_wait_seconds = 600;
     })
     .await;
     app.register("heidi").await;
@@ -262,8 +262,8 @@ async fn sql_looking_strings_are_only_data(backend: Backend) {
 
 async fn configured_admin_gets_the_admin_role(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.auth.admin_email = "root@example.com".to_owned();
-        s.auth.admin_password = platform::config::Secret::new("admin password");
+        s.sections.auth.admin_email = "root@example.com".to_owned();
+        s.sections.auth.admin_password = platform::config::Secret::new("admin password");
     })
     .await;
     let pair = app.login("root@example.com", "admin password").await.json::<Value>().await.unwrap();
@@ -285,8 +285,8 @@ async fn configured_admin_gets_the_admin_role(backend: Backend) {
 async fn behind_a_trusted_gateway_the_address_is_the_one_the_gateway_appended() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.server.trust_forwarded_for = true;
-        s.auth.login_max_failures_per_address = 2;
-        s.auth.login_first_wait_seconds = 600;
+        s.sections.auth.login_max_failures_per_address = 2;
+        s.sections.auth.login_first_wait_seconds = 600;
     })
     .await;
     let attempt = |forwarded: &'static str, name: &'static str| {

@@ -16,16 +16,16 @@ on_both_backends!(the_service_keeps_the_contract, the_rest_client_keeps_the_cont
 async fn the_service_keeps_the_contract(backend: Backend) {
     let data = tempfile::TempDir::new().unwrap();
     let mut settings = test_settings(&backend, data.path());
-    settings.auth.login_max_failures_per_account_address = 3;
-    settings.auth.login_first_wait_seconds = 600;
+    settings.sections.auth.login_max_failures_per_account_address = 3;
+    settings.sections.auth.login_first_wait_seconds = 600;
     let service = crate::helpers::in_process(&settings).await.get::<dyn auth::api::AuthApi>().unwrap();
     contract(service, &settings.jwt).await;
 }
 
 async fn the_rest_client_keeps_the_contract(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.auth.login_max_failures_per_account_address = 3;
-        s.auth.login_first_wait_seconds = 600;
+        s.sections.auth.login_max_failures_per_account_address = 3;
+        s.sections.auth.login_first_wait_seconds = 600;
         s.services.token = Secret::new(SERVICE_TOKEN);
     })
     .await;

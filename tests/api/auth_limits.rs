@@ -34,10 +34,10 @@ const LONG_WAIT_SECONDS: u64 = 3600;
 
 /// Per-address budget `limit`, with the account budgets out of reach and a long first wait.
 fn only_the_address_budget(s: &mut boxoffice::settings::Settings, limit: u64) {
-    s.auth.login_max_failures_per_account_address = 100;
-    s.auth.login_max_failures_per_account = 100;
-    s.auth.login_max_failures_per_address = limit;
-    s.auth.login_first_wait_seconds = LONG_WAIT_SECONDS;
+    s.sections.auth.login_max_failures_per_account_address = 100;
+    s.sections.auth.login_max_failures_per_account = 100;
+    s.sections.auth.login_max_failures_per_address = limit;
+    s.sections.auth.login_first_wait_seconds = LONG_WAIT_SECONDS;
 }
 
 async fn login_from(app: &TestApp, address: &str, username: &str, password: &str) -> reqwest::Response {
@@ -71,8 +71,8 @@ fn count(statuses: &[u16], status: u16) -> usize {
 
 async fn concurrent_guesses_on_one_account_verify_at_most_its_budget(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.auth.login_max_failures_per_account_address = 5;
-        s.auth.login_first_wait_seconds = LONG_WAIT_SECONDS;
+        s.sections.auth.login_max_failures_per_account_address = 5;
+        s.sections.auth.login_first_wait_seconds = LONG_WAIT_SECONDS;
     })
     .await;
     app.register("olga").await;
@@ -103,9 +103,9 @@ async fn concurrent_guesses_from_one_address_verify_at_most_its_budget(backend: 
 async fn an_attacker_elsewhere_can_neither_guess_nor_lock_the_owner_out(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
         s.server.trust_forwarded_for = true;
-        s.auth.login_max_failures_per_account_address = 5;
-        s.auth.login_max_failures_per_account = 20;
-        s.auth.login_first_wait_seconds = LONG_WAIT_SECONDS;
+        s.sections.auth.login_max_failures_per_account_address = 5;
+        s.sections.auth.login_max_failures_per_account = 20;
+        s.sections.auth.login_first_wait_seconds = LONG_WAIT_SECONDS;
     })
     .await;
     const OFFICE: &str = "198.51.100.7";
@@ -130,9 +130,9 @@ async fn an_attacker_elsewhere_can_neither_guess_nor_lock_the_owner_out(backend:
 
 async fn a_mistyping_owner_waits_seconds_not_the_whole_window(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.auth.login_max_failures_per_account_address = 2;
-        s.auth.login_first_wait_seconds = 1;
-        s.auth.login_failure_window_seconds = 3600;
+        s.sections.auth.login_max_failures_per_account_address = 2;
+        s.sections.auth.login_first_wait_seconds = 1;
+        s.sections.auth.login_failure_window_seconds = 3600;
     })
     .await;
     app.register("pia").await;
@@ -190,8 +190,8 @@ async fn app_on_private_redis(
 
 async fn logins_stay_limited_when_redis_hangs(backend: Backend) {
     let (app, redis) = app_on_private_redis(backend, |s| {
-        s.auth.login_max_failures_per_account_address = 3;
-        s.auth.login_first_wait_seconds = LONG_WAIT_SECONDS;
+        s.sections.auth.login_max_failures_per_account_address = 3;
+        s.sections.auth.login_first_wait_seconds = LONG_WAIT_SECONDS;
     })
     .await;
     app.register("uma").await;

@@ -135,7 +135,7 @@ async fn expired_sessions_are_purged_and_live_ones_kept(backend: Backend) {
 
     let data = tempfile::TempDir::new().unwrap();
     let mut settings = crate::helpers::test_settings(&backend, data.path());
-    settings.auth.refresh_token_ttl_seconds = 1;
+    settings.sections.auth.refresh_token_ttl_seconds = 1;
     let auth = crate::helpers::in_process(&settings).await.get::<auth::service::AuthService>().unwrap();
     let registration = Registration {
         email: "sam@example.com".to_owned(),

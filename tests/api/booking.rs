@@ -334,7 +334,7 @@ async fn invalid_booking_requests_are_422_naming_the_field_and_hold_nothing(back
 
 async fn a_showtime_that_has_started_cannot_be_booked(backend: Backend) {
     // No catalog cache, so that the move below is seen at once however booking reads the showtime.
-    let app = spawn_app_with(backend, |s| s.movie.cache_ttl_seconds = 0).await;
+    let app = spawn_app_with(backend, |s| s.sections.movie.cache_ttl_seconds = 0).await;
     let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     let booking = book(&app, &cora.token, &screen, &["A1"]).await;
@@ -448,8 +448,8 @@ async fn a_payment_completed_event_confirms_the_booking_and_books_its_seats(back
 
 async fn an_unpaid_hold_expires_and_its_seats_can_be_booked_again(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.booking.hold_ttl_seconds = 1;
-        s.booking.sweep_interval_ms = 100;
+        s.sections.booking.hold_ttl_seconds = 1;
+        s.sections.booking.sweep_interval_ms = 100;
     })
     .await;
     let screen = screening(&app, ROWS_A_AND_B).await;
@@ -507,7 +507,7 @@ async fn a_cancelled_booking_frees_its_seats_at_once_and_cannot_be_cancelled_aga
 }
 
 async fn seats_available_goes_down_with_a_booking_and_back_up_with_its_cancellation(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.movie.cache_ttl_seconds = 0).await;
+    let app = spawn_app_with(backend, |s| s.sections.movie.cache_ttl_seconds = 0).await;
     let screen = screening(&app, ROWS_A_AND_B).await;
     let cora = customer(&app, "cora").await;
     wait_for_seats_available(&app, &screen, 12).await;
@@ -576,7 +576,7 @@ async fn fifty_customers_racing_for_one_seat_get_exactly_one_booking(backend: Ba
 }
 
 async fn without_seat_locks_the_database_alone_lets_exactly_one_of_fifty_win(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.booking.seat_locks = false).await;
+    let app = spawn_app_with(backend, |s| s.sections.booking.seat_locks = false).await;
     one_of_fifty_wins(&app).await;
 }
 
@@ -636,7 +636,7 @@ async fn overlapping_requests_never_share_a_seat_nor_book_part_of_a_request(back
 }
 
 async fn overlapping_requests_without_seat_locks_never_share_a_seat_either(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.booking.seat_locks = false).await;
+    let app = spawn_app_with(backend, |s| s.sections.booking.seat_locks = false).await;
     overlapping_race(&app).await;
 }
 
@@ -671,7 +671,7 @@ async fn bookings_and_conflicts_are_counted_in_metrics(backend: Backend) {
 
 async fn a_409_names_a_booked_seat_whose_lock_ran_out_too(backend: Backend) {
     // Long enough for the payment to confirm before the hold ends, even on a loaded machine.
-    let app = spawn_app_with(backend, |s| s.booking.hold_ttl_seconds = 4).await;
+    let app = spawn_app_with(backend, |s| s.sections.booking.hold_ttl_seconds = 4).await;
     let screen = screening(&app, ROWS_A_AND_B).await;
     let (cora, dan, erin) = (customer(&app, "cora").await, customer(&app, "dan").await, customer(&app, "erin").await);
     let paid = book(&app, &cora.token, &screen, &["A1"]).await;
@@ -689,8 +689,8 @@ async fn a_payment_after_the_hold_ran_out_confirms_nothing(backend: Backend) {
     // A sweeper that comes by once a minute: the payment arrives after `expires_at` but
     // before the sweeper has expired the booking.
     let app = spawn_app_with(backend, |s| {
-        s.booking.hold_ttl_seconds = 1;
-        s.booking.sweep_interval_ms = 60_000;
+        s.sections.booking.hold_ttl_seconds = 1;
+        s.sections.booking.sweep_interval_ms = 60_000;
     })
     .await;
     let screen = screening(&app, ROWS_A_AND_B).await;
@@ -714,9 +714,9 @@ async fn a_payment_after_the_hold_ran_out_confirms_nothing(backend: Backend) {
 
 async fn one_customer_cannot_hold_more_seats_than_the_caps_even_in_parallel(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.booking.max_seats = 2;
-        s.booking.max_held_seats_per_showtime = 3;
-        s.booking.max_held_seats_per_user = 4;
+        s.sections.booking.max_seats = 2;
+        s.sections.booking.max_held_seats_per_showtime = 3;
+        s.sections.booking.max_held_seats_per_user = 4;
     })
     .await;
     let first = screening(&app, ROWS_A_AND_B).await;

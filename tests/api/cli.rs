@@ -31,6 +31,9 @@ fn a_bad_configuration_value_stops_the_process_naming_the_key() {
         ("BOXOFFICE__AUTH__ADMIN_EMAIL", "root@example.com", "auth.admin_password"),
         ("BOXOFFICE__EVENTS__RETENTION_HOURS", "1", "events.retention_hours"),
         ("BOXOFFICE__PAYMENT__IDEMPOTENCY_TTL_HOURS", "2", "payment.idempotency_ttl_hours"),
+        // A module's section is read apart from the shared ones; its keys are named alike.
+        ("BOXOFFICE__BOOKING__MAX_SEATS", "lots", "`booking.max_seats`"),
+        ("BOXOFFICE__MOVIE__PRICE_MULTIPLIERS__PREMIUM", "high", "`movie.price_multipliers.premium`"),
     ];
     for (key, value, named) in cases {
         let out = boxoffice(data.path()).arg("migrate").env(key, value).output().unwrap();
@@ -38,8 +41,31 @@ fn a_bad_configuration_value_stops_the_process_naming_the_key() {
         assert_eq!(out.status.code(), Some(2), "{key}={value}: {stderr}");
         assert!(stderr.contains(named), "{key}={value} should name {named}: {stderr}");
     }
+    let elsewhere = boxoffice(data.path())
+        .args(["serve", "--modules", "booking"])
+        .env("BOXOFFICE__SERVICES__MOVIE", "not a url")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert_eq!(elsewhere.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("services.movie"), "{stderr}");
     let missing = boxoffice(data.path()).args(["--config", "/no/such.toml", "migrate"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));
+}
+
+/// Environment values are parsed (`8` is a number), then coerced to each field's type: a
+/// numeric password in a module's section is still a password.
+#[test]
+fn a_module_key_from_the_environment_takes_its_fields_type() {
+    let data = tempfile::TempDir::new().unwrap();
+    let out = boxoffice(data.path())
+        .arg("migrate")
+        .env("BOXOFFICE__AUTH__ADMIN_EMAIL", "digits@example.com")
+        .env("BOXOFFICE__AUTH__ADMIN_PASSWORD", "1234567890123")
+        .env("BOXOFFICE__AUTH__ADMIN_USERNAME", "12345")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,8 +136,8 @@ async fn a_consumer_that_starts_after_the_publisher_gets_what_was_published_befo
     second.database.schema_prefix.clone_from(&first.database.schema_prefix);
     second.events = first.events.clone();
     second.services.token = token;
-    for url in [&mut second.services.auth, &mut second.services.movie, &mut second.services.booking] {
-        url.clone_from(&publisher.address);
+    for module in [Module::Auth, Module::Movie, Module::Booking] {
+        second.services.set(module, publisher.address.clone());
     }
     let consumer = start(second, data, Arc::new(|_| {})).await;
     let queue = format!("queue=\"{}notification_queue\"", first.events.queue_prefix);

@@ -83,11 +83,11 @@ pub fn test_settings(backend: &Backend, data_dir: &Path) -> Settings {
     s.server.bind = "127.0.0.1:0".parse().expect("address");
     s.server.workers = 2;
     // The real cost is exercised by the release binary; tests only need real Argon2id.
-    s.auth.argon2_memory_kib = 1024;
-    s.auth.argon2_iterations = 1;
+    s.sections.auth.argon2_memory_kib = 1024;
+    s.sections.auth.argon2_iterations = 1;
     // Every test app has an admin (see `TestApp::admin_token`) and starts with an empty catalog.
-    s.auth.admin_email = ADMIN_EMAIL.to_owned();
-    s.auth.admin_password = platform::config::Secret::new(ADMIN_PASSWORD);
+    s.sections.auth.admin_email = ADMIN_EMAIL.to_owned();
+    s.sections.auth.admin_password = platform::config::Secret::new(ADMIN_PASSWORD);
     s.demo.seed = false;
     let unique = uuid::Uuid::new_v4().simple().to_string();
     match backend {

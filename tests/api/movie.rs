@@ -861,7 +861,7 @@ async fn a_showtime_in_another_theater_at_the_same_time_is_fine(backend: Backend
 }
 
 async fn the_cleaning_gap_is_configurable(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.movie.cleaning_gap_minutes = 30).await;
+    let app = spawn_app_with(backend, |s| s.sections.movie.cleaning_gap_minutes = 30).await;
     let admin = app.admin_token().await;
     let movie = create_movie(&app, &admin, "Two Hours", "Drama", 120).await;
     let theater = small_theater(&app, &admin, "Screen 1").await;
@@ -907,7 +907,7 @@ async fn the_seat_map_prices_each_seat_by_its_type_rounding_half_up(backend: Bac
 }
 
 async fn a_configured_multiplier_changes_seat_prices(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.movie.price_multipliers.premium = 1.25).await;
+    let app = spawn_app_with(backend, |s| s.sections.movie.price_multipliers.premium = 1.25).await;
     let admin = app.admin_token().await;
     let movie = create_movie(&app, &admin, "Priced", "Drama", 100).await;
     let theater = small_theater(&app, &admin, "Screen 1").await;

@@ -22,7 +22,7 @@ fn booking_event(key: &str, showtime: ShowtimeId, seats: &[movie::api::SeatId]) 
 async fn booking_events_keep_seats_available_once_each(backend: Backend) {
     let data = tempfile::TempDir::new().unwrap();
     let mut settings = test_settings(&backend, data.path());
-    settings.movie.cache_ttl_seconds = 0;
+    settings.sections.movie.cache_ttl_seconds = 0;
     let movies = crate::helpers::in_process(&settings).await.get::<movie::service::MovieService>().unwrap();
     let admin = AuthUser { id: UserId(uuid::Uuid::new_v4()), role: Role::Admin, bearer: String::new() };
     let film = movies
@@ -89,7 +89,7 @@ async fn booking_events_keep_seats_available_once_each(backend: Backend) {
 /// Through the app's own bus: in process on SQLite, RabbitMQ (a durable `movie_queue` on a
 /// topic exchange) with the split adapters.
 async fn a_booking_event_on_the_apps_bus_reaches_the_catalog(backend: Backend) {
-    let app = crate::helpers::spawn_app_with(backend, |s| s.movie.cache_ttl_seconds = 0).await;
+    let app = crate::helpers::spawn_app_with(backend, |s| s.sections.movie.cache_ttl_seconds = 0).await;
     let admin = app.admin_token().await;
     let post = |path: &'static str, body: serde_json::Value| {
         let app = &app;

@@ -112,7 +112,7 @@ async fn a_full_flow_notifies_its_user_of_every_step_and_no_one_else(backend: Ba
 }
 
 async fn an_expired_hold_notifies_that_the_booking_expired(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.booking.hold_ttl_seconds = 1).await;
+    let app = spawn_app_with(backend, |s| s.sections.booking.hold_ttl_seconds = 1).await;
     let screen = screening(&app, ROW_A).await;
     let cy = customer(&app, "cyra").await;
     let booking = book(&app, &cy.token, &screen, &["A3"]).await;

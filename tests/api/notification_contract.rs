@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use boxoffice::settings::Module;
 use notification::api::{Channel, DeliveryStatus, Notification, NotificationApi, NotificationError, NotificationKind};
 use notification::client::NotificationClient;
 use platform::identity::{AuthUser, Role};
@@ -58,8 +59,8 @@ async fn the_service_keeps_the_contract(backend: Backend) {
     // worker, not running here, does), on a bus of its own: it takes none of the app's events.
     let mut settings = app.settings.clone();
     settings.modules = Some(vec![boxoffice::settings::Module::Notification]);
-    settings.services.auth.clone_from(&app.address);
-    settings.services.movie.clone_from(&app.address);
+    settings.services.set(Module::Auth, app.address.clone());
+    settings.services.set(Module::Movie, app.address.clone());
     settings.events.amqp_url = platform::config::Secret::new("");
     let service = crate::helpers::in_process(&settings).await.get::<dyn NotificationApi>().unwrap();
     contract(service.clone(), &callers, &listed).await;

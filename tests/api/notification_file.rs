@@ -50,7 +50,7 @@ fn read_eml(path: &Path) -> Email {
 }
 
 async fn the_file_outbox_holds_each_message_as_an_eml_file_to_its_user_only(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.notification.email = EmailAdapter::File).await;
+    let app = spawn_app_with(backend, |s| s.sections.notification.email = EmailAdapter::File).await;
     // Another user's booking at the same time: his mail must not reach her, nor hers him.
     let PaidBesideAnother { screen, ada, booking, bob, bobs } = ada_pays_beside_bob(&app, SETTLE).await;
     let booking_id = booking["id"].as_str().unwrap();
@@ -69,7 +69,7 @@ async fn the_file_outbox_holds_each_message_as_an_eml_file_to_its_user_only(back
     let dir = app.data_dir.join("outbox");
     assert_eq!(mode(&dir), 0o700, "{}", dir.display());
 
-    let from = app.settings.notification.from.as_str();
+    let from = app.settings.sections.notification.from.as_str();
     let starts_at = time(&screen.showtime["start_time"]).format("%a %-d %b %Y, %H:%M UTC").to_string();
     let amount = format!("24.00 {}", screen.showtime["currency"].as_str().unwrap());
     let confirmed = hers.iter().find(|n| n["kind"] == "booking_confirmed").unwrap();
@@ -123,7 +123,7 @@ async fn every_file_the_single_binary_creates_under_data_dir_is_owner_only() {
     let data = Arc::new(tempfile::TempDir::new().unwrap());
     let data_dir = data.path().join("data");
     let mut settings = test_settings(&Backend::Sqlite, &data_dir);
-    settings.notification.email = EmailAdapter::File;
+    settings.sections.notification.email = EmailAdapter::File;
     let app = start(settings, Arc::clone(&data), Arc::new(|_| {})).await;
 
     // Some writes in every store: a booking paid, its notifications written to the outbox.

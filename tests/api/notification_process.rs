@@ -44,8 +44,8 @@ async fn notification_process(a: &TestApp, token: &str, configure: impl FnOnce(&
     settings.data_dir = data.path().to_path_buf();
     settings.modules = Some(vec![Module::Notification]);
     settings.server.bind = "127.0.0.1:0".parse().unwrap();
-    settings.services.auth.clone_from(&a.address);
-    settings.services.movie.clone_from(&a.address);
+    settings.services.set(Module::Auth, a.address.clone());
+    settings.services.set(Module::Movie, a.address.clone());
     settings.services.token = Secret::new(token);
     configure(&mut settings);
     settings.validate().unwrap();
@@ -141,8 +141,8 @@ async fn notification_runs_as_its_own_process_and_reads_addresses_from_auth(back
     let b_wrong = notification_process(&a, WRONG_TOKEN, |s| {
         s.database.schema_prefix = format!("t_{}_", &unique[..12]);
         s.events.queue_prefix.clone_from(&queue_prefix);
-        s.notification.max_attempts = 2;
-        s.notification.retry_first_ms = 50;
+        s.sections.notification.max_attempts = 2;
+        s.sections.notification.retry_first_ms = 50;
     })
     .await;
 
@@ -171,7 +171,7 @@ fn a_notification_process_without_auth_needs_a_service_token_of_32_characters() 
     settings.validate().unwrap();
 
     settings.modules = Some(vec![Module::Notification]);
-    settings.services.auth = "http://127.0.0.1:8001".to_owned();
+    settings.services.set(Module::Auth, "http://127.0.0.1:8001");
     let error = settings.validate().unwrap_err();
     assert!(error.contains("services.token must be set"), "{error}");
 
@@ -194,7 +194,7 @@ fn a_notification_process_without_auth_needs_a_service_token_of_32_characters() 
 /// `booking.created` told it).
 async fn mail_names_the_screening_without_reading_movie(backend: Backend) {
     let a = everything_but_notification(&backend).await;
-    let b = notification_process(&a, TOKEN, |s| s.services.movie = "http://127.0.0.1:9".to_owned()).await;
+    let b = notification_process(&a, TOKEN, |s| s.services.set(Module::Movie, "http://127.0.0.1:9")).await;
     let screen = screening(&a, ROW_A).await;
     let pia = customer(&a, "pia").await;
     let booking = book(&a, &pia.token, &screen, &["A2"]).await;
@@ -220,9 +220,9 @@ async fn mail_waits_for_an_unreachable_auth_and_is_written_when_auth_is_back(bac
     // B1 cannot reach auth: it records the event and retries writing the message.
     let retries_before = counter(&a.metrics().await, "notification_deliveries_total", "outcome=\"retry\"");
     let b1 = notification_process(&a, TOKEN, |s| {
-        s.services.auth = "http://127.0.0.1:9".to_owned();
-        s.notification.retry_first_ms = 50;
-        s.notification.retry_max_ms = 200;
+        s.services.set(Module::Auth, "http://127.0.0.1:9");
+        s.sections.notification.retry_first_ms = 50;
+        s.sections.notification.retry_max_ms = 200;
     })
     .await;
     let booking = book(&a, &olga.token, &screen, &["A1"]).await;
@@ -248,10 +248,10 @@ async fn two_notification_replicas_send_each_message_once(backend: Backend) {
     // consumers), one mail server.
     let replica = || {
         notification_process(&a, TOKEN, |s| {
-            s.notification.email = EmailAdapter::Smtp;
-            s.notification.smtp.host = "127.0.0.1".to_owned();
-            s.notification.smtp.port = sink.port();
-            s.notification.smtp.tls = SmtpTls::None;
+            s.sections.notification.email = EmailAdapter::Smtp;
+            s.sections.notification.smtp.host = "127.0.0.1".to_owned();
+            s.sections.notification.smtp.port = sink.port();
+            s.sections.notification.smtp.tls = SmtpTls::None;
         })
     };
     let (r1, r2) = (replica().await, replica().await);

@@ -48,12 +48,12 @@ on_both_backends!(
 /// Sends email through plain SMTP on `127.0.0.1:port`, retrying after 100 ms, 200 ms, then
 /// every 400 ms.
 fn smtp_on(s: &mut Settings, port: u16) {
-    s.notification.email = EmailAdapter::Smtp;
-    s.notification.smtp.host = "127.0.0.1".into();
-    s.notification.smtp.port = port;
-    s.notification.smtp.tls = SmtpTls::None;
-    s.notification.retry_first_ms = 100;
-    s.notification.retry_max_ms = 400;
+    s.sections.notification.email = EmailAdapter::Smtp;
+    s.sections.notification.smtp.host = "127.0.0.1".into();
+    s.sections.notification.smtp.port = port;
+    s.sections.notification.smtp.tls = SmtpTls::None;
+    s.sections.notification.retry_first_ms = 100;
+    s.sections.notification.retry_max_ms = 400;
 }
 
 /// `customer(app, name)`'s address.
@@ -130,7 +130,7 @@ async fn the_confirmation_email_arrives_with_the_ticket(backend: Backend) {
     assert_eq!(tickets.len(), 1, "one message with the confirmation's subject {}: {messages:#?}", confirmed["subject"]);
     let ticket = tickets[0];
 
-    let from = app.settings.notification.from.as_str();
+    let from = app.settings.sections.notification.from.as_str();
     assert_eq!(ticket.rcpt_tos, [email("ada")], "{ticket:#?}");
     assert_eq!(ticket.email.to, Some(email("ada")), "{ticket:#?}");
     assert_eq!(ticket.email.from.as_deref(), Some(from), "{ticket:#?}");
@@ -170,7 +170,7 @@ async fn mail_waits_for_the_smtp_server_and_is_delivered_when_it_returns(backend
     let app = spawn_app_with(backend, |s| {
         smtp_on(s, sink.port());
         // Tries every 400 ms for about 40 s: enough to outlast the outage below.
-        s.notification.max_attempts = 100;
+        s.sections.notification.max_attempts = 100;
     })
     .await;
     sink.stop().await;
@@ -217,7 +217,7 @@ async fn a_notification_fails_after_the_configured_attempts(backend: Backend) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let app = spawn_app_with(backend, |s| {
         smtp_on(s, port);
-        s.notification.max_attempts = 3;
+        s.sections.notification.max_attempts = 3;
     })
     .await;
     let retries_before = deliveries(&app, "retry").await;

@@ -287,7 +287,7 @@ async fn the_same_key_and_body_answer_the_first_answer_again_and_charge_once(bac
 
 async fn sixteen_concurrent_requests_with_one_key_charge_once_and_answer_alike(backend: Backend) {
     // A slow gateway, so every request arrives while the first is still charging.
-    let app = spawn_app_with(backend, |s| s.payment.gateway.latency_ms = 200).await;
+    let app = spawn_app_with(backend, |s| s.sections.payment.gateway.latency_ms = 200).await;
     let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
     let booking = book(&app, &ann.token, &screen, &["A1", "A2", "A3"]).await;
@@ -351,7 +351,7 @@ async fn a_key_reused_with_another_body_is_422_and_charges_nothing(backend: Back
 }
 
 async fn two_keys_paying_one_booking_at_once_charge_it_once(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.payment.gateway.latency_ms = 200).await;
+    let app = spawn_app_with(backend, |s| s.sections.payment.gateway.latency_ms = 200).await;
     let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
     let booking = book(&app, &ann.token, &screen, &["A1"]).await;
@@ -478,8 +478,8 @@ async fn a_payment_is_visible_to_its_owner_and_admins_and_every_route_needs_a_to
 
 async fn an_expired_or_cancelled_booking_cannot_be_paid(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.booking.hold_ttl_seconds = 1;
-        s.booking.sweep_interval_ms = 100;
+        s.sections.booking.hold_ttl_seconds = 1;
+        s.sections.booking.sweep_interval_ms = 100;
     })
     .await;
     let screen = screening(&app, ROW_A).await;
@@ -501,8 +501,8 @@ async fn an_expired_or_cancelled_booking_cannot_be_paid(backend: Backend) {
 
 async fn a_booking_whose_hold_ran_out_cannot_be_paid_before_the_sweeper_expires_it(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.booking.hold_ttl_seconds = 1;
-        s.booking.sweep_interval_ms = 60_000;
+        s.sections.booking.hold_ttl_seconds = 1;
+        s.sections.booking.sweep_interval_ms = 60_000;
     })
     .await;
     let screen = screening(&app, ROW_A).await;
@@ -562,9 +562,9 @@ async fn a_charge_accepted_before_the_hold_ran_out_confirms_however_late_its_out
     // The gateway answers long after the hold ran out and the sweeper came by: the charge, and
     // the `payment.completed` written with its outcome, are handled after `expires_at`.
     let app = spawn_app_with(backend, |s| {
-        s.booking.hold_ttl_seconds = 2;
-        s.booking.sweep_interval_ms = 50;
-        s.payment.gateway.latency_ms = 5000;
+        s.sections.booking.hold_ttl_seconds = 2;
+        s.sections.booking.sweep_interval_ms = 50;
+        s.sections.payment.gateway.latency_ms = 5000;
     })
     .await;
     let screen = screening(&app, ROW_A).await;
@@ -599,9 +599,9 @@ async fn a_charge_that_beats_the_hold_confirms_the_booking_for_good(backend: Bac
     // A hold long enough for the payment to confirm even on a loaded machine, and a sweeper
     // that would expire the booking at once were it still pending afterwards.
     let app = spawn_app_with(backend, |s| {
-        s.booking.hold_ttl_seconds = 4;
-        s.booking.sweep_interval_ms = 50;
-        s.payment.gateway.latency_ms = 50;
+        s.sections.booking.hold_ttl_seconds = 4;
+        s.sections.booking.sweep_interval_ms = 50;
+        s.sections.payment.gateway.latency_ms = 50;
     })
     .await;
     let screen = screening(&app, ROW_A).await;
@@ -627,9 +627,9 @@ async fn charges_racing_the_end_of_their_holds_are_never_kept_for_an_expired_boo
     // (100 ms, 150 ms, ... 350 ms) through a gateway that takes 700 ms: the charges complete
     // around the end of their holds, some before, some after, some as the sweeper comes by.
     let app = spawn_app_with(backend, |s| {
-        s.booking.hold_ttl_seconds = 1;
-        s.booking.sweep_interval_ms = 50;
-        s.payment.gateway.latency_ms = 700;
+        s.sections.booking.hold_ttl_seconds = 1;
+        s.sections.booking.sweep_interval_ms = 50;
+        s.sections.payment.gateway.latency_ms = 700;
     })
     .await;
     let screen = screening(&app, ROW_A).await;
@@ -679,7 +679,7 @@ async fn charges_racing_the_end_of_their_holds_are_never_kept_for_an_expired_boo
 }
 
 async fn a_booking_cancelled_while_its_charge_is_in_flight_gets_the_charge_back(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.payment.gateway.latency_ms = 1000).await;
+    let app = spawn_app_with(backend, |s| s.sections.payment.gateway.latency_ms = 1000).await;
     let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
     let booking = book(&app, &ann.token, &screen, &["A1"]).await;
@@ -708,7 +708,7 @@ async fn a_booking_cancelled_while_its_charge_is_in_flight_gets_the_charge_back(
 }
 
 async fn a_gateway_outage_is_503_charges_nothing_and_leaves_the_booking_payable(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.payment.gateway.failure_rate = 1.0).await;
+    let app = spawn_app_with(backend, |s| s.sections.payment.gateway.failure_rate = 1.0).await;
     let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
     let booking = book(&app, &ann.token, &screen, &["A1"]).await;
@@ -731,9 +731,9 @@ async fn a_gateway_slower_than_half_the_lease_is_503_and_the_reconciler_records_
     // all the same (a timeout is an unknown outcome): with no retry, the reconciler asks the
     // gateway about the key left running and records the charge, which confirms the booking.
     let app = spawn_app_with(backend, |s| {
-        s.payment.lease_seconds = 2;
-        s.payment.gateway.latency_ms = 1500;
-        s.payment.reconcile_interval_ms = 100;
+        s.sections.payment.lease_seconds = 2;
+        s.sections.payment.gateway.latency_ms = 1500;
+        s.sections.payment.reconcile_interval_ms = 100;
     })
     .await;
     let screen = screening(&app, ROW_A).await;
@@ -759,9 +759,9 @@ async fn a_gateway_slower_than_half_the_lease_is_503_and_the_reconciler_records_
 
 async fn declined_attempts_are_limited_per_booking_and_per_customer_even_in_parallel(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.payment.max_failed_attempts_per_booking = 2;
-        s.payment.max_failed_attempts_per_user = 3;
-        s.payment.gateway.latency_ms = 300;
+        s.sections.payment.max_failed_attempts_per_booking = 2;
+        s.sections.payment.max_failed_attempts_per_user = 3;
+        s.sections.payment.gateway.latency_ms = 300;
     })
     .await;
     let screen = screening(&app, ROW_A).await;
@@ -839,7 +839,7 @@ async fn only_an_admin_refunds_and_only_a_completed_payment(backend: Backend) {
 }
 
 async fn concurrent_refunds_of_one_payment_give_the_money_back_once(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.payment.gateway.latency_ms = 200).await;
+    let app = spawn_app_with(backend, |s| s.sections.payment.gateway.latency_ms = 200).await;
     let screen = screening(&app, ROW_A).await;
     let ann = customer(&app, "ann").await;
     let booking = book(&app, &ann.token, &screen, &["A1"]).await;
@@ -952,7 +952,7 @@ async fn replays_are_answered_from_redis_where_there_is_one(backend: Backend) {
 /// the old form back (what the old code saved: the payment, or the problem document of the
 /// time, without the `reason` member), so the upgrade is replayed here on real answers.
 async fn answers_saved_as_http_before_issue_12_replay_alike_after_the_upgrade(backend: Backend) {
-    use migrations::payment::Migrator;
+    use payment_migrations::Migrator;
     use sea_orm::{ConnectionTrait, Statement};
     use sea_orm_migration::MigratorTrait;
 

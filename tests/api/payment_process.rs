@@ -261,8 +261,8 @@ async fn payment_runs_as_its_own_process_beside_booking(backend: Backend) {
     settings_b.data_dir = data_b.path().to_path_buf();
     settings_b.modules = Some(vec![Module::Payment]);
     settings_b.server.bind = "127.0.0.1:0".parse().unwrap();
-    settings_b.services.auth.clone_from(&a.address);
-    settings_b.services.booking.clone_from(&a.address);
+    settings_b.services.set(Module::Auth, a.address.clone());
+    settings_b.services.set(Module::Booking, a.address.clone());
     let b = start(settings_b, data_b, Arc::new(|_| {})).await;
 
     // Each serves only its own routes.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use auth::api::AuthApi;
+use boxoffice::settings::Module;
 use platform::identity::AuthUser;
 use platform::problem::Problem;
 use serde_json::{Value, json};
@@ -60,7 +61,7 @@ async fn without_auth(backend: Backend, auth_url: &str) -> TestApp {
     let data = Arc::new(tempfile::TempDir::new().unwrap());
     let mut settings = test_settings(&backend, data.path());
     settings.modules = Some(vec![]);
-    settings.services.auth = auth_url.to_owned();
+    settings.services.set(Module::Auth, auth_url.to_owned());
     // The auth client a module of this process would be given.
     let auth: Arc<dyn AuthApi> =
         Arc::new(auth::client::AuthClient::new(auth_url, reqwest::Client::new(), settings.services.token.clone()));

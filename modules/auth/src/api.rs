@@ -220,6 +220,10 @@ pub trait AuthApi: Send + Sync {
     async fn jwks(&self) -> Result<Jwks, AuthError>;
 }
 
+/// The module's configuration defaults (`config.toml` beside this crate's `Cargo.toml`): its
+/// `[section]` and the URL it is reached at when served elsewhere.
+pub const CONFIG: &str = include_str!("../config.toml");
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,7 +36,7 @@ impl platform::module::Module for Auth {
     }
 
     fn migrate(&self) -> platform::db::Migrate {
-        migrations::auth_up
+        migrations::up::<auth_migrations::Migrator>
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {

@@ -396,6 +396,10 @@ pub const QUEUE: platform::events::QueueSpec = platform::events::QueueSpec {
     patterns: &[PaymentOutcome::COMPLETED, PaymentOutcome::FAILED],
 };
 
+/// The module's configuration defaults (`config.toml` beside this crate's `Cargo.toml`): its
+/// `[section]` and the URL it is reached at when served elsewhere.
+pub const CONFIG: &str = include_str!("../config.toml");
+
 #[cfg(test)]
 mod tests {
     use super::*;

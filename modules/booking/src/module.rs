@@ -31,7 +31,7 @@ impl Module for Booking {
     }
 
     fn migrate(&self) -> platform::db::Migrate {
-        migrations::booking_up
+        migrations::up::<booking_migrations::Migrator>
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {

@@ -459,6 +459,10 @@ pub struct SeatsOfBooking {
 pub const QUEUE: platform::events::QueueSpec =
     platform::events::QueueSpec { name: "movie_queue", patterns: &[BookingSeats::TAKEN, BookingSeats::RELEASED] };
 
+/// The module's configuration defaults (`config.toml` beside this crate's `Cargo.toml`): its
+/// `[section]` and the URL it is reached at when served elsewhere.
+pub const CONFIG: &str = include_str!("../config.toml");
+
 #[cfg(test)]
 mod tests {
     use super::*;

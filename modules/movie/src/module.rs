@@ -32,7 +32,7 @@ impl Module for Movie {
     }
 
     fn migrate(&self) -> platform::db::Migrate {
-        migrations::movie_up
+        migrations::up::<movie_migrations::Migrator>
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {

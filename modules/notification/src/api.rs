@@ -156,6 +156,10 @@ pub const QUEUE: platform::events::QueueSpec = platform::events::QueueSpec {
     ],
 };
 
+/// The module's configuration defaults (`config.toml` beside this crate's `Cargo.toml`): its
+/// `[section]` and the URL it is reached at when served elsewhere.
+pub const CONFIG: &str = include_str!("../config.toml");
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -21,7 +21,7 @@ impl Module for Notification {
     }
 
     fn migrate(&self) -> platform::db::Migrate {
-        migrations::notification_up
+        migrations::up::<notification_migrations::Migrator>
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {

@@ -364,6 +364,10 @@ pub struct PaymentRefunded {
 pub const QUEUE: platform::events::QueueSpec =
     platform::events::QueueSpec { name: "payment_queue", patterns: &[booking::api::BookingEvent::CANCELLED] };
 
+/// The module's configuration defaults (`config.toml` beside this crate's `Cargo.toml`): its
+/// `[section]` and the URL it is reached at when served elsewhere.
+pub const CONFIG: &str = include_str!("../config.toml");
+
 #[cfg(test)]
 mod tests {
     use super::*;

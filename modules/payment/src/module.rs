@@ -20,7 +20,7 @@ impl Module for Payment {
     }
 
     fn migrate(&self) -> platform::db::Migrate {
-        migrations::payment_up
+        migrations::up::<payment_migrations::Migrator>
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {

@@ -2,7 +2,7 @@
 //! all modules. Module-specific sections live in their module crates; the binary
 //! assembles the whole settings type and passes pieces down (there is no global).
 //!
-//! Layers, later wins: the compiled-in `config/default.toml` → `config/<profile>.toml`
+//! Layers, later wins: the compiled-in `config/default.toml` and each module's `config.toml` → `config/<profile>.toml`
 //! when `BOXOFFICE_PROFILE` is set → the `--config FILE` → environment variables
 //! `BOXOFFICE__SECTION__KEY`.
 
@@ -16,14 +16,23 @@ use serde::de::DeserializeOwned;
 
 /// Loads settings from the layers above. Errors name the offending key.
 ///
+/// `defaults` are the compiled-in defaults (`config/default.toml`, then each module's own).
 /// `list_keys` are keys whose environment value is a comma-separated list (e.g. `modules`).
+/// `mirror` names a key under which the whole merged configuration is repeated, so that a
+/// field of `T` at that key reads sections that `T` does not name itself (the binary's module
+/// sections): the same values, each coerced by its own field's type, as in a top-level field.
 pub fn load<T: DeserializeOwned>(
-    defaults_toml: &str,
+    defaults: &[&str],
     profile: Option<(&str, &Path)>,
     file: Option<&Path>,
     list_keys: &[&str],
+    mirror: &str,
 ) -> Result<T, String> {
-    let mut builder = Config::builder().add_source(File::from_str(defaults_toml, FileFormat::Toml));
+    let invalid = |e: config::ConfigError| format!("invalid configuration: {e}");
+    let mut builder = Config::builder();
+    for toml in defaults {
+        builder = builder.add_source(File::from_str(toml, FileFormat::Toml));
+    }
     if let Some((name, dir)) = profile {
         let path = dir.join(format!("{name}.toml"));
         if !path.is_file() {
@@ -44,7 +53,14 @@ pub fn load<T: DeserializeOwned>(
             env = env.with_list_parse_key(key);
         }
     }
-    builder.add_source(env).build().and_then(Config::try_deserialize).map_err(|e| format!("invalid configuration: {e}"))
+    let layers = builder.add_source(env).build().map_err(invalid)?;
+    let whole: config::Value = layers.clone().try_deserialize().map_err(invalid)?;
+    let mirrored = Config::builder().add_source(layers).set_override(mirror, whole).map_err(invalid)?;
+    // An error in a mirrored section names the key as the operator writes it.
+    mirrored
+        .build()
+        .and_then(Config::try_deserialize)
+        .map_err(|e| invalid(e).replace(&format!("`{mirror}."), "`").replace(&format!(" {mirror}."), " "))
 }
 
 /// A secret value (key, password): never printed by `Debug` or `Display`.

@@ -1,4 +1,4 @@
-//! The auth module's tables (see `migrations/src/auth` for the column comments).
+//! The auth module's tables (see `migrations/auth` for the column comments).
 
 pub mod user {
     use platform::identity::Role;

@@ -44,7 +44,7 @@ pub struct AuthSettings {
     pub refresh_token_ttl_seconds: u64,
     /// Ed25519 private key as PKCS#8 PEM; empty: generated into the data dir on first start.
     pub signing_key: Secret,
-    /// Failed-login limits; the rule is in `limiter` and `config/default.toml`.
+    /// Failed-login limits; the rule is in `limiter` and this crate's `config.toml`.
     pub login_max_failures_per_account_address: u64,
     pub login_max_failures_per_account: u64,
     pub login_max_failures_per_address: u64,

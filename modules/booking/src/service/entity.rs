@@ -1,4 +1,4 @@
-//! The booking module's tables (see `migrations/src/booking` for the column comments).
+//! The booking module's tables (see `migrations/booking` for the column comments).
 
 pub mod booking {
     use sea_orm::entity::prelude::*;

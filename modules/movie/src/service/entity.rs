@@ -1,4 +1,4 @@
-//! The movie module's tables (see `migrations/src/movie` for the column comments).
+//! The movie module's tables (see `migrations/movie` for the column comments).
 
 pub mod movie {
     use sea_orm::entity::prelude::*;

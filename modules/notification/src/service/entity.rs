@@ -1,4 +1,4 @@
-//! The notification module's tables (see `migrations/src/notification` for the column comments).
+//! The notification module's tables (see `migrations/notification` for the column comments).
 
 pub mod notification {
     use sea_orm::entity::prelude::*;

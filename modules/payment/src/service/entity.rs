@@ -1,4 +1,4 @@
-//! The payment module's tables (see `migrations/src/payment` for the column comments).
+//! The payment module's tables (see `migrations/payment` for the column comments).
 
 pub mod payment {
     use sea_orm::entity::prelude::*;

@@ -13,7 +13,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_catalog::Migration),
             Box::new(m20261124_000002_inbox::Migration),
-            Box::new(crate::inbox_retention::Migration),
+            Box::new(migrations::InboxRetention),
         ]
     }
 

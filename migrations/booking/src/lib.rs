@@ -14,7 +14,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261124_000001_bookings::Migration),
-            Box::new(crate::inbox_retention::Migration),
+            Box::new(migrations::InboxRetention),
             Box::new(m20261201_000001_payment_holds::Migration),
             Box::new(m20261207_000001_screening_names::Migration),
         ]

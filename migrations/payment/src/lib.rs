@@ -16,7 +16,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261124_000001_payments::Migration),
-            Box::new(crate::inbox_retention::Migration),
+            Box::new(migrations::InboxRetention),
             Box::new(m20261201_000001_reconcile::Migration),
             Box::new(m20261207_000001_saved_answers::Migration),
         ]
