@@ -165,6 +165,7 @@ pub struct Started {
     pub ctx: Context,
     pub peers: Peers,
     pub mounts: Vec<Mount>,
+    /// The document of the routes this process serves.
     pub openapi: utoipa::openapi::OpenApi,
 }
 
@@ -191,6 +192,13 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Started> {
     }
     let openapi = crate::openapi::document(served.iter().map(|m| m.openapi()));
     Ok(Started { ctx, peers, mounts, openapi })
+}
+
+/// The OpenAPI document of every module compiled into this binary, served or not: the whole
+/// API of a deployment of it, which a gateway in front serves as one document. The single
+/// binary serves all of them, so there it is the same as [`Started::openapi`].
+pub fn compiled_openapi(settings: &Settings) -> utoipa::openapi::OpenApi {
+    crate::openapi::document(Module::COMPILED.iter().filter_map(|m| m.local(settings)).map(|m| m.openapi()))
 }
 
 /// Opens `module`'s database and brings its schema up to date (`boxoffice migrate`).

@@ -1,14 +1,72 @@
 //! The OpenAPI 3 document of the routes this process serves, and its rendering at
 //! `/api/docs` (Swagger UI, vendored into the binary: nothing is fetched at build or run time).
+//! `GET /api/openapi.json?scope=deployment` answers the document of every compiled-in module
+//! instead: a split service knows the whole API, so a gateway in front serves one document
+//! (and the docs page, which reads `/api/openapi.json` from the server it was loaded from)
+//! without merging anything itself.
 //!
 //! Each route declares the answers of its own logic; the answers every route of a kind can
 //! give (the extractors' 400/413/415/422, 401 for a token, 404 for a path id that does not
 //! parse, the budget's 429, 503 when a dependency is down, the panic guard's 500) are added
 //! here once, so that the document lists every status a client (or a fuzzer) can meet.
 
+use actix_web::{HttpResponse, web};
+use platform::extract::Query;
+use serde::Deserialize;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+const DOCUMENT_PATH: &str = "/api/openapi.json";
+
+/// The two documents a process answers, serialized once at start.
+pub struct Documents {
+    /// The routes this process serves.
+    served: web::Bytes,
+    /// The routes of every compiled-in module: the deployment's whole API.
+    deployment: web::Bytes,
+}
+
+impl Documents {
+    /// # Errors
+    /// A document does not serialize (a bug in a module's description).
+    pub fn new(served: &OpenApi, deployment: &OpenApi) -> serde_json::Result<Self> {
+        Ok(Self { served: serde_json::to_vec(served)?.into(), deployment: serde_json::to_vec(deployment)?.into() })
+    }
+}
+
+/// Which document `GET /api/openapi.json` answers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Scope {
+    /// The routes this process serves (the default).
+    #[default]
+    Process,
+    /// Every compiled-in module's routes, served here or not.
+    Deployment,
+}
+
+#[derive(Debug, Deserialize)]
+struct DocumentQuery {
+    #[serde(default)]
+    scope: Scope,
+}
+
+/// `GET /api/openapi.json[?scope=process|deployment]` and the Swagger UI reading it.
+pub fn routes(cfg: &mut web::ServiceConfig, documents: web::Data<Documents>) {
+    cfg.app_data(documents)
+        .service(web::resource(DOCUMENT_PATH).route(web::get().to(document_json)))
+        .service(SwaggerUi::new("/api/docs/{_:.*}").config(Config::new([DOCUMENT_PATH])));
+}
+
+async fn document_json(documents: web::Data<Documents>, query: Query<DocumentQuery>) -> HttpResponse {
+    let body = match query.into_inner().scope {
+        Scope::Process => documents.served.clone(),
+        Scope::Deployment => documents.deployment.clone(),
+    };
+    HttpResponse::Ok().content_type("application/json").body(body)
+}
 
 /// Merges the documents of the served modules (`modules`) under one info block.
 pub fn document(modules: impl IntoIterator<Item = OpenApi>) -> OpenApi {

@@ -13,7 +13,6 @@ use platform::events::EventBus;
 use platform::http::{ClientBudget, ForwardedFor, Ops};
 use platform::identity::{JwtVerifier, ServiceToken};
 use tokio_util::sync::CancellationToken;
-use utoipa_swagger_ui::SwaggerUi;
 
 use crate::modules::Started;
 use crate::settings::Settings;
@@ -105,6 +104,9 @@ fn http_server(
     listener: TcpListener,
 ) -> anyhow::Result<Server> {
     let Started { ctx, peers, mounts, openapi } = started;
+    let documents = crate::openapi::Documents::new(&openapi, &crate::modules::compiled_openapi(settings))
+        .context("serializing the OpenAPI documents")?;
+    let documents = web::Data::new(documents);
     let ops = Arc::new(Ops { readiness: ctx.readiness, metrics: platform::telemetry::prometheus() });
     let verifier = web::Data::from(peers.get::<JwtVerifier>()?);
     let budget = web::Data::new(ClientBudget::new(settings.server.client_budget_per_minute));
@@ -132,7 +134,7 @@ fn http_server(
         }
         app.route("/", web::get().to(|| redirect_to_docs(HttpResponse::TemporaryRedirect())))
             .route("/api/docs", web::get().to(|| redirect_to_docs(HttpResponse::PermanentRedirect())))
-            .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", openapi.clone()))
+            .configure(|cfg| crate::openapi::routes(cfg, documents.clone()))
             .configure(|cfg| extra(cfg))
     })
     .shutdown_timeout(settings.server.shutdown_timeout_seconds)

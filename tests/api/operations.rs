@@ -1,5 +1,6 @@
 //! The operational surface and the handling of bad input, common to every process.
 
+use boxoffice::settings::Module;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, assert_problem, spawn_app, spawn_app_with};
@@ -112,6 +113,45 @@ async fn openapi_documents_the_served_routes_and_docs_render_it() {
     let config =
         app.client.get(app.url("/api/docs/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
     assert!(config.contains("/api/openapi.json"));
+}
+
+/// A split service documents its own routes, and on request the whole deployment's: what a
+/// gateway in front serves as the one document of the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_service_also_documents_the_whole_deployment() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.modules = Some(vec![Module::Auth])).await;
+    let document = |query: &'static str| {
+        let request = app.client.get(app.url(&format!("/api/openapi.json{query}"))).send();
+        async move { request.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let prefixes = ["/api/auth/", "/api/movies/", "/api/bookings/", "/api/payments/", "/api/notifications/"];
+    let documented =
+        |doc: &Value, prefix: &str| doc["paths"].as_object().unwrap().keys().any(|p| p.starts_with(prefix));
+
+    let served = document("").await;
+    assert_eq!(document("?scope=process").await, served);
+    assert!(documented(&served, "/api/auth/"));
+    for prefix in &prefixes[1..] {
+        assert!(!documented(&served, prefix), "{prefix} documented by a process that does not serve it");
+    }
+    let deployment = document("?scope=deployment").await;
+    for prefix in prefixes {
+        assert!(documented(&deployment, prefix), "{prefix} missing from the deployment's document");
+    }
+    assert!(deployment["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(deployment["paths"].as_object().unwrap().keys().all(|p| !p.starts_with("/internal")));
+
+    let unknown = app.client.get(app.url("/api/openapi.json?scope=everything")).send().await.unwrap();
+    assert_eq!(assert_problem(unknown, 422).await["errors"][0]["field"], "scope");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_single_binary_documents_the_same_api_in_both_scopes() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let get = |query: &'static str| app.client.get(app.url(&format!("/api/openapi.json{query}"))).send();
+    let served: Value = get("").await.unwrap().json().await.unwrap();
+    let deployment: Value = get("?scope=deployment").await.unwrap().json().await.unwrap();
+    assert_eq!(served, deployment);
 }
 
 async fn bad_input_gets_problem_documents(backend: Backend) {
