@@ -5,6 +5,8 @@
 # (.ci/run) and the tour cannot drift from the code. docs/walkthrough.md explains how to run it.
 #
 #   BASE_URL        the server (default http://127.0.0.1:8080)
+#   OPS_URL         where /health/ready and /metrics are answered (default BASE_URL): behind a
+#                   gateway, which does not route them, one process of the deployment
 #   ADMIN_EMAIL     an admin account of that server (default admin@example.com) and its
 #   ADMIN_PASSWORD  password (default "walkthrough admin password"): start the server with
 #                   BOXOFFICE__AUTH__ADMIN_EMAIL and BOXOFFICE__AUTH__ADMIN_PASSWORD set to them
@@ -17,6 +19,7 @@ set -euo pipefail
 BASE_URL="${BASE_URL:-http://127.0.0.1:8080}"
 ADMIN_EMAIL="${ADMIN_EMAIL:-admin@example.com}"
 ADMIN_PASSWORD="${ADMIN_PASSWORD:-walkthrough admin password}"
+OPS_URL="${OPS_URL:-$BASE_URL}"
 RUN=$(python3 -c 'import secrets; print(secrets.token_hex(4))')
 PASSWORD="correct-horse-battery"
 JSON='Content-Type: application/json'
@@ -297,9 +300,9 @@ py 'sorted(n["kind"] for n in d["items"])'
 call 401 GET /api/notifications/notifications
 
 step "Operations"
-call 200 GET /health/ready
+BASE_URL=$OPS_URL call 200 GET /health/ready
 py 'd["checks"]'
-call 200 GET /metrics
+BASE_URL=$OPS_URL call 200 GET /metrics
 printf '%s\n' "$BODY" | grep -E '^(bookings_total|payments_total|notification_deliveries_total)' || true
 call 200 GET /api/openapi.json
 py 'len(d["paths"])'
