@@ -253,9 +253,9 @@ launch() {
 # service (the API document, which any process answers).
 ready() {
   if [[ "$1" == gateway ]]; then
-    curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:$GATEWAY_PORT/api/openapi.json"
+    curl -fs -o /dev/null --max-time 3 "http://127.0.0.1:$GATEWAY_PORT/api/openapi.json"
   else
-    curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:${PORT[$1]}/health/ready"
+    curl -fs -o /dev/null --max-time 3 "http://127.0.0.1:${PORT[$1]}/health/ready"
   fi
 }
 
