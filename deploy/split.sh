@@ -80,6 +80,9 @@ known() { [[ "$1" == gateway || -n "${SERVES[$1]:-}" ]] || die "no process '$1' 
 
 # --- the deployment's backing services and secrets -------------------------------------------
 
+# Fails unless command $1 is installed (Debian package $2).
+require() { command -v "$1" >/dev/null || die "$1 is not installed (apt-get install $2)"; }
+
 nginx_bin() { command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || die "nginx is not installed (apt-get install nginx)"; }
 
 boxoffice_bin() {
@@ -103,7 +106,7 @@ boxoffice_bin() {
 
 # The database of this deployment, created once (the modules make their schemas in it).
 ensure_database() {
-  command -v psql >/dev/null || die "psql is not installed (apt-get install postgresql-client)"
+  require psql postgresql-client
   local server="$DATABASE_URL/postgres"
   if [[ -z "$(psql "$server" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$SPLIT_NAME'")" ]]; then
     say "creating database $SPLIT_NAME"
@@ -124,8 +127,8 @@ ensure_secrets() {
   )
 }
 
-# Sets VARS to the environment of process $1 (for `env`): its profile, loopback port, data
-# directory, the shared services under this deployment's names, where the other modules are,
+# Sets VARS to the environment of process $1 (NAME=value, for `export`: secrets never appear
+# on a command line, where `ps` would show them): its profile, loopback port, data directory, the shared services under this deployment's names, where the other modules are,
 # the secrets.
 process_env() {
   local name=$1 module first
@@ -156,9 +159,14 @@ process_env() {
 
 # Runs the boxoffice command "$@" (a CLI subcommand) with the settings of process $1.
 with_process_env() {
+  local bin
+  bin=$(boxoffice_bin)
   process_env "$1"
   shift
-  env "${VARS[@]}" BOXOFFICE__LOG__FILTER=warn "$(boxoffice_bin)" "$@"
+  (
+    export "${VARS[@]}" BOXOFFICE__LOG__FILTER=warn
+    exec "$bin" "$@"
+  )
 }
 
 # --- nginx ---------------------------------------------------------------------------------
@@ -166,9 +174,13 @@ with_process_env() {
 write_nginx_conf() {
   local dir="$STATE_DIR/nginx" module name
   mkdir -p "$dir/tmp"
-  local cert=${TLS_CERT:-$STATE_DIR/tls/cert.pem} key=${TLS_KEY:-$STATE_DIR/tls/key.pem}
-  if [[ -z "${TLS_CERT:-}" ]]; then
+  local cert key
+  if [[ -n "${TLS_CERT:-}" ]]; then
+    cert=$TLS_CERT
+    key=${TLS_KEY:?TLS_KEY must be set with TLS_CERT}
+  else
     "$ROOT/deploy/gateway/make-cert.sh" "$STATE_DIR/tls"
+    cert=$STATE_DIR/tls/cert.pem key=$STATE_DIR/tls/key.pem
   fi
   {
     echo "# Made by deploy/split.sh from deploy/topology (layout $LAYOUT): the processes behind each module."
@@ -224,7 +236,7 @@ EOF
 # Starts process $1 in the background, in a session of its own (a Ctrl-C or a hang-up of the
 # shell that ran `up` does not reach it; `down` stops it), logging to its log file.
 launch() {
-  local name=$1 port cmd
+  local name=$1 port cmd=()
   if alive "$name"; then
     say "$name is already running (pid $(pid_of "$name"))"
     return
@@ -234,16 +246,19 @@ launch() {
     cmd=("$(nginx_bin)" -p "$STATE_DIR/nginx" -e "$STATE_DIR/logs/gateway.log" -c "$STATE_DIR/nginx/nginx.conf")
   else
     port=${PORT[$name]}
-    mkdir -p "$STATE_DIR/data/$name"
     process_env "$name"
-    cmd=(env "${VARS[@]}" "$(boxoffice_bin)" serve)
+    cmd=("$(boxoffice_bin)" serve)
   fi
   port_open "$port" && die "port $port (for $name) is taken: another deployment? set BASE_PORT"
   rm -f "$(pid_file "$name")"
-  # The pid is written by the process itself just before it becomes the command, whether or
-  # not setsid had to fork.
-  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$(pid_file "$name")" "${cmd[@]}" \
-    </dev/null >>"$(log_file "$name")" 2>&1 &
+  (
+    [[ "$name" == gateway ]] || export "${VARS[@]}"
+    # The pid is written by the process itself just before it becomes the command, whether or
+    # not setsid had to fork.
+    # shellcheck disable=SC2016 # $$ and $@ are the inner shell's.
+    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$(pid_file "$name")" "${cmd[@]}" \
+      </dev/null >>"$(log_file "$name")" 2>&1 &
+  )
   local i
   for ((i = 0; i < 50; i++)); do [[ -s "$(pid_file "$name")" ]] && break; sleep 0.1; done
   say "started $name (pid $(pid_of "$name"), port $port)"
@@ -306,6 +321,8 @@ halt() {
 # --- commands ------------------------------------------------------------------------------
 
 up() {
+  require openssl openssl
+  require curl curl
   mkdir -p "$STATE_DIR/pids" "$STATE_DIR/logs" "$STATE_DIR/data"
   # The gateway's workers may run as another user than its master (nginx as root): they need
   # to reach its temporary files.
