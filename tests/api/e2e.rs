@@ -1,6 +1,6 @@
 //! The end-to-end suite: what a client does, through the public API only, run on every
 //! deployment (docs/testing.md): the single binary on SQLite and on PostgreSQL + Redis +
-//! RabbitMQ here, the split and the mixed split behind the gateway in `tests/api/gateway.rs`.
+//! RabbitMQ here, the split and the mixed split behind the gateway in `tests/api/split_script.rs`.
 //! Every scenario makes its own users and screening, so scenarios can share a deployment.
 
 use std::time::Duration as StdDuration;

@@ -44,3 +44,4 @@ mod private_redis;
 mod process;
 mod smtp;
 mod split;
+mod split_script;
