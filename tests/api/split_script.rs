@@ -38,7 +38,8 @@ impl Split {
             ("BASE_PORT".to_owned(), free_base_port().to_string()),
             ("SPLIT_NAME".to_owned(), format!("split_{}", &unique[..12])),
             ("BOXOFFICE_BIN".to_owned(), env!("CARGO_BIN_EXE_boxoffice").to_owned()),
-            ("DATABASE_URL".to_owned(), database_url),
+            // The server: the script makes a database of its own there.
+            ("DATABASE_URL".to_owned(), database_url.rsplit_once('/').unwrap().0.to_owned()),
             ("REDIS_URL".to_owned(), redis_url),
             ("AMQP_URL".to_owned(), amqp_url),
             ("ADMIN_EMAIL".to_owned(), ADMIN_EMAIL.to_owned()),
