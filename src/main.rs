@@ -1,5 +1,5 @@
 //! The `boxoffice` command: `serve` (the default), `migrate`, `seed --demo`, `admin create`,
-//! `events dead-letters`.
+//! `events dead-letters`, `probe`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +47,13 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: EventsCommand,
+    },
+    /// Exit 0 if the server this configuration describes is ready (`GET /health/ready`
+    /// answers 200), else 1: a container health check in an image without curl.
+    Probe {
+        /// Another address than `server.bind` (an unspecified address means loopback).
+        #[arg(long, value_name = "HOST:PORT")]
+        bind: Option<SocketAddr>,
     },
 }
 
@@ -142,6 +149,7 @@ fn main() -> ExitCode {
             Command::Events { command: EventsCommand::DeadLetters { command } } => {
                 dead_letters(&settings, command).await
             }
+            Command::Probe { bind } => probe(bind.unwrap_or(settings.server.bind)).await,
         }
     });
     match outcome {
@@ -169,6 +177,16 @@ async fn termination_signal() {
             std::future::pending::<()>().await;
         }
     }
+}
+
+async fn probe(mut bind: SocketAddr) -> anyhow::Result<()> {
+    if bind.ip().is_unspecified() {
+        bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{bind}/health/ready");
+    let answer = platform::rest::http_client()?.get(&url).timeout(std::time::Duration::from_secs(3)).send().await?;
+    anyhow::ensure!(answer.status().is_success(), "{url} answered {}", answer.status());
+    Ok(())
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {

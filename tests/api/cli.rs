@@ -211,3 +211,44 @@ async fn processes_starting_together_on_fresh_data_take_turns_migrating(backend:
         result.unwrap_or_else(|e| panic!("{backend:?}: {e:#}"));
     }
 }
+
+/// `KEY_FILE` variables read a secret from a file, as compose and Kubernetes mount them.
+#[test]
+fn a_secret_can_come_from_a_file() {
+    let data = tempfile::TempDir::new().unwrap();
+    let file = data.path().join("token");
+    std::fs::write(&file, format!("{}\n", "x".repeat(31))).unwrap();
+    let short = boxoffice(data.path()).arg("migrate").env("BOXOFFICE__SERVICES__TOKEN_FILE", &file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert_eq!(short.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("services.token must be at least 32 characters"), "{stderr}");
+    assert!(!stderr.contains(&"x".repeat(31)), "a secret is never printed: {stderr}");
+
+    std::fs::write(&file, format!("{}\n", "x".repeat(32))).unwrap();
+    let ok = boxoffice(data.path()).arg("migrate").env("BOXOFFICE__SERVICES__TOKEN_FILE", &file).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    let both = boxoffice(data.path())
+        .arg("migrate")
+        .env("BOXOFFICE__SERVICES__TOKEN_FILE", &file)
+        .env("BOXOFFICE__SERVICES__TOKEN", "y".repeat(32))
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    let missing =
+        boxoffice(data.path()).arg("migrate").env("BOXOFFICE__SERVICES__TOKEN_FILE", "/no/such/file").output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+/// `boxoffice probe` is the health check of an image without curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_exits_0_only_when_the_server_is_ready() {
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let data = tempfile::TempDir::new().unwrap();
+    let probe = |bind: String| boxoffice(data.path()).args(["probe", "--bind", &bind]).output().unwrap();
+    let ready = probe(format!("0.0.0.0:{port}"));
+    assert!(ready.status.success(), "{}", String::from_utf8_lossy(&ready.stderr));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    assert_eq!(probe(closed.to_string()).status.code(), Some(1));
+}

@@ -15,7 +15,7 @@ use platform::money::Money;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id};
+use crate::helpers::{Api, id};
 use crate::movie::{MOVIES, SHOWTIMES, THEATERS, day_at};
 
 pub const BOOK: &str = "/api/bookings/book";
@@ -105,7 +105,7 @@ fn label_of(seat: &Value) -> String {
 }
 
 /// `POST path` as `admin`, which must answer 201; returns what was created.
-pub async fn post_admin(app: &TestApp, admin: &str, path: &str, body: &Value) -> Value {
+pub async fn post_admin(app: &Api, admin: &str, path: &str, body: &Value) -> Value {
     let res = app.send_as(Method::POST, path, admin, body).await;
     assert_eq!(res.status(), 201, "POST {path}");
     res.json().await.unwrap()
@@ -113,7 +113,7 @@ pub async fn post_admin(app: &TestApp, admin: &str, path: &str, body: &Value) ->
 
 /// As the app's admin: a movie, a theater of `layout` and a showtime two days ahead at 18:00
 /// whose base price is `PRICE`.
-pub async fn screening(app: &TestApp, layout: &Layout) -> Screening {
+pub async fn screening(app: &Api, layout: &Layout) -> Screening {
     let admin = app.admin_token().await;
     let movie = post_admin(
         app,
@@ -140,18 +140,18 @@ pub struct Customer {
 }
 
 /// Registers the customer `username`.
-pub async fn customer(app: &TestApp, username: &str) -> Customer {
+pub async fn customer(app: &Api, username: &str) -> Customer {
     let user = app.caller(app.customer_token(username).await, Role::Customer).await;
     Customer { id: user.id.0.to_string(), token: user.bearer }
 }
 
-pub async fn post_book(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
+pub async fn post_book(app: &Api, token: &str, body: &Value) -> reqwest::Response {
     app.send_as(Method::POST, BOOK, token, body).await
 }
 
 /// Books `labels` of the screening as `token`, which must answer 201: a pending booking that
 /// costs what its seats cost.
-pub async fn book(app: &TestApp, token: &str, screen: &Screening, labels: &[&str]) -> Value {
+pub async fn book(app: &Api, token: &str, screen: &Screening, labels: &[&str]) -> Value {
     let res = post_book(app, token, &screen.request(labels)).await;
     assert_eq!(res.status(), 201, "book {labels:?}");
     let booking: Value = res.json().await.unwrap();
@@ -164,18 +164,18 @@ pub fn booking_path(booking_id: &str) -> String {
     format!("{BOOKINGS}/{booking_id}")
 }
 
-pub async fn get_booking(app: &TestApp, token: &str, booking_id: &str) -> Value {
+pub async fn get_booking(app: &Api, token: &str, booking_id: &str) -> Value {
     let res = app.get_as(&booking_path(booking_id), token).await;
     assert_eq!(res.status(), 200, "GET booking {booking_id}");
     res.json().await.unwrap()
 }
 
-pub async fn cancel(app: &TestApp, token: &str, booking_id: &str) -> reqwest::Response {
+pub async fn cancel(app: &Api, token: &str, booking_id: &str) -> reqwest::Response {
     app.client.post(app.url(&format!("{BOOKINGS}/{booking_id}/cancel"))).bearer_auth(token).send().await.unwrap()
 }
 
 /// Cancels the booking as `token`, which must answer 200 with the cancelled booking.
-pub async fn cancel_ok(app: &TestApp, token: &str, booking_id: &str) -> Value {
+pub async fn cancel_ok(app: &Api, token: &str, booking_id: &str) -> Value {
     let res = cancel(app, token, booking_id).await;
     assert_eq!(res.status(), 200, "cancel {booking_id}");
     let cancelled: Value = res.json().await.unwrap();
@@ -184,7 +184,7 @@ pub async fn cancel_ok(app: &TestApp, token: &str, booking_id: &str) -> Value {
 }
 
 /// Polls the booking until its status is `status`, for at most `within`.
-pub async fn wait_for_status(app: &TestApp, token: &str, booking_id: &str, status: &str, within: StdDuration) -> Value {
+pub async fn wait_for_status(app: &Api, token: &str, booking_id: &str, status: &str, within: StdDuration) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let booking = get_booking(app, token, booking_id).await;
@@ -197,7 +197,7 @@ pub async fn wait_for_status(app: &TestApp, token: &str, booking_id: &str, statu
 }
 
 /// The seat map of the screening, label → status.
-pub async fn seat_map(app: &TestApp, screen: &Screening) -> BTreeMap<String, String> {
+pub async fn seat_map(app: &Api, screen: &Screening) -> BTreeMap<String, String> {
     let res = app.client.get(app.url(&format!("{}/seats", screen.showtime_path()))).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let map: Value = res.json().await.unwrap();
@@ -279,18 +279,37 @@ pub fn card(booking: &Value, number: &str) -> Value {
     json!({"booking_id": booking["id"], "card_number": number, "card_expiry": "12/35", "card_cvc": "123"})
 }
 
-pub async fn pay(app: &TestApp, token: &str, key: &str, body: &Value) -> reqwest::Response {
+pub async fn pay(app: &Api, token: &str, key: &str, body: &Value) -> reqwest::Response {
     app.client.post(app.url(PAY)).bearer_auth(token).header(IDEMPOTENCY_KEY, key).json(body).send().await.unwrap()
 }
 
 /// Pays with a fresh key, which must answer 201 (a payment `completed` or `failed`).
-pub async fn pay_ok(app: &TestApp, token: &str, body: &Value) -> Value {
+pub async fn pay_ok(app: &Api, token: &str, body: &Value) -> Value {
     let res = pay(app, token, &new_key(), body).await;
     assert_eq!(res.status(), 201, "pay {body}");
     let location = res.headers().get("location").unwrap().to_str().unwrap().to_owned();
     let payment: Value = res.json().await.unwrap();
     assert_eq!(location, format!("{PAYMENTS}/{}", id(&payment)));
     payment
+}
+
+pub async fn get_payment(app: &Api, token: &str, payment_id: &str) -> Value {
+    let res = app.get_as(&format!("{PAYMENTS}/{payment_id}"), token).await;
+    assert_eq!(res.status(), 200, "GET payment {payment_id}");
+    res.json().await.unwrap()
+}
+
+/// Polls the payment until its status is `status`, for at most `within`.
+pub async fn wait_for_payment(app: &Api, within: StdDuration, token: &str, payment_id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let payment = get_payment(app, token, payment_id).await;
+        if payment["status"] == status {
+            return payment;
+        }
+        assert!(Instant::now() < deadline, "payment still {} after {within:?}: {payment}", payment["status"]);
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
 }
 
 /// What [`ada_pays_beside_bob`] leaves: Ada's confirmed booking of A1 and A2, and Bob's
@@ -305,7 +324,7 @@ pub struct PaidBesideAnother {
 
 /// Ada books A1 and A2 and pays with a good card while Bob books A3 and does not pay; returns
 /// once Ada's booking is confirmed (within `settle`). What the mail tests send and check.
-pub async fn ada_pays_beside_bob(app: &TestApp, settle: StdDuration) -> PaidBesideAnother {
+pub async fn ada_pays_beside_bob(app: &Api, settle: StdDuration) -> PaidBesideAnother {
     let screen = screening(app, ROW_A).await;
     let ada = customer(app, "ada").await;
     let bob = customer(app, "bob").await;

@@ -116,9 +116,23 @@ pub fn test_settings(backend: &Backend, data_dir: &Path) -> Settings {
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin password";
 
-pub struct TestApp {
+/// A deployment as a client sees it: its base URL. A [`TestApp`] is one; so is the gateway of
+/// a split deployment (`tests/api/e2e.rs`).
+pub struct Api {
     pub address: String,
     pub client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(address: impl Into<String>) -> Self {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Api { address: address.into(), client }
+    }
+}
+
+/// An app of the test's own, in this process: its API and what the test may reach behind it.
+pub struct TestApp {
+    pub api: Api,
     pub settings: Settings,
     pub data_dir: PathBuf,
     /// The app's event bus, to publish as another module would.
@@ -152,18 +166,18 @@ pub async fn start(settings: Settings, data: Arc<TempDir>, extra: ExtraRoutes) -
     let handle = app.handle();
     let bus = app.bus();
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
-        data_dir: data.path().to_path_buf(),
-        settings,
-        bus,
-        _data: data,
-        handle,
+    TestApp { api: Api::new(address), data_dir: data.path().to_path_buf(), settings, bus, _data: data, handle }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }
 
-impl TestApp {
+impl Api {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -15,7 +15,7 @@ use platform::identity::UserId;
 use serde_json::{Value, json};
 
 use crate::fixtures::{DECLINED, GOOD, ROW_A, book, cancel_ok, card, customer, pay_ok, screening, wait_for_status};
-use crate::helpers::{Backend, TestApp, assert_invalid, assert_problem, counter, spawn_app, spawn_app_with, time};
+use crate::helpers::{Api, Backend, assert_invalid, assert_problem, counter, spawn_app, spawn_app_with, time};
 
 pub const NOTIFICATIONS: &str = "/api/notifications/notifications";
 
@@ -30,7 +30,7 @@ on_both_backends!(
 );
 
 /// The caller's notifications page (must answer 200).
-pub async fn notifications(app: &TestApp, token: &str, query: &str) -> Value {
+pub async fn notifications(app: &Api, token: &str, query: &str) -> Value {
     let res = app.get_as(&format!("{NOTIFICATIONS}{query}"), token).await;
     assert_eq!(res.status(), 200, "GET notifications{query}");
     res.json().await.unwrap()
@@ -38,7 +38,7 @@ pub async fn notifications(app: &TestApp, token: &str, query: &str) -> Value {
 
 /// Polls the caller's notifications until `done` holds of the items (newest first), for at
 /// most `SETTLE`; returns them.
-pub async fn wait_for_notifications(app: &TestApp, token: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub async fn wait_for_notifications(app: &Api, token: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + SETTLE;
     loop {
         let page = notifications(app, token, "?per_page=100").await;

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::fixtures::{
     DECLINED, GOOD, IDEMPOTENCY_KEY, PAY, PAYMENTS, PRICE, ROW_A, book, cancel_ok, card, customer, get_booking,
-    new_key, pay, pay_ok, screening, seat_map, wait_for_status,
+    get_payment, new_key, pay, pay_ok, screening, seat_map, wait_for_payment, wait_for_status,
 };
 use crate::helpers::{
     Backend, TestApp, assert_invalid, assert_not_found, assert_problem, counter, id, ids, spawn_app, spawn_app_with,
@@ -111,25 +111,6 @@ fn assert_refund_of(refunded: &Value, charged: &Value) {
     assert!(time(&refund["created_at"]) >= time(&transactions[0]["created_at"]), "{refunded}");
 }
 
-async fn get_payment(app: &TestApp, token: &str, payment_id: &str) -> Value {
-    let res = app.get_as(&format!("{PAYMENTS}/{payment_id}"), token).await;
-    assert_eq!(res.status(), 200, "GET payment {payment_id}");
-    res.json().await.unwrap()
-}
-
-/// Polls the payment until its status is `status`.
-async fn wait_for_payment(app: &TestApp, token: &str, payment_id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let payment = get_payment(app, token, payment_id).await;
-        if payment["status"] == status {
-            return payment;
-        }
-        assert!(Instant::now() < deadline, "payment still {} after {SETTLE:?}: {payment}", payment["status"]);
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
-}
-
 async fn list(app: &TestApp, token: &str, query: &str) -> Value {
     let res = app.get_as(&format!("{PAYMENTS}{query}"), token).await;
     assert_eq!(res.status(), 200, "GET {PAYMENTS}{query}");
@@ -202,7 +183,7 @@ async fn a_declined_card_then_a_good_one_confirms_the_booking_and_cancelling_ref
 
     // Cancelling the paid booking gives the money back.
     cancel_ok(&app, &ann.token, id(&booking)).await;
-    let refunded = wait_for_payment(&app, &ann.token, id(&paid), "refunded").await;
+    let refunded = wait_for_payment(&app, SETTLE, &ann.token, id(&paid), "refunded").await;
     assert_refund_of(&refunded, &paid);
     assert_eq!(get_payment(&app, &ann.token, id(&declined)).await, declined, "the declined payment is untouched");
     assert_eq!(seat_map(&app, &screen).await["A1"], "available");
@@ -896,7 +877,7 @@ async fn a_customer_lists_their_own_payments_newest_first_filtered_and_paginated
     // A refunded payment is listed as such.
     wait_for_status(&app, &ann.token, id(&second), "confirmed", SETTLE).await;
     cancel_ok(&app, &ann.token, id(&second)).await;
-    let refunded = wait_for_payment(&app, &ann.token, id(&paid_second), "refunded").await;
+    let refunded = wait_for_payment(&app, SETTLE, &ann.token, id(&paid_second), "refunded").await;
     assert_eq!(list(&app, &ann.token, "?status=refunded").await["items"], json!([refunded]));
     assert_eq!(ids(&list(&app, &ann.token, "?status=completed").await), [id(&paid_first)]);
 

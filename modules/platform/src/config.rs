@@ -46,6 +46,7 @@ pub fn load<T: DeserializeOwned>(
         }
         builder = builder.add_source(File::from(path.to_path_buf()));
     }
+    builder = secret_files(builder)?;
     let mut env = Environment::with_prefix("BOXOFFICE").prefix_separator("__").separator("__").try_parsing(true);
     if !list_keys.is_empty() {
         env = env.list_separator(",");
@@ -61,6 +62,28 @@ pub fn load<T: DeserializeOwned>(
         .build()
         .and_then(Config::try_deserialize)
         .map_err(|e| invalid(e).replace(&format!("`{mirror}."), "`").replace(&format!(" {mirror}."), " "))
+}
+
+/// `BOXOFFICE__SECTION__KEY_FILE=PATH` sets `section.key` to the contents of the file at PATH
+/// (one trailing newline dropped): how secrets mounted as files (compose and Kubernetes
+/// secrets, the split script's state dir) reach the configuration without passing through the
+/// environment or a command line. It ranks with the environment; both for one key is an error.
+fn secret_files(
+    mut builder: config::ConfigBuilder<config::builder::DefaultState>,
+) -> Result<config::ConfigBuilder<config::builder::DefaultState>, String> {
+    for (name, path) in std::env::vars() {
+        let Some(key) = name.strip_prefix("BOXOFFICE__").and_then(|k| k.strip_suffix("_FILE")) else {
+            continue;
+        };
+        if std::env::var_os(format!("BOXOFFICE__{key}")).is_some() {
+            return Err(format!("invalid configuration: both {name} and BOXOFFICE__{key} are set"));
+        }
+        let value = std::fs::read_to_string(&path).map_err(|e| format!("invalid configuration: {name}={path}: {e}"))?;
+        let value = value.strip_suffix('\n').unwrap_or(&value).to_owned();
+        let key = key.to_lowercase().replace("__", ".");
+        builder = builder.set_override(&key, value).map_err(|e| format!("invalid configuration: {name}: {e}"))?;
+    }
+    Ok(builder)
 }
 
 /// A secret value (key, password): never printed by `Debug` or `Display`.

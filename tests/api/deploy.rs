@@ -1,0 +1,158 @@
+//! The deployment files agree with each other: `deploy/compose/docker-compose.yml` (as a real
+//! compose implementation reads it) declares the processes of `deploy/topology`, and the
+//! compose gateway's upstreams balance exactly them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// One process of `deploy/topology`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Process {
+    pub name: String,
+    pub modules: Vec<String>,
+    pub port: u16,
+    pub profile: String,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The processes of `layout` in `deploy/topology`.
+pub fn topology(layout: &str) -> Vec<Process> {
+    let text = std::fs::read_to_string(repo().join("deploy/topology")).unwrap();
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(fields.len(), 5, "deploy/topology: {line}");
+            (fields[0] == layout).then(|| Process {
+                name: fields[1].to_owned(),
+                modules: fields[2].split(',').map(str::to_owned).collect(),
+                port: fields[3].parse().unwrap(),
+                profile: fields[4].to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// `docker-compose config`, as JSON, with the services of `profile` only (compose 1.29 prints
+/// every service, and YAML only; its own dependency, PyYAML, reads it).
+fn compose_config(file: &Path, profile: &str) -> Value {
+    let config = Command::new("docker-compose")
+        .args(["-f", file.to_str().unwrap(), "--profile", profile, "config"])
+        .output()
+        .expect("docker-compose (Debian package docker-compose) on PATH");
+    assert!(config.status.success(), "{}", String::from_utf8_lossy(&config.stderr));
+    let mut json = Command::new("python3")
+        .args(["-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut json.stdin.take().unwrap(), &config.stdout).unwrap();
+    let out = json.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let mut config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = config["services"].as_object_mut().unwrap();
+    services.retain(|_, service| service["profiles"].as_array().is_some_and(|p| p.iter().any(|p| p == profile)));
+    config
+}
+
+/// The services of a compose config that run boxoffice, by name.
+fn boxoffice_services(config: &Value) -> BTreeMap<String, Value> {
+    let services = config["services"].as_object().unwrap();
+    services.iter().filter(|(_, s)| s["image"] == "boxoffice:latest").map(|(n, s)| (n.clone(), s.clone())).collect()
+}
+
+mod compose {
+    use super::*;
+
+    #[test]
+    fn the_split_profile_runs_the_topologys_processes() {
+        let file = repo().join("deploy/compose/docker-compose.yml");
+        let config = compose_config(&file, "split");
+        let services = boxoffice_services(&config);
+        let expected = topology("split");
+        let names: Vec<&String> = services.keys().collect();
+        let mut wanted: Vec<&String> = expected.iter().map(|p| &p.name).collect();
+        wanted.sort();
+        assert_eq!(names, wanted);
+        for process in &expected {
+            let service = &services[&process.name];
+            let env = &service["environment"];
+            assert_eq!(env["BOXOFFICE_PROFILE"], process.profile.as_str(), "{}", process.name);
+            assert_eq!(env["BOXOFFICE__SERVER__BIND"], format!("0.0.0.0:{}", process.port), "{}", process.name);
+            assert_eq!(service["expose"], serde_json::json!([process.port.to_string()]), "{}", process.name);
+            assert_eq!(service["healthcheck"]["test"], serde_json::json!(["CMD", "boxoffice", "probe"]));
+            for infrastructure in ["postgres", "redis", "rabbitmq"] {
+                assert_eq!(service["depends_on"][infrastructure]["condition"], "service_healthy", "{}", process.name);
+            }
+            // Each secret the process is told to read is mounted where it is told to look.
+            let mounted: Vec<&str> = service["secrets"].as_array().unwrap().iter().map(secret_name).collect();
+            for (key, value) in env.as_object().unwrap().iter().filter(|(k, _)| k.ends_with("_FILE")) {
+                let name = value.as_str().unwrap().strip_prefix("/run/secrets/").unwrap();
+                assert!(mounted.contains(&name), "{}: {key} reads {name}, not mounted", process.name);
+            }
+        }
+        let gateway = &config["services"]["gateway"];
+        for process in &expected {
+            assert_eq!(gateway["depends_on"][&process.name]["condition"], "service_healthy");
+        }
+        assert_eq!(upstreams(&repo().join("deploy/compose/upstreams.conf")), upstreams_of(&expected, |p| &p.name));
+    }
+
+    #[test]
+    fn the_monolith_profile_is_one_container_with_its_data_in_a_volume() {
+        let config = compose_config(&repo().join("deploy/compose/docker-compose.yml"), "monolith");
+        let services = boxoffice_services(&config);
+        assert_eq!(services.keys().collect::<Vec<_>>(), ["monolith"]);
+        let monolith = &services["monolith"];
+        // Compose 1.29 prints a volume in its short form, `source:target:mode`.
+        assert_eq!(monolith["volumes"], serde_json::json!(["monolith-data:/var/lib/boxoffice:rw"]));
+        assert!(config["volumes"].as_object().unwrap().contains_key("monolith-data"), "a named volume");
+        assert_eq!(monolith["healthcheck"]["test"], serde_json::json!(["CMD", "boxoffice", "probe"]));
+    }
+}
+
+/// A secret of a compose service: its short name, or its long form's `source`.
+fn secret_name(secret: &Value) -> &str {
+    secret.as_str().or_else(|| secret["source"].as_str()).unwrap()
+}
+
+/// `upstream <module> { server <host>:<port> ...; }` blocks of an nginx file: module → servers.
+pub fn upstreams(file: &Path) -> BTreeMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut upstreams = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("upstream ").and_then(|l| l.strip_suffix('{')) {
+            current = Some(name.trim().to_owned());
+        } else if line.starts_with('}') {
+            current = None;
+        } else if let (Some(module), Some(server)) = (&current, line.strip_prefix("server ")) {
+            let address = server.split([' ', ';']).next().unwrap().to_owned();
+            upstreams.entry(module.clone()).or_insert_with(Vec::new).push(address);
+        }
+    }
+    upstreams
+}
+
+/// The upstreams a gateway in front of `processes` must have: each module's servers, named by
+/// `host`.
+pub fn upstreams_of(processes: &[Process], host: impl Fn(&Process) -> &str) -> BTreeMap<String, Vec<String>> {
+    let mut upstreams = BTreeMap::new();
+    for process in processes {
+        for module in &process.modules {
+            upstreams.entry(module.clone()).or_insert_with(Vec::new).push(format!(
+                "{}:{}",
+                host(process),
+                process.port
+            ));
+        }
+    }
+    upstreams
+}
