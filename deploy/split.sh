@@ -9,7 +9,8 @@
 #                 ${CARGO_TARGET_DIR:-target}/debug/boxoffice; `cargo build` if neither exists)
 #   STATE_DIR     pids, logs, secrets, data, nginx files (default .split/ at the repository root)
 #   BASE_PORT     a process listens on its topology port - 8000 + BASE_PORT; the gateway on
-#                 BASE_PORT + 80 (HTTP) and BASE_PORT + 443 (HTTPS) (default 8000)
+#                 BASE_PORT + 80 (HTTP), BASE_PORT + 443 (HTTPS) and, for the modules' calls to
+#                 each other, BASE_PORT + 81 (default 8000)
 #   SPLIT_NAME    the PostgreSQL database, Redis key prefix, RabbitMQ exchange and queue
 #                 prefix of this deployment (default boxoffice_split; a-z, 0-9, _)
 #   DATABASE_URL  the PostgreSQL server, without a database (default postgres://postgres@127.0.0.1:5432)
@@ -40,6 +41,7 @@ EMAIL=${EMAIL:-file}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 GATEWAY_PORT=$((BASE_PORT + 80))
 GATEWAY_TLS_PORT=$((BASE_PORT + 443))
+INTERNAL_PORT=$((BASE_PORT + 81))
 MODULES=(auth movie booking payment notification)
 
 say() { printf 'split: %s\n' "$*" >&2; }
@@ -114,24 +116,18 @@ ensure_database() {
   fi
 }
 
-# Generated once, kept across up and down: a restarted deployment keeps its tokens valid and
-# recognises its payments' idempotency keys. Owner-only; handed to processes by environment.
+# Generated once by deploy/secrets.sh, kept across up and down: a restarted deployment keeps
+# its tokens valid and recognises its payments' idempotency keys.
 ensure_secrets() {
-  local dir="$STATE_DIR/secrets"
-  (
-    umask 077
-    mkdir -p "$dir"
-    [[ -s "$dir/signing-key.pem" ]] || openssl genpkey -algorithm ed25519 -out "$dir/signing-key.pem" 2>/dev/null
-    [[ -s "$dir/fingerprint.key" ]] || openssl rand -hex 32 >"$dir/fingerprint.key"
-    [[ -s "$dir/service.token" ]] || openssl rand -hex 32 >"$dir/service.token"
-  )
+  "$ROOT/deploy/secrets.sh" "$STATE_DIR/secrets"
 }
 
-# Sets VARS to the environment of process $1 (NAME=value, for `export`: secrets never appear
-# on a command line, where `ps` would show them): its profile, loopback port, data directory, the shared services under this deployment's names, where the other modules are,
-# the secrets.
+# Sets VARS to the environment of process $1 (NAME=value, for `export`): its profile, loopback
+# port, data directory, the shared services under this deployment's names, the other modules
+# behind the gateway's internal listener (which balances replicas and routes /internal), and
+# the secrets as files (never in the environment or on a command line).
 process_env() {
-  local name=$1 module first
+  local name=$1 module
   local secrets="$STATE_DIR/secrets"
   VARS=(
     "BOXOFFICE_PROFILE=${PROFILE[$name]}"
@@ -145,15 +141,12 @@ process_env() {
     "BOXOFFICE__EVENTS__EXCHANGE=$SPLIT_NAME.events"
     "BOXOFFICE__EVENTS__QUEUE_PREFIX=$SPLIT_NAME."
     "BOXOFFICE__NOTIFICATION__EMAIL=$EMAIL"
-    "BOXOFFICE__SERVICES__TOKEN=$(cat "$secrets/service.token")"
-    "BOXOFFICE__AUTH__SIGNING_KEY=$(cat "$secrets/signing-key.pem")"
-    "BOXOFFICE__PAYMENT__FINGERPRINT_KEY=$(cat "$secrets/fingerprint.key")"
+    "BOXOFFICE__SERVICES__TOKEN_FILE=$secrets/services_token"
+    "BOXOFFICE__AUTH__SIGNING_KEY_FILE=$secrets/auth_signing_key.pem"
+    "BOXOFFICE__PAYMENT__FINGERPRINT_KEY_FILE=$secrets/payment_fingerprint_key"
   )
-  # A module's REST clients reach its first process directly: /internal routes are never
-  # behind the gateway.
   for module in "${MODULES[@]}"; do
-    first=$(servers_of "$module" | head -n1)
-    VARS+=("BOXOFFICE__SERVICES__${module^^}=http://127.0.0.1:${PORT[$first]}")
+    VARS+=("BOXOFFICE__SERVICES__${module^^}=http://127.0.0.1:$INTERNAL_PORT")
   done
 }
 
@@ -217,13 +210,20 @@ http {
     access_log $STATE_DIR/logs/gateway.access.log boxoffice_gateway;
     server {
         listen 127.0.0.1:$GATEWAY_PORT;
+        include $ROOT/deploy/gateway/server.conf;
         include $ROOT/deploy/gateway/routes.conf;
     }
     server {
         listen 127.0.0.1:$GATEWAY_TLS_PORT ssl;
         ssl_certificate $cert;
         ssl_certificate_key $key;
+        include $ROOT/deploy/gateway/server.conf;
         include $ROOT/deploy/gateway/routes.conf;
+    }
+    server {
+        listen 127.0.0.1:$INTERNAL_PORT;
+        include $ROOT/deploy/gateway/server.conf;
+        include $ROOT/deploy/gateway/internal.conf;
     }
 }
 EOF
@@ -331,13 +331,12 @@ up() {
   ensure_database
   ensure_secrets
   write_nginx_conf
-  # Processes start together: replicas of a module take turns migrating its schema (an
-  # advisory lock per schema), and every process declares every queue before publishing.
+  # The gateway first: the processes reach each other through it. They start together:
+  # replicas of a module take turns migrating its schema (an advisory lock per schema), and
+  # every process declares every queue before publishing.
   local name
-  for name in "${PROCESSES[@]}"; do launch "$name"; done
-  wait_ready "${PROCESSES[@]}" || die "the deployment did not come up; deploy/split.sh down stops what started"
-  launch gateway
-  wait_ready gateway || die "the gateway did not come up; deploy/split.sh down stops what started"
+  for name in gateway "${PROCESSES[@]}"; do launch "$name"; done
+  wait_ready "${PROCESSES[@]}" gateway || die "the deployment did not come up; deploy/split.sh down stops what started"
   if [[ -n "${ADMIN_EMAIL:-}" ]]; then
     local auth out
     auth=$(servers_of auth | head -n1)
