@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# deploy/split.sh up|down|status|start P|stop P|kill P: the split deployment on this machine,
+# deploy/split.sh up|down|purge|status|start P|stop P|kill P: the split deployment on this machine,
 # every process of one layout of deploy/topology plus the nginx gateway in front, on loopback,
 # against the local PostgreSQL, Redis and RabbitMQ. docs/operations.md ("The split deployment
 # on one machine") is the guide; the variables:
@@ -23,7 +23,8 @@
 #   READY_TIMEOUT seconds `up` and `start` wait for readiness (default 120)
 #
 # `up` prints GATEWAY_URL=http://127.0.0.1:<port> as its last line of stdout (progress goes to
-# stderr). `start`, `stop` (SIGTERM, then SIGKILL) and `kill` (SIGKILL) act on one process of
+# stderr). `down` stops what `up` started and keeps the data; `purge` also drops the database
+# and the state dir. `start`, `stop` (SIGTERM, then SIGKILL) and `kill` (SIGKILL) act on one process of
 # the layout, or `gateway`.
 set -euo pipefail
 
@@ -365,6 +366,16 @@ down() {
   for ((i = ${#PROCESSES[@]} - 1; i >= 0; i--)); do halt "${PROCESSES[i]}" TERM; done
 }
 
+# `down`, then the deployment's database and state dir (secrets included) are gone: the next
+# `up` starts afresh. Its Redis keys and RabbitMQ queues stay (under its SPLIT_NAME prefix).
+purge() {
+  down
+  require psql postgresql-client
+  psql "$DATABASE_URL/postgres" -qc "DROP DATABASE IF EXISTS $SPLIT_NAME WITH (FORCE)" >/dev/null
+  rm -rf "$STATE_DIR"
+  say "dropped database $SPLIT_NAME and $STATE_DIR"
+}
+
 status() {
   local name pid
   for name in "${PROCESSES[@]}" gateway; do
@@ -384,6 +395,7 @@ status() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
+  purge) purge ;;
   status) status ;;
   start)
     known "${2:?usage: split.sh start PROCESS}"
