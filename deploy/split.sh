@@ -297,7 +297,9 @@ wait_ready() {
   done
 }
 
-# Stops process $1 with signal $2 (TERM: a graceful stop, SIGKILL after 30 s); idempotent.
+# Stops process $1 with signal $2 (TERM: a graceful stop, SIGKILL after 30 s); idempotent. The
+# signal goes to its whole process group (its session, from launch): nginx's workers die with
+# their master even on SIGKILL.
 halt() {
   local name=$1 signal=$2 pid i
   if ! alive "$name"; then
@@ -305,14 +307,14 @@ halt() {
     return
   fi
   pid=$(pid_of "$name")
-  kill "-$signal" "$pid" 2>/dev/null || true
+  kill "-$signal" -- "-$pid" 2>/dev/null || true
   for ((i = 0; i < 300; i++)); do
     running "$pid" || break
     sleep 0.1
   done
   if running "$pid"; then
     say "$name (pid $pid) did not stop in 30 s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL -- "-$pid" 2>/dev/null || true
     while running "$pid"; do sleep 0.1; done
   fi
   rm -f "$(pid_file "$name")"

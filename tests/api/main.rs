@@ -26,6 +26,7 @@ mod e2e;
 mod event_contract;
 mod events;
 mod fixtures;
+mod gateway;
 mod input;
 mod movie;
 mod movie_contract;
