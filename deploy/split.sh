@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# deploy/split.sh up|down|purge|status|start P|stop P|kill P: the split deployment on this machine,
-# every process of one layout of deploy/topology plus the nginx gateway in front, on loopback,
-# against the local PostgreSQL, Redis and RabbitMQ. docs/operations.md ("The split deployment
-# on one machine") is the guide; the variables:
+# deploy/split.sh up|down|purge|status|start P|stop P|kill P: the split deployment on this
+# machine, every process of one layout of deploy/topology plus the nginx gateway in front, on
+# loopback, against the local PostgreSQL, Redis and RabbitMQ. docs/operations.md ("The split
+# deployment on one machine") is the guide; the variables:
 #
 #   LAYOUT        split (one process per module, two booking replicas) or mixed (default split)
 #   BOXOFFICE_BIN the binary (default target/release/boxoffice if built, else
@@ -13,19 +13,21 @@
 #                 each other, BASE_PORT + 81 (default 8000)
 #   SPLIT_NAME    the PostgreSQL database, Redis key prefix, RabbitMQ exchange and queue
 #                 prefix of this deployment (default boxoffice_split; a-z, 0-9, _)
-#   DATABASE_URL  the PostgreSQL server, without a database (default postgres://postgres@127.0.0.1:5432)
+#   DATABASE_URL  the PostgreSQL server, without a database
+#                 (default postgres://postgres@127.0.0.1:5432)
 #   REDIS_URL     default redis://127.0.0.1:6379/0
 #   AMQP_URL      the broker with its virtual host (default amqp://guest:guest@127.0.0.1:5672/%2f)
 #   ADMIN_EMAIL, ADMIN_PASSWORD  an admin account made by `up` (boxoffice admin create)
 #   DEMO=1        `up` seeds the demo catalog (boxoffice seed --demo)
-#   EMAIL         notification's sender: file (default; <STATE_DIR>/data/<process>/outbox), log, smtp
+#   EMAIL         notification's sender: file (default: <STATE_DIR>/data/<process>/outbox),
+#                 log or smtp
 #   TLS_CERT, TLS_KEY  the gateway's certificate (default: self-signed, deploy/gateway/make-cert.sh)
 #   READY_TIMEOUT seconds `up` and `start` wait for readiness (default 120)
 #
 # `up` prints GATEWAY_URL=http://127.0.0.1:<port> as its last line of stdout (progress goes to
 # stderr). `down` stops what `up` started and keeps the data; `purge` also drops the database
-# and the state dir. `start`, `stop` (SIGTERM, then SIGKILL) and `kill` (SIGKILL) act on one process of
-# the layout, or `gateway`.
+# and the state dir. `start`, `stop` (SIGTERM, then SIGKILL) and `kill` (SIGKILL) act on one
+# process of the layout, or `gateway`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,8 +53,8 @@ die() { say "$*"; exit 1; }
 [[ "$SPLIT_NAME" =~ ^[a-z][a-z0-9_]*$ ]] || die "SPLIT_NAME must be a-z, 0-9 and _ (got $SPLIT_NAME)"
 [[ "$BASE_PORT" =~ ^[0-9]+$ ]] || die "BASE_PORT must be a number"
 
-# The layout's processes, one "name modules port profile" line each, in topology order (the
-# order of the module table: a process starts after those whose API it uses).
+# The layout's processes, one "name modules port profile" line each, in topology order (`down`
+# stops them in reverse).
 TOPOLOGY=$(awk -v layout="$LAYOUT" '$1 == layout { print $2, $3, $4, $5 }' "$ROOT/deploy/topology")
 [[ -n "$TOPOLOGY" ]] || die "no layout '$LAYOUT' in deploy/topology"
 PROCESSES=()
@@ -79,14 +81,18 @@ pid_of() { [[ -s "$(pid_file "$1")" ]] && cat "$(pid_file "$1")"; }
 running() { kill -0 "$1" 2>/dev/null && [[ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]]; }
 alive() { local pid; pid=$(pid_of "$1") && running "$pid"; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-known() { [[ "$1" == gateway || -n "${SERVES[$1]:-}" ]] || die "no process '$1' in layout $LAYOUT (${PROCESSES[*]} gateway)"; }
+known() {
+  [[ "$1" == gateway || -n "${SERVES[$1]:-}" ]] || die "no process '$1' in layout $LAYOUT (${PROCESSES[*]} gateway)"
+}
 
 # --- the deployment's backing services and secrets -------------------------------------------
 
 # Fails unless command $1 is installed (Debian package $2).
 require() { command -v "$1" >/dev/null || die "$1 is not installed (apt-get install $2)"; }
 
-nginx_bin() { command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || die "nginx is not installed (apt-get install nginx)"; }
+nginx_bin() {
+  command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || die "nginx is not installed (apt-get install nginx)"
+}
 
 boxoffice_bin() {
   if [[ -n "${BOXOFFICE_BIN:-}" ]]; then
@@ -177,7 +183,7 @@ write_nginx_conf() {
     cert=$STATE_DIR/tls/cert.pem key=$STATE_DIR/tls/key.pem
   fi
   {
-    echo "# Made by deploy/split.sh from deploy/topology (layout $LAYOUT): the processes behind each module."
+    echo "# Made by deploy/split.sh from deploy/topology (layout $LAYOUT): each module's processes."
     for module in "${MODULES[@]}"; do
       echo "upstream $module {"
       for name in $(servers_of "$module"); do
@@ -244,7 +250,7 @@ launch() {
   fi
   if [[ "$name" == gateway ]]; then
     port=$GATEWAY_PORT
-    cmd=("$(nginx_bin)" -p "$STATE_DIR/nginx" -e "$STATE_DIR/logs/gateway.log" -c "$STATE_DIR/nginx/nginx.conf")
+    cmd=("$(nginx_bin)" -p "$STATE_DIR/nginx" -e "$(log_file gateway)" -c "$STATE_DIR/nginx/nginx.conf")
   else
     port=${PORT[$name]}
     process_env "$name"
@@ -282,7 +288,11 @@ wait_ready() {
   while :; do
     pending=()
     for name in "$@"; do
-      alive "$name" || { say "$name exited; the end of $(log_file "$name"):"; tail -n 30 "$(log_file "$name")" >&2; return 1; }
+      if ! alive "$name"; then
+        say "$name exited; the end of $(log_file "$name"):"
+        tail -n 30 "$(log_file "$name")" >&2
+        return 1
+      fi
       ready "$name" || pending+=("$name")
     done
     ((${#pending[@]} == 0)) && return 0
@@ -339,13 +349,14 @@ up() {
   # every process declares every queue before publishing.
   local name
   for name in gateway "${PROCESSES[@]}"; do launch "$name"; done
-  wait_ready "${PROCESSES[@]}" gateway || die "the deployment did not come up; deploy/split.sh down stops what started"
+  wait_ready "${PROCESSES[@]}" gateway \
+    || die "the deployment did not come up; deploy/split.sh down stops what started"
   if [[ -n "${ADMIN_EMAIL:-}" ]]; then
     local auth out
     auth=$(servers_of auth | head -n1)
     # The password travels by environment, out of `ps`.
-    if out=$(BOXOFFICE_ADMIN_PASSWORD="${ADMIN_PASSWORD:?ADMIN_PASSWORD must be set with ADMIN_EMAIL}" \
-      with_process_env "$auth" admin create --email "$ADMIN_EMAIL" 2>&1); then
+    local password=${ADMIN_PASSWORD:?ADMIN_PASSWORD must be set with ADMIN_EMAIL}
+    if out=$(BOXOFFICE_ADMIN_PASSWORD=$password with_process_env "$auth" admin create --email "$ADMIN_EMAIL" 2>&1); then
       say "admin $ADMIN_EMAIL created"
     elif [[ "$out" == *"email already registered"* ]]; then
       say "admin $ADMIN_EMAIL exists already"
