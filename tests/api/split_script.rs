@@ -15,9 +15,10 @@ use crate::fixtures::{GOOD, ROWS_A_AND_B, book, card, customer, get_booking, pay
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Backend, id};
 use crate::notification::{kinds, wait_for_notifications};
 
-/// A split deployment started by `deploy/split.sh` for one test; `down` when dropped.
+/// A split deployment started by `deploy/split.sh` for one test, purged when dropped (stopped, its
+/// database dropped).
 struct Split {
-    /// The script's state (secrets, logs, pids); `down` runs before it goes.
+    /// The script's state (secrets, logs, pids); `purge` runs before it goes.
     _state: tempfile::TempDir,
     env: Vec<(String, String)>,
     api: Api,
@@ -71,7 +72,7 @@ impl Split {
 impl Drop for Split {
     fn drop(&mut self) {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/split.sh");
-        let _ = Command::new("bash").arg(script).arg("down").envs(self.env.iter().cloned()).output();
+        let _ = Command::new("bash").arg(script).arg("purge").envs(self.env.iter().cloned()).output();
     }
 }
 
