@@ -417,6 +417,9 @@ case "${1:-}" in
     wait_ready "$2"
     ;;
   stop) known "${2:?usage: split.sh stop PROCESS}" && halt "$2" TERM ;;
+  # What a process is given, one NAME=value a line (secrets are file names): for the compose
+  # file's test (tests/api/deploy.rs) and for an operator's questions.
+  env) known "${2:?usage: split.sh env PROCESS}" && process_env "$2" && printf '%s\n' "${VARS[@]}" ;;
   kill) known "${2:?usage: split.sh kill PROCESS}" && halt "$2" KILL ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2

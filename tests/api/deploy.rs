@@ -98,6 +98,9 @@ mod compose {
                 assert!(mounted.contains(&name), "{}: {key} reads {name}, not mounted", process.name);
             }
         }
+        for process in &expected {
+            assert_same_settings(&process.name, &services[&process.name]["environment"]);
+        }
         let gateway = &config["services"]["gateway"];
         for process in &expected {
             assert_eq!(gateway["depends_on"][&process.name]["condition"], "service_healthy");
@@ -115,6 +118,53 @@ mod compose {
         assert_eq!(monolith["volumes"], serde_json::json!(["monolith-data:/var/lib/boxoffice:rw"]));
         assert!(config["volumes"].as_object().unwrap().contains_key("monolith-data"), "a named volume");
         assert_eq!(monolith["healthcheck"]["test"], serde_json::json!(["CMD", "boxoffice", "probe"]));
+    }
+}
+
+/// What `deploy/split.sh env NAME` gives process NAME: compose gives the same settings, apart
+/// from what differs by nature between one machine's shared servers and compose's own.
+fn assert_same_settings(name: &str, compose: &Value) {
+    let out = Command::new("bash")
+        .arg(repo().join("deploy/split.sh"))
+        .args(["env", name])
+        .env("STATE_DIR", tempfile::TempDir::new().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let script: BTreeMap<String, String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| line.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap())
+        .collect();
+    // A secret may be a file in one and a value in the other (the script's local servers need
+    // no password); compare settings, not how they arrive.
+    let setting = |key: &str| key.strip_suffix("_FILE").unwrap_or(key).to_owned();
+    // The script: the image's config dir and data dir, and names of its own on shared local
+    // servers, and mail kept in files. Compose: its own mail catcher.
+    let by_nature = [
+        "BOXOFFICE_CONFIG_DIR",
+        "BOXOFFICE__DATA_DIR",
+        "BOXOFFICE__REDIS__KEY_PREFIX",
+        "BOXOFFICE__EVENTS__EXCHANGE",
+        "BOXOFFICE__EVENTS__QUEUE_PREFIX",
+        "BOXOFFICE__NOTIFICATION__EMAIL",
+        "BOXOFFICE__NOTIFICATION__SMTP__HOST",
+        "BOXOFFICE__NOTIFICATION__SMTP__PORT",
+        "BOXOFFICE__NOTIFICATION__SMTP__TLS",
+    ];
+    let keys = |keys: Vec<&String>| -> Vec<String> {
+        let mut keys: Vec<String> =
+            keys.into_iter().filter(|k| !by_nature.contains(&k.as_str())).map(|k| setting(k)).collect();
+        keys.sort();
+        keys
+    };
+    let compose = compose.as_object().unwrap();
+    assert_eq!(keys(compose.keys().collect()), keys(script.keys().collect()), "{name}: compose and split.sh");
+    assert_eq!(compose["BOXOFFICE_PROFILE"], script["BOXOFFICE_PROFILE"].as_str(), "{name}");
+    // Both send the modules' calls to each other through the gateway's internal listener.
+    for (key, url) in script.iter().filter(|(k, _)| k.starts_with("BOXOFFICE__SERVICES__") && !k.ends_with("_FILE")) {
+        assert!(url.ends_with(":8081"), "{name}: {key}={url}, the internal listener at BASE_PORT+81");
+        assert_eq!(compose[key], "http://gateway:8081", "{name}: {key}");
     }
 }
 

@@ -125,7 +125,13 @@ pub struct Api {
 
 impl Api {
     pub fn new(address: impl Into<String>) -> Self {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        // Bounded, so a request that is never answered fails naming itself rather than leaving
+        // the test to nextest's timeout: nothing here should take more than seconds.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("client");
         Api { address: address.into(), client }
     }
 }
@@ -161,7 +167,10 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
 
 /// Starts an app from complete settings, sharing `data` (e.g. a second app on the same store).
 pub async fn start(settings: Settings, data: Arc<TempDir>, extra: ExtraRoutes) -> TestApp {
-    let app = Application::build_with(settings.clone(), extra).await.expect("app builds");
+    // Bounded like the requests (every step of a start has its own deadline, below this one).
+    let build =
+        tokio::time::timeout(std::time::Duration::from_secs(60), Application::build_with(settings.clone(), extra));
+    let app = build.await.expect("the app builds within 60 s").expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let bus = app.bus();

@@ -56,8 +56,9 @@ const PREFETCH: u16 = 16;
 /// (a blocked connection — broker out of memory or disk — would otherwise hang the relay).
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long opening a connection (TCP, handshake, declarations) may take: a broker that
-/// drops packets instead of refusing them would otherwise stall a reconnection for minutes.
+/// How long opening a connection (TCP, handshake, declarations), or declaring one queue with
+/// its bindings and consumer, may take: a broker that drops packets instead of refusing them
+/// would otherwise stall a start or a reconnection for minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Dead letters read per queue by one listing or replay.
@@ -317,6 +318,15 @@ impl Inner {
     /// consumer task when it has a handler. Idempotent on the broker side (same arguments
     /// every time).
     async fn start(&self, link: &Link, sub: &Arc<Subscription>) -> Result<(), BusError> {
+        // Each step is a broker RPC that lapin awaits without a deadline: a broker (or a
+        // connection) that stops answering would stall a process's start, or its
+        // reconnection, for good instead of failing it.
+        tokio::time::timeout(CONNECT_TIMEOUT, self.start_now(link, sub)).await.map_err(|_| {
+            BusError::Unavailable(format!("declaring {} took over {} s", sub.queue, CONNECT_TIMEOUT.as_secs()))
+        })?
+    }
+
+    async fn start_now(&self, link: &Link, sub: &Arc<Subscription>) -> Result<(), BusError> {
         let channel = link.connection.create_channel().await.map_err(unavailable)?;
         let queue = short(&sub.queue)?;
         let dlq = short(&dead_letter_queue(&sub.queue))?;
