@@ -185,13 +185,18 @@ pub async fn cancel_ok(app: &Api, token: &str, booking_id: &str) -> Value {
 
 /// Polls the booking until its status is `status`, for at most `within`.
 pub async fn wait_for_status(app: &Api, token: &str, booking_id: &str, status: &str, within: StdDuration) -> Value {
+    until_status(status, within, || get_booking(app, token, booking_id)).await
+}
+
+/// Reads with `read` until what it reads has status `status`, for at most `within`.
+async fn until_status<F: Future<Output = Value>>(status: &str, within: StdDuration, read: impl Fn() -> F) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let booking = get_booking(app, token, booking_id).await;
-        if booking["status"] == status {
-            return booking;
+        let read = read().await;
+        if read["status"] == status {
+            return read;
         }
-        assert!(Instant::now() < deadline, "still {} after {within:?}, not {status}: {booking}", booking["status"]);
+        assert!(Instant::now() < deadline, "still {} after {within:?}, not {status}: {read}", read["status"]);
         tokio::time::sleep(StdDuration::from_millis(20)).await;
     }
 }
@@ -301,15 +306,7 @@ pub async fn get_payment(app: &Api, token: &str, payment_id: &str) -> Value {
 
 /// Polls the payment until its status is `status`, for at most `within`.
 pub async fn wait_for_payment(app: &Api, within: StdDuration, token: &str, payment_id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let payment = get_payment(app, token, payment_id).await;
-        if payment["status"] == status {
-            return payment;
-        }
-        assert!(Instant::now() < deadline, "payment still {} after {within:?}: {payment}", payment["status"]);
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+    until_status(status, within, || get_payment(app, token, payment_id)).await
 }
 
 /// What [`ada_pays_beside_bob`] leaves: Ada's confirmed booking of A1 and A2, and Bob's
