@@ -28,6 +28,7 @@ mod events;
 mod fixtures;
 mod gateway;
 mod input;
+mod k8s;
 mod movie;
 mod movie_contract;
 mod movie_events;
