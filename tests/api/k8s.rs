@@ -298,6 +298,7 @@ pub fn container_env(objects: &[Value], container: &Value) -> BTreeMap<String, S
 /// A Secret's base64 value.
 pub fn decode(value: &str) -> String {
     use base64::Engine;
+    let value: String = value.split_whitespace().collect();
     String::from_utf8(base64::engine::general_purpose::STANDARD.decode(value).unwrap()).unwrap()
 }
 

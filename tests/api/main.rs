@@ -29,6 +29,7 @@ mod fixtures;
 mod gateway;
 mod input;
 mod k8s;
+mod k8s_run;
 mod movie;
 mod movie_contract;
 mod movie_events;
