@@ -33,10 +33,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn nginx() -> &'static str {
     if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" }
 }
@@ -54,7 +50,9 @@ async fn start() -> Gateway {
             std::fs::copy(&file, gateway.join(file.file_name().unwrap())).unwrap();
         }
     }
-    let closed = free_port();
+    // Upstreams at a closed port; the gateway's three listeners beside it.
+    let base = crate::helpers::free_port_block(&[1, 2, 3, 4]);
+    let closed = base + 1;
     let upstreams = std::fs::read_to_string(repo().join("deploy/compose/upstreams.conf")).unwrap();
     let upstreams: String = upstreams
         .lines()
@@ -73,7 +71,7 @@ async fn start() -> Gateway {
         .status()
         .unwrap();
     assert!(made.success());
-    let (public, tls, internal) = (free_port(), free_port(), free_port());
+    let (public, tls, internal) = (base + 2, base + 3, base + 4);
     let main = std::fs::read_to_string(repo().join("deploy/compose/nginx.conf"))
         .unwrap()
         .replace("/etc/nginx/", &format!("{}/", etc.display()))

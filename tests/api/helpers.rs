@@ -113,6 +113,19 @@ pub fn test_settings(backend: &Backend, data_dir: &Path) -> Settings {
     s
 }
 
+/// A base port whose `base + offset` ports are all free, for servers a test starts in other
+/// processes (nginx, `deploy/split.sh`). Below Linux's ephemeral range (32768 and up): there
+/// a port found free can be taken, before the server binds it, as the local port of any
+/// outgoing connection on the machine (the test's own apps' connections to PostgreSQL, say).
+pub fn free_port_block(offsets: &[u16]) -> u16 {
+    loop {
+        let base = 10_000 + (rand::random::<u16>() % 200) * 100;
+        if offsets.iter().all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok()) {
+            return base;
+        }
+    }
+}
+
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin password";
 

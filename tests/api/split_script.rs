@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::e2e::{Tally, suite};
 use crate::fixtures::{GOOD, ROWS_A_AND_B, book, card, customer, get_booking, pay_ok, screening, seat_map};
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Backend, id};
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Backend, free_port_block, id};
 use crate::notification::{kinds, wait_for_notifications};
 
 /// A split deployment started by `deploy/split.sh` for one test, purged when dropped (stopped, its
@@ -36,7 +36,7 @@ impl Split {
         let env = vec![
             ("LAYOUT".to_owned(), layout.to_owned()),
             ("STATE_DIR".to_owned(), state.path().to_str().unwrap().to_owned()),
-            ("BASE_PORT".to_owned(), free_base_port().to_string()),
+            ("BASE_PORT".to_owned(), free_port_block(&[1, 2, 3, 4, 5, 13, 80, 81, 443]).to_string()),
             ("SPLIT_NAME".to_owned(), format!("split_{}", &unique[..12])),
             ("BOXOFFICE_BIN".to_owned(), env!("CARGO_BIN_EXE_boxoffice").to_owned()),
             // The server: the script makes a database of its own there.
@@ -73,20 +73,6 @@ impl Drop for Split {
     fn drop(&mut self) {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/split.sh");
         let _ = Command::new("bash").arg(script).arg("purge").envs(self.env.iter().cloned()).output();
-    }
-}
-
-/// A base port whose neighbourhood (base+1 … base+500) the split can take: the first of a few
-/// random candidates whose gateway ports are free.
-fn free_base_port() -> u16 {
-    loop {
-        let base = 20_000 + (rand::random::<u16>() % 400) * 100;
-        let free = [1, 2, 3, 4, 5, 13, 80, 81, 443]
-            .iter()
-            .all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok());
-        if free {
-            return base;
-        }
     }
 }
 
