@@ -80,12 +80,11 @@ pub fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
 /// `labels`; an empty selector selects everything.
 fn selects(selector: &Value, labels: &Value) -> bool {
     let label = |key: &str| labels[key].as_str();
-    let by_labels = selector["matchLabels"]
-        .as_object()
-        .is_none_or(|m| m.iter().all(|(k, v)| label(k) == v.as_str()));
+    let by_labels = selector["matchLabels"].as_object().is_none_or(|m| m.iter().all(|(k, v)| label(k) == v.as_str()));
     let by_expressions = selector["matchExpressions"].as_array().is_none_or(|exprs| {
         exprs.iter().all(|e| {
-            let values: Vec<&str> = e["values"].as_array().map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let values: Vec<&str> =
+                e["values"].as_array().map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
             let value = label(e["key"].as_str().unwrap());
             match e["operator"].as_str().unwrap() {
                 "In" => value.is_some_and(|v| values.contains(&v)),
@@ -119,7 +118,11 @@ pub fn assert_review_rules(overlay: &str, objects: &[Value]) {
     }
     for service in of_kind(objects, "Service") {
         for key in ["app.kubernetes.io/name", "app.kubernetes.io/component"] {
-            assert!(service["metadata"]["labels"][key].is_string(), "{overlay}: Service {}: {key}", service["metadata"]["name"]);
+            assert!(
+                service["metadata"]["labels"][key].is_string(),
+                "{overlay}: Service {}: {key}",
+                service["metadata"]["name"]
+            );
         }
     }
     let policies = of_kind(objects, "NetworkPolicy");
@@ -195,7 +198,11 @@ pub fn assert_review_rules(overlay: &str, objects: &[Value]) {
                 let annotations = &template["metadata"]["annotations"];
                 assert_eq!(annotations["prometheus.io/scrape"], "true", "{what}: scrape annotation");
                 assert_eq!(annotations["prometheus.io/path"], "/metrics", "{what}: scrape path");
-                assert_eq!(annotations["prometheus.io/port"], port.as_u64().unwrap().to_string(), "{what}: scrape port");
+                assert_eq!(
+                    annotations["prometheus.io/port"],
+                    port.as_u64().unwrap().to_string(),
+                    "{what}: scrape port"
+                );
                 let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
                 let pause: u64 = pause[1].as_str().unwrap().parse().unwrap();
                 assert!(grace > shutdown_timeout() + pause, "{what}: grace {grace} s ≤ shutdown + preStop");
@@ -208,16 +215,18 @@ pub fn assert_review_rules(overlay: &str, objects: &[Value]) {
                 p["spec"]["podSelector"] != serde_json::json!({})
                     && selects(&p["spec"]["podSelector"], labels)
                     && p["spec"]["ingress"].as_array().is_some_and(|rules| {
-                        rules.iter().any(|r| r["ports"].as_array().is_some_and(|ps| ps.iter().any(|p| ports.contains(&p["port"]))))
+                        rules.iter().any(|r| {
+                            r["ports"].as_array().is_some_and(|ps| ps.iter().any(|p| ports.contains(&p["port"])))
+                        })
                     })
             }),
             "{what}: no NetworkPolicy lets anything in to its ports"
         );
 
         // More than one replica (or an autoscaler that may make more): a PDB.
-        let hpa = of_kind(objects, "HorizontalPodAutoscaler")
-            .into_iter()
-            .find(|h| h["spec"]["scaleTargetRef"]["name"] == name && h["spec"]["scaleTargetRef"]["kind"] == workload["kind"]);
+        let hpa = of_kind(objects, "HorizontalPodAutoscaler").into_iter().find(|h| {
+            h["spec"]["scaleTargetRef"]["name"] == name && h["spec"]["scaleTargetRef"]["kind"] == workload["kind"]
+        });
         let replicas = workload["spec"]["replicas"].as_u64().unwrap_or(1);
         if replicas > 1 || hpa.is_some() {
             assert!(
@@ -238,10 +247,17 @@ pub fn assert_review_rules(overlay: &str, objects: &[Value]) {
                 let service = path["backend"]["service"]["name"].as_str().unwrap();
                 let port = &path["backend"]["service"]["port"]["number"];
                 let service = named(objects, "Service", service);
-                assert!(service["spec"]["ports"].as_array().unwrap().iter().any(|p| &p["port"] == port), "{overlay}: {p}");
+                assert!(
+                    service["spec"]["ports"].as_array().unwrap().iter().any(|p| &p["port"] == port),
+                    "{overlay}: {p}"
+                );
             }
         }
-        assert!(ingress["spec"]["tls"][0]["secretName"].is_string(), "{overlay}: TLS on {}", ingress["metadata"]["name"]);
+        assert!(
+            ingress["spec"]["tls"][0]["secretName"].is_string(),
+            "{overlay}: TLS on {}",
+            ingress["metadata"]["name"]
+        );
     }
 }
 
@@ -258,7 +274,9 @@ fn assert_secret_files(overlay: &str, objects: &[Value]) {
                 let mount = container["volumeMounts"]
                     .as_array()
                     .and_then(|m| m.iter().find(|m| m["mountPath"] == dir))
-                    .unwrap_or_else(|| panic!("{overlay}: {name} {}: {key}={path}: nothing mounted at {dir}", container["name"]));
+                    .unwrap_or_else(|| {
+                        panic!("{overlay}: {name} {}: {key}={path}: nothing mounted at {dir}", container["name"])
+                    });
                 let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
                 let secrets: Vec<&str> = match volume["projected"]["sources"].as_array() {
                     Some(sources) => sources.iter().filter_map(|s| s["secret"]["name"].as_str()).collect(),
@@ -322,8 +340,63 @@ pub fn write_keys(object: &Value, dir: &Path, items: Option<&Value>) {
     }
 }
 
-mod k8s {
+/// The settings `deploy/split.sh env PROCESS` gives a process, by key.
+fn split_script_env(process: &str) -> BTreeMap<String, String> {
+    let state = tempfile::TempDir::new().unwrap();
+    let out = Command::new("bash")
+        .arg(repo().join("deploy/split.sh"))
+        .args(["env", process])
+        .env("STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap()).collect()
+}
+
+mod rules {
     use super::*;
+
+    /// Each module's container has the settings a split process has (`deploy/split.sh env`),
+    /// but for what differs by nature: the script's loopback ports and names of its own on
+    /// shared servers, and its mail in files; here the mail server's settings.
+    #[test]
+    fn each_module_gets_the_settings_the_split_script_gives_it() {
+        let (_copy, objects) = render("split", &[]);
+        let by_nature = [
+            "BOXOFFICE__SERVER__BIND",
+            "BOXOFFICE__REDIS__KEY_PREFIX",
+            "BOXOFFICE__EVENTS__EXCHANGE",
+            "BOXOFFICE__EVENTS__QUEUE_PREFIX",
+            "BOXOFFICE__NOTIFICATION__EMAIL",
+            "BOXOFFICE__NOTIFICATION__SMTP__HOST",
+            "BOXOFFICE__NOTIFICATION__SMTP__USERNAME",
+            "BOXOFFICE__NOTIFICATION__SMTP__PASSWORD",
+        ];
+        let settings = |env: &BTreeMap<String, String>| -> Vec<String> {
+            let mut keys: Vec<String> = env
+                .keys()
+                .map(|k| k.strip_suffix("_FILE").unwrap_or(k).to_owned())
+                .filter(|k| !by_nature.contains(&k.as_str()))
+                .collect();
+            keys.sort();
+            keys
+        };
+        for module in MODULES {
+            let process = if module == "booking" { "booking-1" } else { module };
+            let script = split_script_env(process);
+            let container = &named(&objects, "Deployment", module)["spec"]["template"]["spec"]["containers"][0];
+            let env = container_env(&objects, container);
+            assert_eq!(settings(&env), settings(&script), "{module}: the manifests and split.sh env");
+            assert_eq!(env["BOXOFFICE_PROFILE"], script["BOXOFFICE_PROFILE"], "{module}");
+            // Where split.sh names the gateway's internal listener, the modules' own Services.
+            for other in MODULES {
+                let key = format!("BOXOFFICE__SERVICES__{}", other.to_uppercase());
+                let port = named(&objects, "Service", other)["spec"]["ports"][0]["port"].as_u64().unwrap();
+                assert_eq!(env[&key], format!("http://{other}:{port}"), "{module}: {key}");
+            }
+        }
+    }
 
     #[test]
     fn every_workload_of_every_overlay_meets_the_review_rules() {
@@ -342,7 +415,10 @@ mod k8s {
             let spread = &deployment["spec"]["template"]["spec"]["topologySpreadConstraints"];
             assert_eq!(spread[0]["topologyKey"], "kubernetes.io/hostname", "{module}: spread over nodes");
             let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
-            assert!(env.as_array().unwrap().iter().any(|e| e["value"] == format!("split/{module}")), "{module}: profile");
+            assert!(
+                env.as_array().unwrap().iter().any(|e| e["value"] == format!("split/{module}")),
+                "{module}: profile"
+            );
         }
         for module in ["auth", "movie", "booking"] {
             let hpa = named(&objects, "HorizontalPodAutoscaler", module);
@@ -364,6 +440,9 @@ mod k8s {
         assert_eq!(deployments[0]["spec"]["strategy"]["type"], "Recreate", "never two pods on one SQLite volume");
         let volumes = &deployments[0]["spec"]["template"]["spec"]["volumes"];
         let data = volumes.as_array().unwrap().iter().find(|v| v["name"] == "data").unwrap();
-        assert_eq!(named(&objects, "PersistentVolumeClaim", data["persistentVolumeClaim"]["claimName"].as_str().unwrap())["kind"], "PersistentVolumeClaim");
+        assert_eq!(
+            named(&objects, "PersistentVolumeClaim", data["persistentVolumeClaim"]["claimName"].as_str().unwrap())["kind"],
+            "PersistentVolumeClaim"
+        );
     }
 }

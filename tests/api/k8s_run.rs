@@ -33,7 +33,7 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::e2e::suite;
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Backend};
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Backend, free_port_block};
 use crate::k8s::{container_env, named, of_kind, render, write_keys};
 
 /// The module each public prefix of the gateway's routes belongs to (deploy/gateway/gateway.conf).
@@ -222,7 +222,8 @@ fn usage(pid: u32) -> (u64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1));
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().map(|t| t.parse::<f64>().unwrap()).sum());
     (hwm.map_or(0, |k| k.parse::<u64>().unwrap() / 1024), ticks / 100.0)
 }
@@ -346,7 +347,12 @@ async fn up() -> (Cluster, Api) {
             if let Some(status) = pod.child.try_wait().unwrap() {
                 panic!("{} exited ({status}): {}", pod.name, log_tail(&pod.log));
             }
-            assert!(Instant::now() < deadline, "{}: startupProbe failed for {budget:?}: {}", pod.name, log_tail(&pod.log));
+            assert!(
+                Instant::now() < deadline,
+                "{}: startupProbe failed for {budget:?}: {}",
+                pod.name,
+                log_tail(&pod.log)
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert!(probe(&pod.ip, &pod.ports, &pod.container["livenessProbe"]).await, "{}: livenessProbe", pod.name);
@@ -397,9 +403,10 @@ async fn up() -> (Cluster, Api) {
         let backend = &path["backend"]["service"];
         let ip = &services[backend["name"].as_str().unwrap()];
         let port = &backend["port"]["number"];
-        upstreams.push_str(&format!("upstream {module} {{\n    server {ip}:{port} max_fails=2 fail_timeout=10s;\n}}\n"));
+        upstreams
+            .push_str(&format!("upstream {module} {{\n    server {ip}:{port} max_fails=2 fail_timeout=10s;\n}}\n"));
     }
-    let gateway_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let gateway_port = free_port_block(&[0]);
     let nginx_dir = cluster.dir.path().join("gateway");
     std::fs::create_dir_all(nginx_dir.join("tmp")).unwrap();
     std::fs::write(nginx_dir.join("upstreams.conf"), upstreams).unwrap();
@@ -426,7 +433,11 @@ async fn up() -> (Cluster, Api) {
     let api = Api::new(format!("http://127.0.0.1:{gateway_port}"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !api.client.get(api.url("/api/openapi.json")).send().await.is_ok_and(|r| r.status().is_success()) {
-        assert!(Instant::now() < deadline, "the gateway: {}", std::fs::read_to_string(nginx_dir.join("error.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "the gateway: {}",
+            std::fs::read_to_string(nginx_dir.join("error.log")).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     (cluster, api)
@@ -446,7 +457,11 @@ mod k8s {
         println!("e2e k8s split overlay through the gateway: {tally:?} in {:?}", started.elapsed());
         for (pod, (rss, cpu)) in cluster.pods.iter().zip(before) {
             let (peak, cpu_after) = usage(pod.child.id());
-            println!("  {}: peak RSS {peak} MiB (at start {rss} MiB), CPU {:.2} s during the suite", pod.name, cpu_after - cpu);
+            println!(
+                "  {}: peak RSS {peak} MiB (at start {rss} MiB), CPU {:.2} s during the suite",
+                pod.name,
+                cpu_after - cpu
+            );
         }
         for pod in &cluster.pods {
             assert!(pod.ready.load(Ordering::Relaxed), "{} ready after the suite", pod.name);
