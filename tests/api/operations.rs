@@ -3,7 +3,7 @@
 use boxoffice::settings::Module;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, assert_problem, counter, spawn_app, spawn_app_with};
 
 on_both_backends!(
     health_and_readiness_answer,
@@ -53,6 +53,43 @@ async fn metrics_count_requests_by_route_template(backend: Backend) {
         "{text}"
     );
     assert!(text.contains(r#"auth_logins_total{outcome="succeeded"}"#));
+}
+
+/// The app runs in the test's process, so its process metrics are the kernel's figures for
+/// this process: CPU time moves with work done between two scrapes, resident memory is the
+/// kernel's `VmRSS`, and the memory limit is the cgroup's or absent.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_this_process_cpu_and_memory() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let cpu = |text: &str| counter(text, "process_cpu_seconds_total", "");
+    let before = cpu(&app.metrics().await);
+    let started = std::time::Instant::now();
+    let mut spins = 0_u64;
+    while started.elapsed() < std::time::Duration::from_millis(300) {
+        spins = std::hint::black_box(spins.wrapping_add(1));
+    }
+    let text = app.metrics().await;
+    let after = cpu(&text);
+    assert!(before > 0.0 && after - before >= 0.2, "CPU seconds {before} then {after}");
+
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    let rss = counter(&text, "process_resident_memory_bytes", "");
+    assert!((kb * 512.0..kb * 2048.0).contains(&rss), "resident {rss} bytes, the kernel says {kb} kB");
+
+    match platform::telemetry::memory_limit() {
+        Some(limit) => assert_eq!(counter(&text, "process_memory_limit_bytes", ""), limit),
+        None => assert!(!text.contains("process_memory_limit_bytes"), "no limit, no series"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

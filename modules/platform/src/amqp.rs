@@ -280,6 +280,8 @@ impl Inner {
     }
 
     fn set_link(&self, link: Option<Link>) {
+        // Every connect, loss and reconnect passes here: the gauge is whether a link is held.
+        metrics::gauge!("amqp_connected").set(if link.is_some() { 1.0 } else { 0.0 });
         *self.link.write().unwrap_or_else(std::sync::PoisonError::into_inner) = link;
     }
 

@@ -277,5 +277,6 @@ async fn ready(ops: web::Data<Ops>) -> HttpResponse {
 /// Prometheus text exposition of this process's metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 async fn render_metrics(ops: web::Data<Ops>) -> HttpResponse {
+    crate::telemetry::sample_process();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(ops.metrics.render())
 }

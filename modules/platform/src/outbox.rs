@@ -214,7 +214,7 @@ impl OutboxRelay {
         let mut sent = 0;
         loop {
             let select = Query::select()
-                .columns([name("event_id"), name("body")])
+                .columns([name("event_id"), name("body"), name("occurred_at")])
                 .from(name(OUTBOX))
                 .and_where(Expr::col(name("published_at")).is_null())
                 .order_by(name("occurred_at"), Order::Asc)
@@ -224,10 +224,16 @@ impl OutboxRelay {
             let rows = self.db.query_all(&select).await?;
             if rows.is_empty() {
                 metrics::gauge!("outbox_backlog", "module" => self.module).set(0.0);
+                metrics::gauge!("outbox_oldest_unsent_age_seconds", "module" => self.module).set(0.0);
                 return Ok(sent);
             }
             #[allow(clippy::cast_precision_loss)] // a gauge
             metrics::gauge!("outbox_backlog", "module" => self.module).set(rows.len() as f64);
+            // Oldest first: the first row's age is the event lag, read by this pass's query.
+            let oldest: DateTime<Utc> = rows[0].try_get("", "occurred_at")?;
+            // A clock behind the writer's reads as no lag, not as an error.
+            let age = (Utc::now() - oldest).to_std().map_or(0.0, |d| d.as_secs_f64());
+            metrics::gauge!("outbox_oldest_unsent_age_seconds", "module" => self.module).set(age);
             // Marked sent in one statement per batch: a crash before the mark republishes
             // at most this batch, which the consumers' inboxes absorb.
             let mut published = Vec::with_capacity(rows.len());

@@ -110,6 +110,7 @@ on_both_databases!(
     the_inbox_recognises_a_redelivery_per_consumer,
     retention_forgets_sent_events_and_old_inbox_records_but_never_an_unsent_event,
     a_typed_event_is_relayed_under_its_variants_key_and_decodes_back,
+    the_relay_reports_the_age_of_the_oldest_unsent_event,
 );
 
 fn event(n: u32) -> Envelope {
@@ -239,4 +240,35 @@ async fn a_typed_event_is_relayed_under_its_variants_key_and_decodes_back(db: Da
             "type": "ticket.sold", "seats": 3, "event_id": published[1].event_id, "occurred_at": published[1].occurred_at
         })
     );
+}
+
+async fn the_relay_reports_the_age_of_the_oldest_unsent_event(db: DatabaseConnection) {
+    // Installs the recorder: metrics recorded before it are dropped.
+    platform::telemetry::prometheus();
+    // Per backend, as both tests may share a process (and its recorder).
+    let module = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Sqlite => "lag_sqlite",
+        _ => "lag_postgres",
+    };
+    let bus = Arc::new(TestBus::default());
+    let relay = OutboxRelay::new(module, db.clone(), bus.clone(), Duration::from_secs(60));
+    let gauge = |name: &str| common::sample(&format!("{name}{{module=\"{module}\"}}"));
+    let metric = "outbox_oldest_unsent_age_seconds";
+    let mut old = event(1);
+    old.occurred_at = chrono::Utc::now() - chrono::Duration::seconds(90);
+    enqueue(&db, &old).await.unwrap();
+    enqueue(&db, &event(2)).await.unwrap();
+
+    // The broker refuses: the lag is the older row's age, not the newer one's.
+    *bus.down.lock().unwrap() = true;
+    relay.drain().await.unwrap();
+    let lag = gauge(metric).expect("the gauge after a pass");
+    assert!((90.0..150.0).contains(&lag), "{lag}");
+    assert_eq!(gauge("outbox_backlog"), Some(2.0));
+
+    // Sent: no lag.
+    *bus.down.lock().unwrap() = false;
+    assert_eq!(relay.drain().await.unwrap(), 2);
+    assert_eq!(gauge(metric), Some(0.0));
+    assert_eq!(gauge("outbox_backlog"), Some(0.0));
 }

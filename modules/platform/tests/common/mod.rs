@@ -36,3 +36,11 @@ pub async fn dead_letter_store(dir: &std::path::Path) -> platform::events::DeadL
     db.execute(table.if_not_exists()).await.expect("the dead-letter table");
     platform::events::DeadLetterStore::new(db)
 }
+
+/// The value of the sample `series` (a name with its labels as rendered, e.g.
+/// `outbox_backlog{module="test"}`) in this process's Prometheus text; `None` when absent.
+/// Call [`platform::telemetry::prometheus`] before recording: earlier metrics are dropped.
+pub fn sample(series: &str) -> Option<f64> {
+    let text = platform::telemetry::prometheus().render();
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')).map(|v| v.parse().expect("a number"))
+}
