@@ -107,7 +107,11 @@ fn http_server(
     let documents = crate::openapi::Documents::new(&openapi, &crate::modules::compiled_openapi(settings))
         .context("serializing the OpenAPI documents")?;
     let documents = web::Data::new(documents);
-    let ops = Arc::new(Ops { readiness: ctx.readiness, metrics: platform::telemetry::prometheus() });
+    let ops = Arc::new(Ops {
+        databases: ctx.databases(),
+        readiness: ctx.readiness,
+        metrics: platform::telemetry::prometheus(),
+    });
     let verifier = web::Data::from(peers.get::<JwtVerifier>()?);
     let budget = web::Data::new(ClientBudget::new(settings.server.client_budget_per_minute));
     let forwarded = web::Data::new(ForwardedFor { trusted: settings.server.trust_forwarded_for });

@@ -53,6 +53,8 @@ async fn metrics_count_requests_by_route_template(backend: Backend) {
         "{text}"
     );
     assert!(text.contains(r#"auth_logins_total{outcome="succeeded"}"#));
+    // Each scrape samples the pool of every database the process opened.
+    assert!(text.contains(r#"db_pool_max_connections{module="auth"}"#), "{text}");
 }
 
 /// The app runs in the test's process, so its process metrics are the kernel's figures for

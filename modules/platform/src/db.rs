@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 
 use crate::config::DatabaseSettings;
 use crate::health::HealthCheck;
@@ -165,6 +165,32 @@ impl HealthCheck for DatabaseHealth {
     async fn check(&self) -> Result<(), String> {
         self.db.ping().await.map_err(|e| e.to_string())
     }
+}
+
+/// Sets `module`'s connection-pool gauges: `db_pool_connections{module,state}` (`busy`, handed
+/// out or being opened; `idle`, open and waiting) and `db_pool_max_connections{module}`. `/metrics` calls it
+/// per scrape: the pool's counters are atomics, read without a query or a lock. Saturation is
+/// busy / max: at 1, requests wait for a connection.
+pub fn sample_pool(module: &'static str, db: &DatabaseConnection) {
+    let (size, idle, max) = match db.get_database_backend() {
+        DbBackend::Postgres => pool_counts(db.get_postgres_connection_pool()),
+        DbBackend::Sqlite => pool_counts(db.get_sqlite_connection_pool()),
+        // MySQL: a backend this binary never opens.
+        _ => return,
+    };
+    // Two reads, not one snapshot: a connection returned in between must not make it negative.
+    let busy = u64::from(size).saturating_sub(idle as u64);
+    #[allow(clippy::cast_precision_loss)] // gauges of a few connections
+    {
+        metrics::gauge!("db_pool_connections", "module" => module, "state" => "busy").set(busy as f64);
+        metrics::gauge!("db_pool_connections", "module" => module, "state" => "idle").set(idle as f64);
+    }
+    metrics::gauge!("db_pool_max_connections", "module" => module).set(f64::from(max));
+}
+
+/// A pool's open connections, idle ones and maximum.
+fn pool_counts<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> (u32, usize, u32) {
+    (pool.size(), pool.num_idle(), pool.options().get_max_connections())
 }
 
 /// The current time to microseconds: what PostgreSQL keeps, so a value answered at once

@@ -235,6 +235,8 @@ pub fn client_addr(req: &HttpRequest) -> Option<IpAddr> {
 pub struct Ops {
     pub readiness: Readiness,
     pub metrics: PrometheusHandle,
+    /// The process's module databases, whose pools each scrape samples.
+    pub databases: Vec<(&'static str, sea_orm::DatabaseConnection)>,
 }
 
 /// The OpenAPI description of the operational routes.
@@ -278,5 +280,8 @@ async fn ready(ops: web::Data<Ops>) -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 async fn render_metrics(ops: web::Data<Ops>) -> HttpResponse {
     crate::telemetry::sample_process();
+    for (module, db) in &ops.databases {
+        crate::db::sample_pool(module, db);
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(ops.metrics.render())
 }

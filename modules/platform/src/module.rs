@@ -141,6 +141,11 @@ impl Context {
         Ok(db)
     }
 
+    /// Every database [`Context::open`] opened, by module: `/metrics` samples their pools.
+    pub fn databases(&self) -> Vec<(&'static str, DatabaseConnection)> {
+        self.databases.iter().map(|(name, db)| (*name, db.clone())).collect()
+    }
+
     /// The database [`Context::open`] opened for `module`.
     ///
     /// # Errors

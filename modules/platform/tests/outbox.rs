@@ -1,6 +1,7 @@
 //! The outbox, its relay and the inbox, on SQLite and PostgreSQL (the `postgres::` tests): an
 //! event is published if and only if its transaction commits, a broker outage delays it
-//! without losing it, and a redelivery is recognised.
+//! without losing it, and a redelivery is recognised. Also the gauges of the relay's lag and
+//! of the connection pool, on the same databases.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
@@ -111,6 +112,7 @@ on_both_databases!(
     retention_forgets_sent_events_and_old_inbox_records_but_never_an_unsent_event,
     a_typed_event_is_relayed_under_its_variants_key_and_decodes_back,
     the_relay_reports_the_age_of_the_oldest_unsent_event,
+    the_pool_gauges_count_a_connection_held_by_a_transaction,
 );
 
 fn event(n: u32) -> Envelope {
@@ -242,14 +244,19 @@ async fn a_typed_event_is_relayed_under_its_variants_key_and_decodes_back(db: Da
     );
 }
 
-async fn the_relay_reports_the_age_of_the_oldest_unsent_event(db: DatabaseConnection) {
-    // Installs the recorder: metrics recorded before it are dropped.
+/// A module name per backend for the metrics of a test on `db`: the `sqlite::` and
+/// `postgres::` tests may share a process, and so its recorder (installed here: metrics
+/// recorded before it are dropped).
+fn metrics_module(db: &DatabaseConnection, sqlite: &'static str, postgres: &'static str) -> &'static str {
     platform::telemetry::prometheus();
-    // Per backend, as both tests may share a process (and its recorder).
-    let module = match db.get_database_backend() {
-        sea_orm::DatabaseBackend::Sqlite => "lag_sqlite",
-        _ => "lag_postgres",
-    };
+    match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Sqlite => sqlite,
+        _ => postgres,
+    }
+}
+
+async fn the_relay_reports_the_age_of_the_oldest_unsent_event(db: DatabaseConnection) {
+    let module = metrics_module(&db, "lag_sqlite", "lag_postgres");
     let bus = Arc::new(TestBus::default());
     let relay = OutboxRelay::new(module, db.clone(), bus.clone(), Duration::from_secs(60));
     let gauge = |name: &str| common::sample(&format!("{name}{{module=\"{module}\"}}"));
@@ -271,4 +278,29 @@ async fn the_relay_reports_the_age_of_the_oldest_unsent_event(db: DatabaseConnec
     assert_eq!(relay.drain().await.unwrap(), 2);
     assert_eq!(gauge(metric), Some(0.0));
     assert_eq!(gauge("outbox_backlog"), Some(0.0));
+}
+
+async fn the_pool_gauges_count_a_connection_held_by_a_transaction(db: DatabaseConnection) {
+    let module = metrics_module(&db, "pool_sqlite", "pool_postgres");
+    let busy = || {
+        platform::db::sample_pool(module, &db);
+        common::sample(&format!("db_pool_connections{{module=\"{module}\",state=\"busy\"}}")).unwrap()
+    };
+    // Busy counts connections being opened too: the pool opens its minimum in the background.
+    let settle = || async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while busy() != 0.0 {
+            assert!(std::time::Instant::now() < deadline, "a connection stays busy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    settle().await;
+    // `database` sizes PostgreSQL pools at 4 and SQLite ones at 2.
+    let max = common::sample(&format!("db_pool_max_connections{{module=\"{module}\"}}"));
+    assert_eq!(max, Some(if module == "pool_sqlite" { 2.0 } else { 4.0 }));
+
+    let txn = db.begin().await.unwrap();
+    assert_eq!(busy(), 1.0);
+    txn.commit().await.unwrap();
+    settle().await;
 }
