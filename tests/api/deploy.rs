@@ -17,8 +17,52 @@ pub struct Process {
     pub profile: String,
 }
 
-fn repo() -> PathBuf {
+/// The repository's root, where the deployment files are.
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every document of a YAML stream, as JSON (python3's PyYAML reads it: the Debian
+/// docker-compose depends on it).
+pub fn yaml_documents(yaml: &[u8]) -> Vec<Value> {
+    let mut json = Command::new("python3")
+        .args(["-c", "import json, sys, yaml; json.dump(list(yaml.safe_load_all(sys.stdin)), sys.stdout)"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut json.stdin.take().unwrap(), yaml).unwrap();
+    let out = json.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let docs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+/// The settings `deploy/split.sh env PROCESS` gives a process, by key.
+pub fn split_script_env(process: &str) -> BTreeMap<String, String> {
+    let state = tempfile::TempDir::new().unwrap();
+    let out = Command::new("bash")
+        .arg(repo().join("deploy/split.sh"))
+        .args(["env", process])
+        .env("STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap()).collect()
+}
+
+/// The settings named by `keys`, sorted, apart from those in `by_nature` (which differ between
+/// deployments by design). A secret may arrive as a file in one deployment and as a value in
+/// another (`KEY_FILE` or `KEY`): the setting is the same.
+pub fn settings_apart_from<'a>(keys: impl IntoIterator<Item = &'a String>, by_nature: &[&str]) -> Vec<String> {
+    let mut settings: Vec<String> = keys
+        .into_iter()
+        .map(|k| k.strip_suffix("_FILE").unwrap_or(k).to_owned())
+        .filter(|k| !by_nature.contains(&k.as_str()))
+        .collect();
+    settings.sort();
+    settings
 }
 
 /// The processes of `layout` in `deploy/topology`.
@@ -47,16 +91,7 @@ fn compose_config(file: &Path, profile: &str) -> Value {
         .output()
         .expect("docker-compose (Debian package docker-compose) on PATH");
     assert!(config.status.success(), "{}", String::from_utf8_lossy(&config.stderr));
-    let mut json = Command::new("python3")
-        .args(["-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut json.stdin.take().unwrap(), &config.stdout).unwrap();
-    let out = json.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let mut config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut config = yaml_documents(&config.stdout).remove(0);
     let services = config["services"].as_object_mut().unwrap();
     services.retain(|_, service| service["profiles"].as_array().is_some_and(|p| p.iter().any(|p| p == profile)));
     config
@@ -124,21 +159,7 @@ mod compose {
 /// What `deploy/split.sh env NAME` gives process NAME: compose gives the same settings, apart
 /// from what differs by nature between one machine's shared servers and compose's own.
 fn assert_same_settings(name: &str, compose: &Value) {
-    let out = Command::new("bash")
-        .arg(repo().join("deploy/split.sh"))
-        .args(["env", name])
-        .env("STATE_DIR", tempfile::TempDir::new().unwrap().path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let script: BTreeMap<String, String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| line.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap())
-        .collect();
-    // A secret may be a file in one and a value in the other (the script's local servers need
-    // no password); compare settings, not how they arrive.
-    let setting = |key: &str| key.strip_suffix("_FILE").unwrap_or(key).to_owned();
+    let script = split_script_env(name);
     // The script: the image's config dir and data dir, and names of its own on shared local
     // servers, and mail kept in files. Compose: its own mail catcher.
     let by_nature = [
@@ -152,14 +173,12 @@ fn assert_same_settings(name: &str, compose: &Value) {
         "BOXOFFICE__NOTIFICATION__SMTP__PORT",
         "BOXOFFICE__NOTIFICATION__SMTP__TLS",
     ];
-    let keys = |keys: Vec<&String>| -> Vec<String> {
-        let mut keys: Vec<String> =
-            keys.into_iter().filter(|k| !by_nature.contains(&k.as_str())).map(|k| setting(k)).collect();
-        keys.sort();
-        keys
-    };
     let compose = compose.as_object().unwrap();
-    assert_eq!(keys(compose.keys().collect()), keys(script.keys().collect()), "{name}: compose and split.sh");
+    assert_eq!(
+        settings_apart_from(compose.keys(), &by_nature),
+        settings_apart_from(script.keys(), &by_nature),
+        "{name}: compose and split.sh"
+    );
     assert_eq!(compose["BOXOFFICE_PROFILE"], script["BOXOFFICE_PROFILE"].as_str(), "{name}");
     // Both send the modules' calls to each other through the gateway's internal listener.
     for (key, url) in script.iter().filter(|(k, _)| k.starts_with("BOXOFFICE__SERVICES__") && !k.ends_with("_FILE")) {

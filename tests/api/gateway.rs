@@ -4,12 +4,13 @@
 //! nextest's default profile skips); the routes to live services are covered by
 //! `tests/api/split_script.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::deploy::repo;
 use crate::helpers::assert_problem;
 
 /// An nginx of its own, stopped when dropped.
@@ -27,10 +28,6 @@ impl Drop for Gateway {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
     }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn nginx() -> &'static str {

@@ -3,10 +3,12 @@
 //! as local processes with the end-to-end suite through it (`k8s_run.rs`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value;
+
+use crate::deploy::{repo, settings_apart_from, split_script_env, yaml_documents};
 
 pub const OVERLAYS: [&str; 3] = ["split", "dev", "monolith"];
 const MODULES: [&str; 5] = ["auth", "movie", "booking", "payment", "notification"];
@@ -18,10 +20,6 @@ const RECOMMENDED: [&str; 4] = [
     "app.kubernetes.io/part-of",
     "app.kubernetes.io/managed-by",
 ];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// An overlay rendered on a copy of the tree (`k8s/`, `config/`, `deploy/`), its Secrets' files
 /// made by `k8s/secrets.sh` with `env` (placeholders when empty): the objects, and the copy.
@@ -48,21 +46,6 @@ pub fn render(overlay: &str, env: &[(&str, String)]) -> (tempfile::TempDir, Vec<
         .expect("kubectl on PATH (.ci/run says where to get it)");
     assert!(out.status.success(), "kubectl kustomize {overlay}: {}", String::from_utf8_lossy(&out.stderr));
     (copy, yaml_documents(&out.stdout))
-}
-
-/// Every document of a YAML stream, as JSON (python3's PyYAML reads it).
-fn yaml_documents(yaml: &[u8]) -> Vec<Value> {
-    let mut json = Command::new("python3")
-        .args(["-c", "import json, sys, yaml; json.dump(list(yaml.safe_load_all(sys.stdin)), sys.stdout)"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut json.stdin.take().unwrap(), yaml).unwrap();
-    let out = json.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let docs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    docs.into_iter().filter(|d| !d.is_null()).collect()
 }
 
 pub fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -340,20 +323,6 @@ pub fn write_keys(object: &Value, dir: &Path, items: Option<&Value>) {
     }
 }
 
-/// The settings `deploy/split.sh env PROCESS` gives a process, by key.
-fn split_script_env(process: &str) -> BTreeMap<String, String> {
-    let state = tempfile::TempDir::new().unwrap();
-    let out = Command::new("bash")
-        .arg(repo().join("deploy/split.sh"))
-        .args(["env", process])
-        .env("STATE_DIR", state.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines().map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap()).collect()
-}
-
 mod rules {
     use super::*;
 
@@ -373,21 +342,16 @@ mod rules {
             "BOXOFFICE__NOTIFICATION__SMTP__USERNAME",
             "BOXOFFICE__NOTIFICATION__SMTP__PASSWORD",
         ];
-        let settings = |env: &BTreeMap<String, String>| -> Vec<String> {
-            let mut keys: Vec<String> = env
-                .keys()
-                .map(|k| k.strip_suffix("_FILE").unwrap_or(k).to_owned())
-                .filter(|k| !by_nature.contains(&k.as_str()))
-                .collect();
-            keys.sort();
-            keys
-        };
         for module in MODULES {
             let process = if module == "booking" { "booking-1" } else { module };
             let script = split_script_env(process);
             let container = &named(&objects, "Deployment", module)["spec"]["template"]["spec"]["containers"][0];
             let env = container_env(&objects, container);
-            assert_eq!(settings(&env), settings(&script), "{module}: the manifests and split.sh env");
+            assert_eq!(
+                settings_apart_from(env.keys(), &by_nature),
+                settings_apart_from(script.keys(), &by_nature),
+                "{module}: the manifests and split.sh env"
+            );
             assert_eq!(env["BOXOFFICE_PROFILE"], script["BOXOFFICE_PROFILE"], "{module}");
             // Where split.sh names the gateway's internal listener, the modules' own Services.
             for other in MODULES {

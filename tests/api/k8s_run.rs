@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::deploy::repo;
 use crate::e2e::suite;
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Backend, free_port_block};
 use crate::k8s::{container_env, named, of_kind, render, write_keys};
@@ -90,10 +91,6 @@ impl Drop for Cluster {
         let _ = Command::new("rabbitmqctl").args(["-q", "delete_vhost", &self.vhost]).output();
         let _ = &self.dir;
     }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn log_tail(path: &Path) -> String {
