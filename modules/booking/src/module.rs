@@ -51,6 +51,12 @@ impl Module for Booking {
 
     /// With its outbox relay, the sweeper of unpaid holds and the consumer of payment events.
     async fn start(&self, ctx: &mut Context, peers: &mut Peers) -> anyhow::Result<Mount> {
+        // Each outcome's counter exists at 0 from the start, so that dashboards and `rate()`
+        // read an outcome that has not happened (expiry, a lock refusal) as 0, not as no data.
+        for outcome in ["created", "conflict", "hold_limit", "cancelled", "expired"] {
+            metrics::counter!("bookings_total", "outcome" => outcome).increment(0);
+        }
+        metrics::counter!("seat_lock_conflicts_total").increment(0);
         let db = ctx.database(self.name())?;
         let relay = ctx.outbox_relay(self.name(), db.clone());
         let service = Arc::new(BookingService::new(

@@ -45,6 +45,11 @@ impl Module for Movie {
 
     /// Keeps `seats_available` from booking's events.
     async fn start(&self, ctx: &mut Context, peers: &mut Peers) -> anyhow::Result<Mount> {
+        // Both results' counters exist at 0 from the start: the hit ratio is 0, not no data,
+        // until the first hit.
+        for result in ["hit", "miss"] {
+            metrics::counter!("movie_cache_requests_total", "result" => result).increment(0);
+        }
         let service = self.service(ctx, peers)?;
         if self.seed_demo && service.seed_demo().await.map_err(|e| anyhow!("demo catalog: {e}"))? {
             tracing::info!("demo catalog created (demo.seed = false turns this off)");

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use booking::api::BookingApi;
 use platform::module::{Context, Module, Mount, Peers};
+use sea_orm::{ActiveEnum, Iterable};
 
-use crate::api::{PaymentApi, QUEUE};
+use crate::api::{PaymentApi, PaymentStatus, QUEUE};
 use crate::service::{PaymentService, PaymentSettings};
 
 pub struct Payment {
@@ -34,6 +35,18 @@ impl Module for Payment {
     /// With its outbox relay, the refund worker, the reconciler of cut-off charges and the
     /// consumer of booking events.
     async fn start(&self, ctx: &mut Context, peers: &mut Peers) -> anyhow::Result<Mount> {
+        // Each outcome's counter exists at 0 from the start, so that dashboards and `rate()`
+        // read an outcome that has not happened (a decline, a reconciled charge) as 0, not as
+        // no data.
+        for status in PaymentStatus::iter() {
+            metrics::counter!("payments_total", "status" => status.to_value()).increment(0);
+        }
+        for source in ["cache", "database"] {
+            metrics::counter!("payment_replays_total", "source" => source).increment(0);
+        }
+        for outcome in ["approved", "declined", "forgotten"] {
+            metrics::counter!("payment_reconciled_total", "outcome" => outcome).increment(0);
+        }
         let db = ctx.database(self.name())?;
         let relay = ctx.outbox_relay(self.name(), db.clone());
         // Saved answers are copied to Redis when there is one (a fast path for replays); in

@@ -39,7 +39,8 @@ impl Readiness {
         self.checks.push(check);
     }
 
-    /// Runs every check (each bounded by `timeout`); `ready` is true when all passed.
+    /// Runs every check (each bounded by `timeout`) and sets the gauge `ready` to the
+    /// outcome (1 or 0); `ready` is true when all passed.
     pub async fn report(&self, timeout: Duration) -> (bool, ReadinessReport) {
         let results = join_all(self.checks.iter().map(|c| async move {
             let outcome = match tokio::time::timeout(timeout, c.check()).await {
@@ -51,6 +52,7 @@ impl Readiness {
         }))
         .await;
         let ready = results.iter().all(|(_, r)| r.is_ok());
+        metrics::gauge!("ready").set(if ready { 1.0 } else { 0.0 });
         let checks = results
             .into_iter()
             .map(|(name, r)| (name, serde_json::Value::String(r.err().unwrap_or_else(|| "ok".to_owned()))))

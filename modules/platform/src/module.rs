@@ -160,6 +160,11 @@ impl Context {
     /// The bus refuses the subscription.
     pub async fn subscribe(&self, queue: QueueSpec, handler: Arc<dyn EventHandler>) -> anyhow::Result<()> {
         let name = format!("{}{}", self.events.queue_prefix, queue.name);
+        // The queue's counters exist at 0 from the start (both buses count under this name): a
+        // dashboard then shows "none consumed, none dead-lettered" rather than no data.
+        for counter in ["events_consumed_total", "events_dead_lettered_total"] {
+            metrics::counter!(counter, "queue" => name.clone()).increment(0);
+        }
         self.bus.subscribe(&name, queue.patterns, handler).await.with_context(|| format!("subscribing {name}"))
     }
 
