@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The secrets of the compose deployment, once, into deploy/compose/secrets/ (git-ignored):
 # the application's shared secrets as deploy/split.sh makes them (deploy/secrets.sh), the
-# PostgreSQL and RabbitMQ passwords and the URLs built from them, and a self-signed TLS
+# PostgreSQL, RabbitMQ and Grafana passwords and the URLs built from them, and a self-signed TLS
 # certificate for the gateway (replace secrets/tls/{cert,key}.pem with real ones).
 #   deploy/compose/init.sh
 set -euo pipefail
@@ -18,6 +18,7 @@ once() {
 
 once postgres_password "$(openssl rand -hex 24)"
 once rabbitmq_password "$(openssl rand -hex 24)"
+once grafana_admin_password "$(openssl rand -hex 16)"
 once database_url "postgres://boxoffice:$(cat "$dir/postgres_password")@postgres:5432/boxoffice"
 once amqp_url "amqp://boxoffice:$(cat "$dir/rabbitmq_password")@rabbitmq:5672/%2f"
 once rabbitmq.conf "default_user = boxoffice
