@@ -143,6 +143,35 @@ mod compose {
         assert_eq!(upstreams(&repo().join("deploy/compose/upstreams.conf")), upstreams_of(&expected, |p| &p.name));
     }
 
+    /// Prometheus scrapes the split's processes, one job per module (what the alert rules and
+    /// the dashboards aggregate by): on loopback at split.sh's ports (`prometheus.yml`), and
+    /// by service name in compose (`compose.yml`, which the compose file's Prometheus reads).
+    #[test]
+    fn the_scrape_configs_scrape_the_topologys_processes() {
+        let processes = topology("split");
+        let by_host: [(&str, &dyn Fn(&Process) -> &str); 2] =
+            [("prometheus.yml", &|_| "127.0.0.1"), ("compose.yml", &|p| p.name.as_str())];
+        for (file, host) in by_host {
+            let path = repo().join("deploy/prometheus").join(file);
+            let config = yaml_documents(&std::fs::read(&path).unwrap()).remove(0);
+            let jobs: BTreeMap<String, Vec<String>> = config["scrape_configs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|job| {
+                    let targets = job["static_configs"].as_array().unwrap().iter();
+                    let targets = targets.flat_map(|c| c["targets"].as_array().unwrap().iter());
+                    let name = job["job_name"].as_str().unwrap().strip_prefix("boxoffice-").unwrap().to_owned();
+                    (name, targets.map(|t| t.as_str().unwrap().to_owned()).collect())
+                })
+                .collect();
+            assert_eq!(jobs, upstreams_of(&processes, host), "{file}");
+        }
+        let compose = compose_config(&repo().join("deploy/compose/docker-compose.yml"), "split");
+        let command = compose["services"]["prometheus"]["command"].as_array().unwrap();
+        assert!(command.iter().any(|a| a == "--config.file=/etc/prometheus/compose.yml"), "{command:?}");
+    }
+
     #[test]
     fn the_monolith_profile_is_one_container_with_its_data_in_a_volume() {
         let config = compose_config(&repo().join("deploy/compose/docker-compose.yml"), "monolith");

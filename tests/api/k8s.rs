@@ -24,10 +24,24 @@ const RECOMMENDED: [&str; 4] = [
 /// An overlay rendered on a copy of the tree (`k8s/`, `config/`, `deploy/`), its Secrets' files
 /// made by `k8s/secrets.sh` with `env` (placeholders when empty): the objects, and the copy.
 pub fn render(overlay: &str, env: &[(&str, String)]) -> (tempfile::TempDir, Vec<Value>) {
+    render_with(overlay, env, &[])
+}
+
+/// [`render`], with the optional `components` (of `k8s/components/`) listed in the overlay
+/// before `labels`, as docs/kubernetes.md tells an operator to.
+pub fn render_with(overlay: &str, env: &[(&str, String)], components: &[&str]) -> (tempfile::TempDir, Vec<Value>) {
     let copy = tempfile::TempDir::new().unwrap();
     for dir in ["k8s", "config", "deploy"] {
         let status = Command::new("cp").arg("-r").arg(repo().join(dir)).arg(copy.path()).status().unwrap();
         assert!(status.success());
+    }
+    if !components.is_empty() {
+        let file = copy.path().join("k8s/overlays").join(overlay).join("kustomization.yaml");
+        let labels = "  - ../../components/labels\n";
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains(labels), "{overlay} lists the labels component");
+        let listed: String = components.iter().map(|c| format!("  - ../../components/{c}\n")).collect();
+        std::fs::write(&file, text.replacen(labels, &format!("{listed}{labels}"), 1)).unwrap();
     }
     for secrets in ["k8s/base/secrets", "k8s/overlays/split/secrets", "k8s/overlays/dev/secrets"] {
         let _ = std::fs::remove_dir_all(copy.path().join(secrets));
@@ -387,6 +401,37 @@ mod rules {
         for module in ["auth", "movie", "booking"] {
             let hpa = named(&objects, "HorizontalPodAutoscaler", module);
             assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "cpu", "{module}: HPA on CPU");
+        }
+    }
+
+    /// The optional monitoring component: its ServiceMonitor scrapes every boxoffice Service
+    /// on the port and path the pods' annotations name, under a job per module. (A CRD:
+    /// kubernetes-validate has no schema for it, so CI validates the overlays without it.)
+    #[test]
+    fn the_monitoring_component_scrapes_every_service_as_the_annotations_do() {
+        for overlay in ["split", "monolith"] {
+            let (_copy, objects) = render_with(overlay, &[], &["monitoring"]);
+            assert_review_rules(overlay, &objects);
+            let monitors = of_kind(&objects, "ServiceMonitor");
+            assert_eq!(monitors.len(), 1, "{overlay}");
+            let spec = &monitors[0]["spec"];
+            let endpoint = &spec["endpoints"][0];
+            let relabel = &endpoint["relabelings"][0];
+            assert_eq!(relabel["targetLabel"], "job");
+            assert_eq!(relabel["sourceLabels"][0], "__meta_kubernetes_service_label_app_kubernetes_io_component");
+            for workload in of_kind(&objects, "Deployment") {
+                let template = &workload["spec"]["template"];
+                let annotations = &template["metadata"]["annotations"];
+                let component = template["metadata"]["labels"]["app.kubernetes.io/component"].as_str().unwrap();
+                let service = named(&objects, "Service", component);
+                assert!(selects(&spec["selector"], &service["metadata"]["labels"]), "{overlay}: selects {component}");
+                let port = service["spec"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == endpoint["port"]);
+                let port = port.unwrap_or_else(|| panic!("{overlay}: {component} has the endpoint's port"));
+                assert_eq!(annotations["prometheus.io/port"], port["port"].to_string(), "{overlay}: {component}");
+                assert_eq!(annotations["prometheus.io/path"], endpoint["path"], "{overlay}: {component}");
+                let job = relabel["replacement"].as_str().unwrap().replace("$1", component);
+                assert_eq!(job, format!("boxoffice-{component}"), "{overlay}: the job of deploy/prometheus/");
+            }
         }
     }
 

@@ -21,6 +21,7 @@ mod booking;
 mod booking_contract;
 mod cli;
 mod crash;
+mod dashboards;
 mod deploy;
 mod e2e;
 mod event_contract;
