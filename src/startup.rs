@@ -43,6 +43,9 @@ impl Application {
     /// # Errors
     /// As [`Application::build`].
     pub async fn build_with(settings: Settings, extra: ExtraRoutes) -> anyhow::Result<Self> {
+        // The recorder first: what the modules record while they start (the first RabbitMQ
+        // connection's `amqp_connected`, the counters made at 0) is dropped without one.
+        platform::telemetry::prometheus();
         let mut started = crate::modules::start(&settings).await?;
         let listener = TcpListener::bind(settings.server.bind)
             .with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;

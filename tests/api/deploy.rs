@@ -149,9 +149,8 @@ mod compose {
     #[test]
     fn the_scrape_configs_scrape_the_topologys_processes() {
         let processes = topology("split");
-        let by_host: [(&str, &dyn Fn(&Process) -> &str); 2] =
-            [("prometheus.yml", &|_| "127.0.0.1"), ("compose.yml", &|p| p.name.as_str())];
-        for (file, host) in by_host {
+        // Each file and whether it names a process by its compose service (or on loopback).
+        for (file, by_name) in [("prometheus.yml", false), ("compose.yml", true)] {
             let path = repo().join("deploy/prometheus").join(file);
             let config = yaml_documents(&std::fs::read(&path).unwrap()).remove(0);
             let jobs: BTreeMap<String, Vec<String>> = config["scrape_configs"]
@@ -165,7 +164,8 @@ mod compose {
                     (name, targets.map(|t| t.as_str().unwrap().to_owned()).collect())
                 })
                 .collect();
-            assert_eq!(jobs, upstreams_of(&processes, host), "{file}");
+            let targets = upstreams_of(&processes, |p| if by_name { p.name.as_str() } else { "127.0.0.1" });
+            assert_eq!(jobs, targets, "{file}");
         }
         let compose = compose_config(&repo().join("deploy/compose/docker-compose.yml"), "split");
         let command = compose["services"]["prometheus"]["command"].as_array().unwrap();
