@@ -22,6 +22,8 @@ async fn health_and_readiness_answer(backend: Backend) {
     if matches!(backend, Backend::Postgres { .. }) {
         assert_eq!(report["checks"]["redis"], "ok");
     }
+    // A scrape runs the same checks: the gauge says ready.
+    assert!(app.metrics().await.lines().any(|l| l == "ready 1"), "the gauge says ready");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,6 +36,7 @@ async fn readiness_names_a_dependency_that_is_down_and_logins_go_on() {
     let report: Value = ready.json().await.unwrap();
     assert_eq!(report["checks"]["database:auth"], "ok");
     assert_ne!(report["checks"]["redis"], "ok");
+    assert!(app.metrics().await.lines().any(|l| l == "ready 0"), "the gauge says not ready");
     assert_eq!(app.client.get(app.url("/health/live")).send().await.unwrap().status(), 200);
     // The login limiter is a guard, not a dependency: without Redis, logins still work.
     app.register("uma").await;
