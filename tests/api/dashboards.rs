@@ -160,6 +160,7 @@ mod prometheus {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
         server.wait_ready(&client).await;
         let mut prometheus = Prometheus::start(server.base.trim_start_matches("http://"));
+        let scraping = Instant::now();
         prometheus.wait_for(&client, &format!("up{{job=\"{JOB}\"}}"), 1.0).await;
 
         // The load: every scenario of the end-to-end suite (book, pay, confirm, cancel, refund,
@@ -225,7 +226,7 @@ mod prometheus {
         );
 
         if let Some(dir) = std::env::var_os("BOXOFFICE_DASHBOARD_IMAGES").filter(|d| !d.is_empty()) {
-            screenshots(&prometheus, Path::new(&dir), started.elapsed(), &answered);
+            screenshots(&prometheus, Path::new(&dir), scraping.elapsed(), &answered);
         }
     }
 }
@@ -253,10 +254,10 @@ async fn label_values(client: &reqwest::Client, prometheus: &Prometheus, definit
 }
 
 /// Each dashboard's queries (with their number of series) on Prometheus's graph page, one graph
-/// per query in panel order, over the test's time, as `dir/dashboard-<name>.png`.
-fn screenshots(prometheus: &Prometheus, dir: &Path, elapsed: Duration, dashboards: &[(String, Vec<(String, usize)>)]) {
+/// per query in panel order, over the `scraped` time until now, as `dir/dashboard-<name>.png`.
+fn screenshots(prometheus: &Prometheus, dir: &Path, scraped: Duration, dashboards: &[(String, Vec<(String, usize)>)]) {
     std::fs::create_dir_all(dir).unwrap();
-    let range = format!("{}s", elapsed.as_secs() + 10);
+    let range = format!("{}s", scraped.as_secs() + 2);
     for (name, queries) in dashboards {
         let mut params = Vec::new();
         for (n, (expr, _)) in queries.iter().enumerate() {
