@@ -120,7 +120,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    platform::telemetry::init_tracing(&settings.log);
+    let exporter = match platform::telemetry::init(&settings.log, &settings.traces, &settings.service_name()) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("boxoffice: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -152,6 +158,10 @@ fn main() -> ExitCode {
             Command::Probe { bind } => probe(bind.unwrap_or(settings.server.bind)).await,
         }
     });
+    // The exporter's last batch goes out on its own thread, blocking this one until sent.
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
+    }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

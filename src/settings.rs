@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use platform::config::{DatabaseSettings, EventSettings, JwtSettings, LogSettings, RedisSettings, ServerSettings};
+use platform::config::{
+    DatabaseSettings, EventSettings, JwtSettings, LogSettings, RedisSettings, ServerSettings, TraceSettings,
+};
 use serde::Deserialize;
 
 pub use crate::modules::{Module, Sections};
@@ -51,6 +53,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub log: LogSettings,
+    pub traces: TraceSettings,
     pub jwt: JwtSettings,
     pub events: EventSettings,
     pub services: ServiceUrls,
@@ -150,6 +153,17 @@ impl Settings {
     /// The modules this process serves.
     pub fn served(&self) -> Vec<Module> {
         self.modules.clone().unwrap_or_else(|| Module::COMPILED.to_vec())
+    }
+
+    /// This process's name in traces: `boxoffice` when it serves every compiled-in module,
+    /// else `boxoffice-` and the modules it serves (`boxoffice-booking`).
+    pub fn service_name(&self) -> String {
+        match &self.modules {
+            None => "boxoffice".to_owned(),
+            Some(modules) => {
+                format!("boxoffice-{}", modules.iter().map(|m| m.name()).collect::<Vec<_>>().join("-"))
+            }
+        }
     }
 
     pub fn serves(&self, module: Module) -> bool {

@@ -147,6 +147,21 @@ impl Api {
             .expect("client");
         Api { address: address.into(), client }
     }
+
+    /// The same API, every request carrying `name: value` (a `traceparent`, say).
+    pub fn with_header(&self, name: &'static str, value: &str) -> Self {
+        let headers = reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::HeaderName::from_static(name),
+            reqwest::header::HeaderValue::from_str(value).expect("a header value"),
+        )]);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(60))
+            .default_headers(headers)
+            .build()
+            .expect("client");
+        Api { address: self.address.clone(), client }
+    }
 }
 
 /// An app of the test's own, in this process: its API and what the test may reach behind it.

@@ -49,3 +49,4 @@ mod process;
 mod smtp;
 mod split;
 mod split_script;
+mod traces;

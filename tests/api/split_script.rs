@@ -17,17 +17,22 @@ use crate::notification::{kinds, wait_for_notifications};
 
 /// A split deployment started by `deploy/split.sh` for one test, purged when dropped (stopped, its
 /// database dropped).
-struct Split {
+pub struct Split {
     /// The script's state (secrets, logs, pids); `purge` runs before it goes.
     _state: tempfile::TempDir,
     env: Vec<(String, String)>,
-    api: Api,
+    pub api: Api,
 }
 
 impl Split {
     /// `deploy/split.sh up` with `layout`, on a state dir, ports, database, Redis prefix and
     /// vhost of the test's own.
     fn up(layout: &str) -> Split {
+        Split::up_with(layout, &[])
+    }
+
+    /// [`Split::up`] with `settings` (`BOXOFFICE__…` variables) added to every process's.
+    pub fn up_with(layout: &str, settings: &[(&str, &str)]) -> Split {
         let Backend::Postgres { database_url, redis_url, amqp_url } = Backend::postgres() else {
             panic!("the split runs on PostgreSQL, Redis and RabbitMQ")
         };
@@ -46,6 +51,7 @@ impl Split {
             ("ADMIN_EMAIL".to_owned(), ADMIN_EMAIL.to_owned()),
             ("ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned()),
         ];
+        let env = env.into_iter().chain(settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).collect();
         let mut split = Split { _state: state, env, api: Api::new("") };
         let out = split.run(&["up"]);
         let stdout = String::from_utf8_lossy(&out.stdout);

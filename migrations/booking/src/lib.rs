@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(migrations::InboxRetention),
             Box::new(m20261201_000001_payment_holds::Migration),
             Box::new(m20261207_000001_screening_names::Migration),
+            Box::new(migrations::OutboxTraceparent),
         ]
     }
 

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(migrations::InboxRetention),
             Box::new(m20261201_000001_reconcile::Migration),
             Box::new(m20261207_000001_saved_answers::Migration),
+            Box::new(migrations::OutboxTraceparent),
         ]
     }
 

@@ -26,12 +26,11 @@
 //! every subscription's queues and bindings, and starts consuming again. Unacknowledged
 //! deliveries of the lost connection are redelivered by the broker.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -41,8 +40,9 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use tokio::sync::{Mutex, watch};
 
-use crate::events::{BusError, DeadLetter, Envelope, EventBus, EventHandler, HandlerError, Replay, RetryPolicy};
+use crate::events::{BusError, DeadLetter, Envelope, EventBus, EventHandler, Replay, RetryPolicy};
 use crate::health::HealthCheck;
+use crate::trace::TRACEPARENT;
 
 /// Header carrying the number of the delivery attempt a message copy is (absent = 1).
 pub const ATTEMPTS_HEADER: &str = "x-attempts";
@@ -91,6 +91,14 @@ pub fn dead_letter_queue(queue: &str) -> String {
 }
 
 /// Which attempt a delivery is: the `x-attempts` header of a retried copy, else 1.
+/// The trace context a message carries in its `traceparent` header, if any.
+fn traceparent_of(properties: &BasicProperties) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(TRACEPARENT)? {
+        AMQPValue::LongString(value) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
 fn attempt_of(properties: &BasicProperties) -> u32 {
     let value = properties.headers().as_ref().and_then(|h| h.inner().get(ATTEMPTS_HEADER).cloned());
     let n: Option<i64> = match value {
@@ -545,15 +553,11 @@ async fn handle_delivery(
             return;
         }
     };
+    let event = Envelope { traceparent: traceparent_of(&delivery.properties), ..event };
     let attempt = attempt_of(&delivery.properties);
-    // A panicking handler is a failing one: the delivery is retried, and the consumer lives on.
-    let outcome = AssertUnwindSafe(handler.handle(&event))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Err(HandlerError::msg("the event handler panicked")));
-    match outcome {
+    // A failing (or panicking) handler's delivery is retried, and the consumer lives on.
+    match crate::events::handle_traced(queue, handler, &event).await {
         Ok(()) => {
-            metrics::counter!("events_consumed_total", "queue" => queue.to_owned()).increment(1);
             if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
                 // Not acknowledged: the broker redelivers; the handler's inbox makes that harmless.
                 tracing::warn!(queue, event_id = %event.event_id, error = %e, "ack failed; the event will be redelivered");
@@ -617,6 +621,14 @@ impl EventBus for RabbitBus {
             .with_message_id(event.event_id.to_string().into())
             .with_type(short(&event.routing_key)?)
             .with_timestamp(u64::try_from(event.occurred_at.timestamp()).unwrap_or(0));
+        let properties = match &event.traceparent {
+            Some(value) => {
+                let mut headers = FieldTable::default();
+                headers.insert(TRACEPARENT.into(), AMQPValue::LongString(value.as_str().into()));
+                properties.with_headers(headers)
+            }
+            None => properties,
+        };
         // Mandatory: every queue of the deployment is declared before anything is published,
         // so an event no queue takes is a misconfiguration to surface (the outbox keeps it),
         // never a message to drop.

@@ -175,6 +175,17 @@ pub struct LogSettings {
     pub filter: String,
 }
 
+/// `[traces]` (docs/operations.md, "Traces").
+#[derive(Debug, Clone, Deserialize)]
+pub struct TraceSettings {
+    /// Base URL of an OTLP/HTTP receiver (`http://jaeger:4318`); empty: traces off.
+    pub otlp_endpoint: String,
+    /// How long finished spans wait to be sent in one batch.
+    pub export_delay_ms: u64,
+    /// Which spans are exported (a tracing `EnvFilter` directive, apart from `log.filter`).
+    pub filter: String,
+}
+
 /// `[jwt]`: what every process needs to verify access tokens.
 #[derive(Debug, Clone, Deserialize)]
 pub struct JwtSettings {

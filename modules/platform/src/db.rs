@@ -12,7 +12,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
+    QueryResult, Statement, TransactionTrait,
+};
+use tracing::Instrument;
 
 use crate::config::DatabaseSettings;
 use crate::health::HealthCheck;
@@ -191,6 +195,82 @@ pub fn sample_pool(module: &'static str, db: &DatabaseConnection) {
 /// A pool's open connections, idle ones and maximum.
 fn pool_counts<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> (u32, usize, u32) {
     (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+}
+
+/// A database transaction in a span of its own (`transaction <name>`), a child of the span
+/// it begins in, ended when it commits, rolls back or is dropped: a trace shows how long each
+/// unit of work held its connection. Used like sea-orm's: `&txn` is a connection.
+pub struct Transaction {
+    txn: DatabaseTransaction,
+    span: tracing::Span,
+}
+
+/// Begins a transaction on `db` named `name` in traces (the operation: `book`, `charge`).
+///
+/// # Errors
+/// No connection could be had, or `BEGIN` failed.
+pub async fn begin(db: &DatabaseConnection, name: &'static str) -> Result<Transaction, DbErr> {
+    let span = tracing::info_span!(
+        "transaction",
+        otel.name = %format_args!("transaction {name}"),
+        otel.kind = "client",
+        db.system.name = match db.get_database_backend() {
+            DbBackend::Postgres => "postgresql",
+            DbBackend::Sqlite => "sqlite",
+            _ => "other",
+        },
+        outcome = tracing::field::Empty,
+    );
+    let txn = db.begin().instrument(span.clone()).await?;
+    Ok(Transaction { txn, span })
+}
+
+impl Transaction {
+    /// Commits; the span ends with the outcome.
+    ///
+    /// # Errors
+    /// `COMMIT` failed (nothing was written).
+    pub async fn commit(self) -> Result<(), DbErr> {
+        let committed = self.txn.commit().instrument(self.span.clone()).await;
+        self.span.record("outcome", if committed.is_ok() { "committed" } else { "failed" });
+        committed
+    }
+
+    /// Rolls back; the span ends with the outcome.
+    ///
+    /// # Errors
+    /// `ROLLBACK` failed (the database drops the transaction with the connection).
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.span.record("outcome", "rolled back");
+        self.txn.rollback().instrument(self.span.clone()).await
+    }
+}
+
+#[async_trait]
+impl ConnectionTrait for Transaction {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
 }
 
 /// The current time to microseconds: what PostgreSQL keeps, so a value answered at once

@@ -34,6 +34,10 @@ pub struct Envelope {
     pub routing_key: String,
     pub occurred_at: DateTime<Utc>,
     pub body: Value,
+    /// The W3C trace context of the span that published it, when traces are on. It travels
+    /// beside the document (an outbox column, an AMQP header), never in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Envelope {
@@ -51,7 +55,7 @@ impl Envelope {
         fields.insert("event_id".to_owned(), Value::String(event_id.to_string()));
         fields.insert("occurred_at".to_owned(), serde_json::to_value(occurred_at)?);
         fields.insert("type".to_owned(), Value::String(routing_key.to_owned()));
-        Ok(Self { event_id, routing_key: routing_key.to_owned(), occurred_at, body })
+        Ok(Self { event_id, routing_key: routing_key.to_owned(), occurred_at, body, traceparent: None })
     }
 
     /// A new event announcing `event`, under the routing key its variant names.
@@ -75,7 +79,13 @@ impl Envelope {
             kind: String,
         }
         let head: Head = serde_json::from_value(body.clone())?;
-        Ok(Self { event_id: head.event_id, routing_key: head.kind, occurred_at: head.occurred_at, body })
+        Ok(Self {
+            event_id: head.event_id,
+            routing_key: head.kind,
+            occurred_at: head.occurred_at,
+            body,
+            traceparent: None,
+        })
     }
 
     /// The event's fields as `T`.

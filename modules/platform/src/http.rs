@@ -41,7 +41,8 @@ fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
     (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_owned())
 }
 
-/// Gives each request an id and a tracing span, and echoes the id in `X-Request-Id`.
+/// Gives each request an id and a server span, and echoes the id in `X-Request-Id`. The span
+/// continues the caller's trace (`traceparent`) and is named by the route's template.
 ///
 /// # Errors
 /// Only those of the inner service.
@@ -54,11 +55,26 @@ pub async fn request_id(
         .get(&REQUEST_ID)
         .and_then(acceptable_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let route = req.resource_map().match_pattern(req.path());
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {}", req.method(), route.as_deref().unwrap_or("unmatched")),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        request_id = %id,
+        trace_id = tracing::field::Empty,
+        method = %req.method(),
+        path = %req.path(),
+        http.route = route.as_deref(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::trace::follow(&span, req.headers().get(crate::trace::TRACEPARENT).and_then(|v| v.to_str().ok()));
     let mut res = CURRENT_REQUEST_ID.scope(id.clone(), next.call(req)).instrument(span.clone()).await?;
     let status = res.status();
+    span.record("http.response.status_code", status.as_u16());
     span.in_scope(|| {
         if status.is_server_error() {
+            tracing::Span::current().record("otel.status_code", "ERROR");
             tracing::warn!(status = status.as_u16(), "request failed");
         } else {
             tracing::debug!(status = status.as_u16(), "request done");

@@ -40,6 +40,8 @@ pub mod rest;
 pub mod tasks;
 #[cfg(feature = "server")]
 pub mod telemetry;
+#[cfg(feature = "server")]
+pub mod trace;
 pub mod validation;
 
 /// Declares a UUID id newtype (`pub struct $name(pub Uuid)`) with the derives every module's

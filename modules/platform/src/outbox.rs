@@ -18,14 +18,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{
     Alias, ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, OnConflict, Order, Query, Table,
-    TableCreateStatement,
+    TableAlterStatement, TableCreateStatement,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::events::{Envelope, Event, EventBus};
+use tracing::Instrument;
+
+use crate::events::{BusError, Envelope, Event, EventBus};
 
 const OUTBOX: &str = "outbox_events";
 const INBOX: &str = "inbox_events";
@@ -46,6 +48,12 @@ pub fn outbox_table() -> TableCreateStatement {
         .col(ColumnDef::new(name("attempts")).integer().not_null().default(0))
         .col(ColumnDef::new(name("last_error")).text().null())
         .to_owned()
+}
+
+/// The `traceparent` column (added after the table's first version): the trace context of
+/// the transaction that wrote the row, so the relay's publish continues its trace.
+pub fn outbox_traceparent() -> TableAlterStatement {
+    Table::alter().table(name(OUTBOX)).add_column(ColumnDef::new(name("traceparent")).string_len(64).null()).to_owned()
 }
 
 /// The relay's index: unsent rows in order.
@@ -117,19 +125,28 @@ pub async fn run_retention(
 }
 
 /// Writes `event` to the outbox; call it inside the transaction of the change it announces.
+/// The row keeps the trace context of the span it is written in (the request's, say).
 ///
 /// # Errors
 /// Database failures (the caller's transaction then fails as a whole).
 pub async fn enqueue(db: &impl ConnectionTrait, event: &Envelope) -> Result<(), DbErr> {
     let insert = Query::insert()
         .into_table(name(OUTBOX))
-        .columns([name("event_id"), name("routing_key"), name("body"), name("occurred_at"), name("attempts")])
+        .columns([
+            name("event_id"),
+            name("routing_key"),
+            name("body"),
+            name("occurred_at"),
+            name("attempts"),
+            name("traceparent"),
+        ])
         .values_panic([
             event.event_id.into(),
             event.routing_key.clone().into(),
             event.body.to_string().into(),
             event.occurred_at.into(),
             0.into(),
+            crate::trace::current().into(),
         ])
         .to_owned();
     db.execute(&insert).await.map(drop)
@@ -205,6 +222,23 @@ impl OutboxRelay {
         }
     }
 
+    /// Publishes `event` in a producer span that continues the trace of the transaction that
+    /// wrote it (`traceparent`); the consumers' spans become the publish span's children.
+    async fn publish(&self, mut event: Envelope, traceparent: Option<String>) -> Result<(), BusError> {
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format_args!("{} publish", event.routing_key),
+            otel.kind = "producer",
+            trace_id = tracing::field::Empty,
+            module = self.module,
+            messaging.destination.name = %event.routing_key,
+            messaging.message.id = %event.event_id,
+        );
+        crate::trace::follow(&span, traceparent.as_deref());
+        event.traceparent = crate::trace::traceparent_of(&span).or(traceparent);
+        self.bus.publish(&event).instrument(span).await
+    }
+
     /// Publishes unsent rows until none is left or the bus refuses one; returns how many
     /// were sent.
     ///
@@ -214,7 +248,7 @@ impl OutboxRelay {
         let mut sent = 0;
         loop {
             let select = Query::select()
-                .columns([name("event_id"), name("body"), name("occurred_at")])
+                .columns([name("event_id"), name("body"), name("occurred_at"), name("traceparent")])
                 .from(name(OUTBOX))
                 .and_where(Expr::col(name("published_at")).is_null())
                 .order_by(name("occurred_at"), Order::Asc)
@@ -259,7 +293,8 @@ impl OutboxRelay {
                         continue;
                     }
                 };
-                match self.bus.publish(&event).await {
+                let traceparent: Option<String> = row.try_get("", "traceparent")?;
+                match self.publish(event, traceparent).await {
                     Ok(()) => published.push(event_id),
                     Err(e) => {
                         refused = Some((event_id, e.to_string()));

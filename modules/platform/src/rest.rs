@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
+use reqwest::header::HeaderValue;
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::problem::{Problem, ProblemDocument};
 
@@ -65,8 +67,27 @@ impl RestClient {
         self.send(rb).await.map(drop)
     }
 
+    /// Sends in a client span whose context goes along as `traceparent`.
     async fn send(&self, rb: RequestBuilder) -> Result<Response, Problem> {
-        let res = rb.send().await.map_err(|e| Problem::unavailable(format!("{} unreachable: {e}", self.base)))?;
+        let mut req =
+            rb.build().map_err(|e| Problem::unavailable(format!("request to {} unbuildable: {e}", self.base)))?;
+        let span = tracing::info_span!(
+            "rest call",
+            otel.name = %format_args!("{} {}", req.method(), crate::trace::path_template(req.url().path())),
+            otel.kind = "client",
+            url.full = %req.url(),
+            http.response.status_code = tracing::field::Empty,
+        );
+        if let Some(value) = crate::trace::traceparent_of(&span).and_then(|v| HeaderValue::from_str(&v).ok()) {
+            req.headers_mut().insert(crate::trace::TRACEPARENT, value);
+        }
+        let res = self
+            .http
+            .execute(req)
+            .instrument(span.clone())
+            .await
+            .map_err(|e| Problem::unavailable(format!("{} unreachable: {e}", self.base)))?;
+        span.record("http.response.status_code", res.status().as_u16());
         let status = res.status();
         if status.is_success() {
             return Ok(res);

@@ -3,21 +3,35 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, LogSettings};
+use crate::config::{LogFormat, LogSettings, TraceSettings};
+use crate::trace::Exporter;
 
-/// Installs the tracing subscriber: human-readable by default, JSON lines when configured.
-/// `RUST_LOG` overrides the configured filter. A second call (tests) is a no-op.
-pub fn init_tracing(settings: &LogSettings) {
+/// Installs the tracing subscriber: log lines human-readable by default, JSON lines when
+/// configured, and spans exported over OTLP when `traces` turn them on (see [`crate::trace`]);
+/// `service` names the process in traces. `RUST_LOG` overrides the configured filter. A second
+/// call (tests) installs nothing and exports nothing.
+///
+/// # Errors
+/// The trace settings are invalid (an endpoint that is no URL).
+pub fn init(log: &LogSettings, traces: &TraceSettings, service: &str) -> Result<Option<Exporter>, String> {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.filter))
+        .or_else(|_| EnvFilter::try_new(&log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _already_set = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // JSON lines carry every enclosing span's fields, so the request's `request_id` and
+    // `trace_id` are on each line logged inside it.
+    let lines = match log.format {
+        LogFormat::Json => lines.json().flatten_event(true).with_current_span(false).with_span_list(true).boxed(),
+        LogFormat::Pretty => lines.compact().boxed(),
     };
+    // Each layer filters on its own: a quiet log (`warn`) must not silence the spans.
+    let (spans, exporter) = crate::trace::layer(traces, service)?.unzip();
+    let installed = tracing_subscriber::registry().with(lines.with_filter(filter)).with(spans).try_init().is_ok();
+    Ok(exporter.filter(|_| installed))
 }
 
 /// Latency buckets in seconds: fine below 50 ms, where the budget says requests should be.

@@ -57,6 +57,7 @@ fn create_tables(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), DbErr>> + Send + '_>> {
     Box::pin(async move {
         db.execute(&platform::outbox::outbox_table()).await?;
+        db.execute(&platform::outbox::outbox_traceparent()).await?;
         db.execute(&platform::outbox::outbox_index()).await?;
         db.execute(&platform::outbox::inbox_table()).await?;
         db.execute(&platform::outbox::inbox_index()).await?;

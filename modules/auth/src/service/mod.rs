@@ -22,10 +22,7 @@ use platform::identity::{AuthUser, Claims, Jwks, Role, UserId};
 use platform::kv::KeyValue;
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr,
-    TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -366,7 +363,7 @@ impl AuthApi for AuthService {
         if found.expires_at <= Utc::now() {
             return Err(AuthError::InvalidRefreshToken);
         }
-        let txn = self.db.begin().await?;
+        let txn = platform::db::begin(&self.db, "refresh").await?;
         // Claim the token: of two concurrent refreshes with it, exactly one updates the row.
         let claimed = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::UsedAt, Expr::value(Utc::now()))

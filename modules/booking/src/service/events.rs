@@ -14,7 +14,6 @@ use async_trait::async_trait;
 use movie::api::{MovieApi, Showtime};
 use platform::error::Failure;
 use platform::events::{Envelope, EventHandler, HandlerError};
-use sea_orm::TransactionTrait;
 
 use super::BookingService;
 use super::entity::booking;
@@ -77,7 +76,7 @@ impl PaymentEvents {
 impl EventHandler for PaymentEvents {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
         let outcome: PaymentOutcome = event.decode()?;
-        let txn = self.service.db.begin().await?;
+        let txn = platform::db::begin(&self.service.db, "handle event").await?;
         if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());
         }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use movie::api::{MovieApi, MovieError, SeatId, SeatStates, SeatStatus, ShowtimeId, ShowtimePricing};
+use platform::db::Transaction;
 use platform::error::{Failure, chain};
 use platform::events::EventHandler;
 use platform::identity::{AuthUser, UserId};
@@ -36,8 +37,8 @@ use platform::pagination::{Page, PageRequest};
 use platform::validation::FieldErrors;
 use sea_orm::sea_query::{Condition, Expr, OnConflict};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -208,7 +209,7 @@ impl BookingService {
     /// Ends a live booking: `status` in its row, its claims gone, `booking.cancelled` in the
     /// outbox, in one transaction. `false` if it was no longer live (someone else ended it).
     async fn end(&self, b: &booking::Model, status: BookingStatus, reason: CancelReason) -> Result<bool, BookingError> {
-        let txn = self.db.begin().await?;
+        let txn = platform::db::begin(&self.db, "end booking").await?;
         let was_paid = b.status == BookingStatus::Confirmed;
         let ended = booking::Entity::update_many()
             .col_expr(booking::Column::Status, Expr::value(status))
@@ -653,7 +654,7 @@ impl BookingService {
         created: &BookingCreated,
     ) -> Result<(), InsertError> {
         let failed = |e: DbErr| InsertError::Failed(e.into());
-        let txn = self.db.begin().await.map_err(failed)?;
+        let txn = platform::db::begin(&self.db, "book").await.map_err(failed)?;
         self.check_hold_caps(&txn, row, seats.len() as u64).await?;
         booking::Entity::insert(booking::ActiveModel::from(row.clone())).exec(&txn).await.map_err(failed)?;
         booking_seat::Entity::insert_many(seats.iter().cloned().map(booking_seat::ActiveModel::from))
@@ -680,12 +681,7 @@ impl BookingService {
 impl BookingService {
     /// Takes the customer's hold lock in `txn` (their bookings take turns from here to the
     /// commit) and refuses `row` if its `seats` would take the customer past a hold cap.
-    async fn check_hold_caps(
-        &self,
-        txn: &DatabaseTransaction,
-        row: &booking::Model,
-        seats: u64,
-    ) -> Result<(), InsertError> {
+    async fn check_hold_caps(&self, txn: &Transaction, row: &booking::Model, seats: u64) -> Result<(), InsertError> {
         let failed = |e: DbErr| InsertError::Failed(e.into());
         hold_lock::Entity::insert(hold_lock::ActiveModel {
             user_id: Set(row.user_id),

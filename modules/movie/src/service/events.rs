@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use platform::error::Failure;
 use platform::events::{Envelope, EventHandler, HandlerError};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use super::entity::showtime;
 use crate::api::{BookingSeats, QUEUE};
@@ -35,7 +35,7 @@ impl EventHandler for BookingEvents {
             BookingSeats::Released(seats) => Some((seats.showtime_id, seat_count(&seats.seat_ids)?)),
             BookingSeats::Other => None,
         };
-        let txn = self.db.begin().await?;
+        let txn = platform::db::begin(&self.db, "handle event").await?;
         if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());
         }

@@ -19,7 +19,7 @@ use platform::pagination::{Page, PageRequest, Pagination};
 use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
     ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait,
-    Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -258,7 +258,7 @@ impl MovieService {
                 });
             }
         }
-        let txn = self.db.begin().await?;
+        let txn = platform::db::begin(&self.db, "insert theater").await?;
         theater::Entity::insert(theater::ActiveModel {
             id: Set(theater_id),
             name: Set(valid.name.clone()),
@@ -296,7 +296,7 @@ impl MovieService {
         input: &ShowtimeInput,
         valid: validate::ValidShowtime,
     ) -> Result<Showtime, MovieError> {
-        let txn = self.db.begin().await?;
+        let txn = platform::db::begin(&self.db, "insert showtime").await?;
         // Writing the theater's row first serialises showtime creation per theater (a row
         // lock in PostgreSQL, the write lock in SQLite), so two overlapping showtimes
         // created at once cannot both pass the check below.
@@ -446,7 +446,7 @@ impl MovieApi for MovieService {
     async fn update_movie(&self, caller: &AuthUser, id: MovieId, input: MovieInput) -> Result<Movie, MovieError> {
         admin(caller)?;
         let valid = validate::movie(input).map_err(MovieError::Validation)?;
-        let txn = self.db.begin().await?;
+        let txn = platform::db::begin(&self.db, "update movie").await?;
         // Lock the row (as showtime creation does), then refuse a new duration while
         // showtimes planned with the old one are to come.
         let current = movie::Entity::update_many()
@@ -485,7 +485,7 @@ impl MovieApi for MovieService {
     #[tracing::instrument(skip_all, fields(movie_id = %id))]
     async fn delete_movie(&self, caller: &AuthUser, id: MovieId) -> Result<(), MovieError> {
         admin(caller)?;
-        let txn = self.db.begin().await?;
+        let txn = platform::db::begin(&self.db, "delete movie").await?;
         // Lock the movie's row first: showtime creation takes the same lock.
         let locked = movie::Entity::update_many()
             .col_expr(movie::Column::UpdatedAt, Expr::value(Utc::now()))

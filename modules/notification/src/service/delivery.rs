@@ -19,6 +19,7 @@ use platform::tasks::Resume;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveEnum, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::NotificationService;
 use super::channel::{Outgoing, SendError};
@@ -55,7 +56,7 @@ impl NotificationService {
             let claimed = self.claim_due().await?;
             let full = claimed.len() as u64 == BATCH;
             let attempts = claimed.into_iter().map(|n| async move {
-                let outcome = self.attempt(&n).await;
+                let outcome = self.attempt(&n).instrument(send_span(&n)).await;
                 self.record(n, outcome).await
             });
             futures_util::future::join_all(attempts).await.into_iter().collect::<Result<(), DbErr>>()?;
@@ -185,6 +186,20 @@ impl NotificationService {
 }
 
 /// The message a previous try wrote, if one did.
+/// A try's span: it continues the trace of the event handling that stored the notification.
+fn send_span(n: &notification::Model) -> tracing::Span {
+    let span = tracing::info_span!(
+        "send",
+        otel.name = %format_args!("send {}", n.kind.to_value()),
+        otel.kind = "client",
+        trace_id = tracing::field::Empty,
+        notification_id = %n.id,
+        attempt = n.attempts,
+    );
+    platform::trace::follow(&span, n.traceparent.as_deref());
+    span
+}
+
 fn stored(n: &notification::Model) -> Option<Prepared> {
     Some(Prepared {
         recipient: n.recipient.clone()?,

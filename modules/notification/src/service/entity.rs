@@ -25,6 +25,8 @@ pub mod notification {
         pub next_attempt_at: ChronoDateTimeUtc,
         pub created_at: ChronoDateTimeUtc,
         pub sent_at: Option<ChronoDateTimeUtc>,
+        /// The trace the notification's send continues (`platform::trace`).
+        pub traceparent: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

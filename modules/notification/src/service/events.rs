@@ -16,11 +16,12 @@ use booking::api::{BookingCreated, BookingEvent, BookingId, CancelReason, Ticket
 use chrono::{DateTime, Utc};
 use movie::api::{SeatId, ShowtimeId};
 use payment::api::PaymentEvent;
+use platform::db::Transaction;
 use platform::db::now;
 use platform::events::{Envelope, Event, EventHandler, HandlerError};
 use platform::identity::UserId;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -154,7 +155,7 @@ impl EventHandler for BookingAndPaymentEvents {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
         let effect = decode(event)?;
         let service = &self.service;
-        let txn = service.db.begin().await?;
+        let txn = platform::db::begin(&service.db, "handle event").await?;
         if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());
         }
@@ -190,7 +191,7 @@ impl EventHandler for BookingAndPaymentEvents {
 }
 
 /// The booking's screening, seats and amount, for the messages of its payments.
-async fn record_booking(txn: &DatabaseTransaction, e: &BookingCreated) -> Result<(), HandlerError> {
+async fn record_booking(txn: &Transaction, e: &BookingCreated) -> Result<(), HandlerError> {
     let row = booking_facts::ActiveModel {
         booking_id: Set(e.booking_id.0),
         showtime_id: Set(Some(e.showtime_id.0)),
@@ -215,7 +216,7 @@ async fn record_booking(txn: &DatabaseTransaction, e: &BookingCreated) -> Result
 }
 
 async fn insert(
-    txn: &DatabaseTransaction,
+    txn: &Transaction,
     event_id: Uuid,
     user: UserId,
     kind: NotificationKind,
@@ -240,6 +241,7 @@ async fn insert(
         next_attempt_at: Set(now),
         created_at: Set(now),
         sent_at: Set(None),
+        traceparent: Set(platform::trace::current()),
     };
     notification::Entity::insert(row).exec(txn).await?;
     Ok(())

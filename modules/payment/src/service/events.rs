@@ -11,7 +11,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use booking::api::BookingEvent;
 use platform::events::{Envelope, EventHandler, HandlerError};
-use sea_orm::TransactionTrait;
 
 use super::PaymentService;
 
@@ -34,7 +33,7 @@ impl EventHandler for BookingEvents {
             // `payment_queue` binds only `booking.cancelled`; another key is a binding mistake.
             return Err(HandlerError::msg(format!("payment does not handle {}", event.routing_key)));
         };
-        let txn = self.service.db.begin().await?;
+        let txn = platform::db::begin(&self.service.db, "handle event").await?;
         if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());
         }

@@ -54,7 +54,7 @@ use platform::validation::FieldErrors;
 use sea_orm::sea_query::{Condition, Expr, OnConflict};
 use sea_orm::{
     ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -516,7 +516,7 @@ impl PaymentService {
     ) -> Result<bool, PaymentError> {
         let ChargeRecord { mut payment, charge, event } = rows;
         let approved = payment.status == PaymentStatus::Completed;
-        let txn = self.db.begin().await?;
+        let txn = platform::db::begin(&self.db, "commit outcome").await?;
         // First the key: a request whose lease was taken over (it ran longer than
         // `payment.lease_seconds`) records nothing; the one that took over charged under the
         // same reference and answers.
@@ -636,7 +636,7 @@ impl PaymentService {
             .await
             .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
         let now = now();
-        let txn = self.db.begin().await?;
+        let txn = platform::db::begin(&self.db, "refund").await?;
         let refunded = payment::Entity::update_many()
             .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Refunded))
             .col_expr(payment::Column::RefundDue, Expr::value(false))
@@ -779,7 +779,7 @@ impl PaymentService {
         };
         let Some(intent) = idempotency::intent_of(row) else {
             // The request never sent its charge: nothing to record, the key starts afresh.
-            let txn = self.db.begin().await?;
+            let txn = platform::db::begin(&self.db, "reconcile").await?;
             idempotency::forget(&txn, row.user_id, &row.key, lease).await?;
             // It may have held the booking for this charge (killed, or failed, between the hold
             // and its intent): booking keeps such a hold pending until the charge's outcome

@@ -11,6 +11,7 @@ use futures_util::FutureExt;
 use sea_orm::DbErr;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Envelope, topic_matches};
 use crate::dead_letters::{DeadLetter, DeadLetterStore, Replay};
@@ -56,6 +57,38 @@ pub trait EventHandler: Send + Sync {
     /// Any failure: the delivery is retried with backoff, and dead-lettered after the
     /// bus's retry budget.
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError>;
+}
+
+/// One delivery of `event` from `queue` to `handler`, in a consumer span that continues the
+/// publisher's trace, counted in `events_consumed_total` when handled and timed in
+/// `event_delivery_lag_seconds` (from the event's occurrence to this delivery). Both buses
+/// deliver through it. A panicking handler is a failing one.
+pub(crate) async fn handle_traced(
+    queue: &str,
+    handler: &dyn EventHandler,
+    event: &Envelope,
+) -> Result<(), HandlerError> {
+    // A clock behind the publisher's reads as no lag, not as an error.
+    let lag = (chrono::Utc::now() - event.occurred_at).to_std().map_or(0.0, |d| d.as_secs_f64());
+    metrics::histogram!("event_delivery_lag_seconds", "queue" => queue.to_owned()).record(lag);
+    let span = tracing::info_span!(
+        "consume",
+        otel.name = %format_args!("{} process", event.routing_key),
+        otel.kind = "consumer",
+        trace_id = tracing::field::Empty,
+        messaging.destination.name = %event.routing_key,
+        messaging.consumer.group.name = queue,
+        messaging.message.id = %event.event_id,
+    );
+    crate::trace::follow(&span, event.traceparent.as_deref());
+    let outcome = AssertUnwindSafe(handler.handle(event).instrument(span))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(HandlerError::msg("the event handler panicked")));
+    if outcome.is_ok() {
+        metrics::counter!("events_consumed_total", "queue" => queue.to_owned()).increment(1);
+    }
+    outcome
 }
 
 /// How often and how patiently a failing delivery is retried before it is dead-lettered.
@@ -170,16 +203,8 @@ impl InProcessBus {
     async fn deliver(&self, name: &str, handler: &dyn EventHandler, event: &Envelope) -> Result<Delivered, BusError> {
         let mut attempt = 1;
         loop {
-            // A panicking handler is a failing one, as on RabbitMQ.
-            let outcome = AssertUnwindSafe(handler.handle(event))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| Err(HandlerError::msg("the event handler panicked")));
-            match outcome {
-                Ok(()) => {
-                    metrics::counter!("events_consumed_total", "queue" => name.to_owned()).increment(1);
-                    return Ok(Delivered::Handled);
-                }
+            match handle_traced(name, handler, event).await {
+                Ok(()) => return Ok(Delivered::Handled),
                 Err(e) if attempt < self.retry.max_attempts => {
                     tracing::warn!(queue = name, event_id = %event.event_id, attempt, error = %chain(&e), "event handler failed; retrying");
                     tokio::time::sleep(self.retry.backoff(attempt)).await;
