@@ -957,7 +957,8 @@ async fn answers_saved_as_http_before_issue_12_replay_alike_after_the_upgrade(ba
 
     let migrate: platform::db::Migrate = |db| Box::pin(Migrator::up(db, None));
     let db = platform::db::connect(&app.settings.database, &app.data_dir, "payment", migrate).await.unwrap();
-    Migrator::down(&db, Some(1)).await.unwrap();
+    // Back to before the upgrade: the outbox's trace column (issue 15), then the answers.
+    Migrator::down(&db, Some(2)).await.unwrap();
     let sql = "SELECT key, response_status, response_body FROM idempotency_keys";
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
     assert_eq!(rows.len(), requests.len());
