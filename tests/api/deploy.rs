@@ -190,7 +190,7 @@ mod compose {
 fn assert_same_settings(name: &str, compose: &Value) {
     let script = split_script_env(name);
     // The script: the image's config dir and data dir, and names of its own on shared local
-    // servers, and mail kept in files. Compose: its own mail catcher.
+    // servers, and mail kept in files. Compose: its own mail catcher and trace store (Jaeger).
     let by_nature = [
         "BOXOFFICE_CONFIG_DIR",
         "BOXOFFICE__DATA_DIR",
@@ -201,6 +201,7 @@ fn assert_same_settings(name: &str, compose: &Value) {
         "BOXOFFICE__NOTIFICATION__SMTP__HOST",
         "BOXOFFICE__NOTIFICATION__SMTP__PORT",
         "BOXOFFICE__NOTIFICATION__SMTP__TLS",
+        "BOXOFFICE__TRACES__OTLP_ENDPOINT",
     ];
     let compose = compose.as_object().unwrap();
     assert_eq!(
