@@ -144,6 +144,10 @@ impl CatalogCache {
         if turn.is_none() && checked != 0 && age < millis(GENERATION_STALE_LIMIT) {
             return Ok(last);
         }
+        // The turn may be free because another reader has just read it: then it is fresh.
+        if turn.is_some() && self.local.checked_at.load(Ordering::Acquire) != checked {
+            return Ok(self.local.generation.load(Ordering::Acquire));
+        }
         let read = self.kv.peek(GENERATION_KEY).await;
         drop(turn);
         let generation = read?.map_or(0, |g| g.count);
