@@ -2,6 +2,7 @@
 //! theater and showtime), the measured calls' plumbing, and running work on many tasks.
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -20,11 +21,13 @@ const LOGIN_PATIENCE: Duration = Duration::from_secs(120);
 /// A theater row holds at most 50 seats (the movie module's rule); 26 makes 208 seats 8 rows.
 const ROW_WIDTH: usize = 26;
 
-/// Where the server is, and one connection pool to it shared by every task.
+/// Where the server is, and the connection pools to it: one per source address (see
+/// [`Api::new`]); `http` is the pool this handle sends from.
 #[derive(Clone)]
 pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
+    pools: Arc<Vec<reqwest::Client>>,
 }
 
 /// A registered customer.
@@ -83,14 +86,42 @@ fn truncate(s: &str) -> &str {
 impl Api {
     /// A client for `base` keeping up to `connections` idle connections (one per client task,
     /// so the load reuses them rather than opening new ones).
-    pub fn new(base: &str, connections: usize) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(connections)
-            .timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .build()
-            .context("building the HTTP client")?;
-        Ok(Self { base: base.trim_end_matches('/').to_owned(), http })
+    ///
+    /// With `sources` above 1, the clients send from that many loopback addresses
+    /// (127.0.0.2, 127.0.0.3, …; only for a server on loopback): a gateway that limits
+    /// requests per client address (deploy/gateway: 10 bookings or logins a second after a
+    /// burst of 100) then sees many customers, as in production, rather than one flood.
+    pub fn new(base: &str, connections: usize, sources: usize) -> anyhow::Result<Self> {
+        let build = |address: Option<IpAddr>| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(connections)
+                .timeout(Duration::from_secs(60))
+                .tcp_nodelay(true)
+                .local_address(address)
+                .build()
+                .context("building the HTTP client")
+        };
+        let pools = if sources <= 1 {
+            vec![build(None)?]
+        } else {
+            (0..sources)
+                .map(|i| {
+                    let offset = u32::try_from(i).context("too many source addresses")?;
+                    build(Some(IpAddr::V4(Ipv4Addr::from(0x7f00_0002 + offset))))
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+        let http = pools.first().context("no HTTP client")?.clone();
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), http, pools: Arc::new(pools) })
+    }
+
+    /// This API as client `n` sends it: from the `n`th source address, round the list.
+    pub fn client(&self, n: usize) -> Api {
+        let mut api = self.clone();
+        if let Some(pool) = self.pools.get(n % self.pools.len()) {
+            api.http = pool.clone();
+        }
+        api
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -160,7 +191,7 @@ impl Api {
         let api = self.clone();
         let prefix = prefix.to_owned();
         parallel(count, concurrency, move |i| {
-            let api = api.clone();
+            let api = api.client(i);
             let username = format!("{prefix}{i}");
             async move {
                 let body =

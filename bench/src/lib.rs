@@ -49,6 +49,11 @@ pub struct Common {
     /// 50 logins from one address run at once (`auth.login_max_failures_per_address`).
     #[arg(long, global = true, default_value_t = 32)]
     pub setup_concurrency: usize,
+    /// Send from this many loopback addresses (127.0.0.2 on; the server must be on
+    /// loopback), each client from its own, so that a gateway's per-address rate limits see
+    /// many customers. 1: the system's choice.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub sources: usize,
 }
 
 #[derive(Debug, Clone, Subcommand)]

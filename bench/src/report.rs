@@ -77,12 +77,14 @@ impl Report {
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
         for r in &self.rows {
             let answers: Vec<String> = r.answers.iter().map(|(s, n)| format!("{n}×{s}")).collect();
+            // A row measured without a time span (the race's rounds) has no rate.
+            let rate = if r.seconds > 0.0 { format!("{:.0}", r.per_second) } else { "–".to_owned() };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
                 r.name,
                 r.requests,
-                r.per_second,
+                rate,
                 r.p50_ms,
                 r.p90_ms,
                 r.p99_ms,

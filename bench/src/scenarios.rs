@@ -81,7 +81,7 @@ async fn get_loop(
     let api = api.clone();
     let path = Arc::new(path);
     let recorders = parallel(load.clients, load.clients, move |client| {
-        let (api, path) = (api.clone(), path.clone());
+        let (api, path) = (api.client(client), path.clone());
         async move {
             let mut rec = Recorder::new()?;
             let mut n = 0;
@@ -102,7 +102,7 @@ async fn get_loop(
 
 /// `GET /health/live`: the handler ceiling as this tool measures it on this machine.
 pub async fn ceiling(c: &Common, o: &Load) -> anyhow::Result<Report> {
-    let api = Api::new(&c.base, o.clients)?;
+    let api = Api::new(&c.base, o.clients, c.sources)?;
     let params = json!({"duration_s": o.duration.as_secs_f64(), "clients": o.clients});
     let mut report = Report::new("ceiling", &c.label, &c.base, params);
     let name = "GET /health/live";
@@ -115,7 +115,7 @@ pub async fn ceiling(c: &Common, o: &Load) -> anyhow::Result<Report> {
 /// The movie list, then searches by title word, by concurrent anonymous clients: reads the
 /// catalog cache serves after the first.
 pub async fn catalog(c: &Common, o: &CatalogOptions) -> anyhow::Result<Report> {
-    let api = Api::new(&c.base, o.load.clients.max(c.setup_concurrency))?;
+    let api = Api::new(&c.base, o.load.clients.max(c.setup_concurrency), c.sources)?;
     let params = json!({"duration_s": o.load.duration.as_secs_f64(), "clients": o.load.clients, "movies": o.movies});
     let mut report = Report::new("catalog", &c.label, &c.base, params);
     let total = |api: Api| async move {
@@ -157,7 +157,7 @@ pub async fn catalog(c: &Common, o: &CatalogOptions) -> anyhow::Result<Report> {
 /// Clients poll one showtime's seat map, sending back the `ETag` they were given; then a
 /// booking must change the map at once (a 200 showing the seat held, never a 304).
 pub async fn seatmap(c: &Common, o: &SeatmapOptions) -> anyhow::Result<Report> {
-    let api = Api::new(&c.base, o.load.clients)?;
+    let api = Api::new(&c.base, o.load.clients, c.sources)?;
     let params = json!({"duration_s": o.load.duration.as_secs_f64(), "clients": o.load.clients, "seats": o.seats});
     let mut report = Report::new("seatmap", &c.label, &c.base, params);
     let token = admin(&api, c).await?;
@@ -170,8 +170,8 @@ pub async fn seatmap(c: &Common, o: &SeatmapOptions) -> anyhow::Result<Report> {
     let deadline = start + o.load.duration;
     let (api2, path2) = (api.clone(), path.clone());
     let name = "GET /showtimes/{id}/seats";
-    let recorders = parallel(o.load.clients, o.load.clients, move |_| {
-        let (api, path) = (api2.clone(), path2.clone());
+    let recorders = parallel(o.load.clients, o.load.clients, move |client| {
+        let (api, path) = (api2.client(client), path2.clone());
         async move {
             let mut rec = Recorder::new()?;
             let mut etag: Option<String> = None;
@@ -231,7 +231,7 @@ pub async fn seatmap(c: &Common, o: &SeatmapOptions) -> anyhow::Result<Report> {
 
 /// Rounds of `clients` customers booking the same seat of a new showtime at once.
 pub async fn race(c: &Common, o: &RaceOptions) -> anyhow::Result<Report> {
-    let api = Api::new(&c.base, o.clients)?;
+    let api = Api::new(&c.base, o.clients, c.sources)?;
     let params = json!({"clients": o.clients, "rounds": o.rounds});
     let mut report = Report::new("race", &c.label, &c.base, params);
     let token = admin(&api, c).await?;
@@ -250,7 +250,7 @@ pub async fn race(c: &Common, o: &RaceOptions) -> anyhow::Result<Report> {
         let barrier = Arc::new(Barrier::new(o.clients));
         let (api2, users2) = (api.clone(), users.clone());
         let recorders = parallel(o.clients, o.clients, move |i| {
-            let (api, users, body, barrier) = (api2.clone(), users2.clone(), body.clone(), barrier.clone());
+            let (api, users, body, barrier) = (api2.client(i), users2.clone(), body.clone(), barrier.clone());
             async move {
                 // An open connection each, so that the race is for the seat, not for a socket.
                 crate::client::send(api.http.get(api.url("/health/live"))).await?;
@@ -335,7 +335,7 @@ impl Market {
 /// A flash sale: `clients` buyers each book one random seat not known taken, as the next of
 /// `users` customers, and pay it, until every seat is sold; then the audit.
 pub async fn flash(c: &Common, o: &FlashOptions) -> anyhow::Result<Report> {
-    let api = Api::new(&c.base, o.clients.max(c.setup_concurrency))?;
+    let api = Api::new(&c.base, o.clients.max(c.setup_concurrency), c.sources)?;
     let params = json!({"seats": o.seats, "users": o.users, "clients": o.clients});
     let mut report = Report::new("flash", &c.label, &c.base, params);
     if o.users == 0 || o.clients == 0 {
@@ -366,6 +366,7 @@ pub async fn flash(c: &Common, o: &FlashOptions) -> anyhow::Result<Report> {
     let (other, unpaid2) = (other_conflicts.clone(), unpaid.clone());
     let recorders = parallel(o.clients, o.clients, move |buyer| {
         let (api, users, market, attempted, next_user, errors) = shared.clone();
+        let api = api.client(buyer);
         let (showtime, other, unpaid) = (showtime.clone(), other.clone(), unpaid2.clone());
         async move {
             let (mut book, mut pay) = (Recorder::new()?, Recorder::new()?);
@@ -508,7 +509,7 @@ async fn audit(
     let checked = attempted.len();
     let api2 = api.clone();
     let lists = parallel(attempted.len(), c.setup_concurrency, move |i| {
-        let api = api2.clone();
+        let api = api2.client(i);
         let token = attempted.get(i).map(|u| u.token.clone()).unwrap_or_default();
         async move { api.bookings_of(&token).await }
     })
@@ -559,7 +560,7 @@ async fn audit(
 /// many showtimes; counts completed funnels per second and times each step.
 pub async fn funnel(c: &Common, o: &FunnelOptions) -> anyhow::Result<Report> {
     let clients = o.load.clients;
-    let api = Api::new(&c.base, clients.max(c.setup_concurrency))?;
+    let api = Api::new(&c.base, clients.max(c.setup_concurrency), c.sources)?;
     let params = json!({
         "duration_s": o.load.duration.as_secs_f64(), "clients": clients, "showtimes": o.showtimes,
         "seats": o.seats, "poll_ms": o.poll.as_millis(),
@@ -595,6 +596,7 @@ pub async fn funnel(c: &Common, o: &FunnelOptions) -> anyhow::Result<Report> {
     let shared = (api.clone(), users.clone(), queue, ran_out.clone(), errors.clone());
     let recorders = parallel(clients, clients, move |client| {
         let (api, users, queue, ran_out, errors) = shared.clone();
+        let api = api.client(client);
         async move {
             let user = users.get(client).context("no user")?;
             let mut recs = [Recorder::new()?, Recorder::new()?, Recorder::new()?, Recorder::new()?];

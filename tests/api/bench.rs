@@ -42,6 +42,7 @@ async fn every_bench_scenario_runs_and_its_checks_pass(backend: Backend) {
         label: "test".to_owned(),
         out: logs.path().join("bench"),
         setup_concurrency: 8,
+        sources: 1,
     };
     let load = Load { duration: Duration::from_millis(500), clients: 4 };
 
