@@ -102,12 +102,13 @@ analyze() {
   esac
 }
 
-# Starts the single binary on $PORT with a fresh data dir and the environment "$@" (NAME=value).
+# Starts the single binary on $PORT with a fresh data dir, the demo catalog (7 movies: the
+# catalog scenario reads it), and the environment "$@" (NAME=value).
 start_single() {
   local data=$RESULTS/$1-data
   shift
   mkdir -p "$data"
-  env "$@" BOXOFFICE__DATA_DIR="$data" BOXOFFICE__SERVER__BIND="127.0.0.1:$PORT" \
+  env "$@" BOXOFFICE__DATA_DIR="$data" BOXOFFICE__SERVER__BIND="127.0.0.1:$PORT" BOXOFFICE__DEMO__SEED=true \
     BOXOFFICE__AUTH__ADMIN_EMAIL="$BENCH_ADMIN_EMAIL" BOXOFFICE__AUTH__ADMIN_PASSWORD="$BENCH_ADMIN_PASSWORD" \
     "$BOXOFFICE" serve >"$data/server.log" 2>&1 &
   SERVER_PID=$!
@@ -216,7 +217,7 @@ for deployment in "${DEPLOYMENTS[@]}"; do
       ;;
     split)
       SPLIT_UP=1
-      out=$(split_env ADMIN_EMAIL="$BENCH_ADMIN_EMAIL" ADMIN_PASSWORD="$BENCH_ADMIN_PASSWORD" "$ROOT/deploy/split.sh" up)
+      out=$(split_env DEMO=1 ADMIN_EMAIL="$BENCH_ADMIN_EMAIL" ADMIN_PASSWORD="$BENCH_ADMIN_PASSWORD" "$ROOT/deploy/split.sh" up)
       gateway=$(sed -n 's/^GATEWAY_URL=//p' <<<"$out")
       # The gateway limits logins and bookings per client address (10/s after a burst of
       # 100): the clients send from many loopback addresses, as many customers would. It
