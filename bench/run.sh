@@ -127,17 +127,47 @@ stop_single() {
   SERVER_PID=
 }
 
+# The pids of the deployment's boxoffice processes (the single binary, or the split's
+# services from their pid files; not the gateway).
+server_pids() {
+  if [[ -n "$SERVER_PID" ]]; then
+    echo "$SERVER_PID"
+  else
+    local f
+    for f in "$RESULTS"/split-state/pids/*.pid; do
+      [[ "$f" == */gateway.pid ]] || cat "$f"
+    done
+  fi
+}
+
+# Samples the summed RSS (KiB) of the deployment's processes every half second into file $1,
+# keeping the peak, until killed.
+sample_rss() {
+  local peak=0 now pids
+  pids=$(server_pids | paste -sd, -)
+  while :; do
+    now=$( (ps -o rss= -p "$pids" || true) | awk '{s += $1} END {print s + 0}')
+    ((now > peak)) && peak=$now && echo "$peak" >"$1"
+    sleep 0.5
+  done
+}
+
 FAILED=()
 # bench LABEL BASE SCENARIO ARGS...: one scenario; a failed check is recorded, not fatal, so
-# that every scenario runs and the report shows what failed.
+# that every scenario runs and the report shows what failed. The peak RSS of the servers
+# during it goes to rss-LABEL-SCENARIO.kib.
 bench() {
-  local label=$1 base=$2
+  local label=$1 base=$2 sampler
   shift 2
   analyze "$label"
   say "$label: bench $*"
+  sample_rss "$RESULTS/rss-$label-$1.kib" &
+  sampler=$!
   if ! "$BENCH" --base "$base" --label "$label" --out "$RESULTS" "${BENCH_ARGS[@]}" "$@" >>"$RESULTS/$label.md"; then
     FAILED+=("$label $1")
   fi
+  kill "$sampler"
+  wait "$sampler" 2>/dev/null || true
 }
 
 # wrk's view of a GET, for comparison with the tool's own (wrk is leaner than a Rust client
