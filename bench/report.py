@@ -337,7 +337,7 @@ def markdown(reports, wrk, rss, machine, charts):
         for r in curve:
             md += [md_report(r), ""]
     else:
-        md += ["## Cost curves", "", "Not in this run: `CURVES=1 bash bench/run.sh sqlite` measures the seat map at 54, 208,",
+        md += ["## Cost curves", "", "Not in this run: `bash bench/run.sh curves` measures the seat map at 54, 208,",
                "1,000 and 5,000 seats, the catalog at 10, 1,000 and 100,000 movies, and the flash sale at",
                "1,000, 10,000 and 50,000 users.", ""]
     return "\n".join(md)

@@ -7,12 +7,18 @@
 #   bash bench/run.sh                      # every deployment: sqlite postgres split
 #   bash bench/run.sh sqlite               # only those named
 #   DURATION=30s FLASH_USERS=1000 bash bench/run.sh sqlite
-#   CURVES=1 bash bench/run.sh sqlite      # also the cost curves (seat map, catalog, flash)
+#   bash bench/run.sh sqlite postgres split curves    # and the cost curves
+#   RESULTS=bench-results/X bash bench/run.sh curves  # add them to an earlier run's report
 #
-# Deployments:
+# What to run:
 #   sqlite    the single binary: SQLite, in-memory adapters, in-process bus
 #   postgres  the single binary on PostgreSQL + Redis + RabbitMQ
 #   split     one process per module behind the nginx gateway (deploy/split.sh)
+#   curves    the cost curves on the single binary (SQLite): the seat map at 54, 208, 1,000 and
+#             5,000 seats, the catalog at 10, 1,000 and 100,000 movies, the flash sale at
+#             1,000, 10,000 and 50,000 users (about 10 minutes)
+#
+# The report (docs/benchmarks.md) is made from every JSON report in RESULTS.
 #
 # Environment: DURATION (each timed scenario, default 10s), CLIENTS (catalog, seat map,
 # funnel; 64), FLASH_USERS (10000), FLASH_CLIENTS (256), FLASH_SEATS (500), RACE_CLIENTS (40),
@@ -67,7 +73,7 @@ if [[ "${PRODUCTION_ARGON2:-0}" != 1 ]]; then
 fi
 
 for d in "${DEPLOYMENTS[@]}"; do
-  [[ "$d" =~ ^(sqlite|postgres|split)$ ]] || die "unknown deployment '$d' (sqlite, postgres, split)"
+  [[ "$d" =~ ^(sqlite|postgres|split|curves)$ ]] || die "unknown deployment '$d' (sqlite, postgres, split, curves)"
 done
 command -v python3 >/dev/null || die "needs python3"
 mkdir -p "$RESULTS"
@@ -258,9 +264,9 @@ for deployment in "${DEPLOYMENTS[@]}"; do
       split_env "$ROOT/deploy/split.sh" purge >&2
       SPLIT_UP=0
       ;;
+    curves) curves ;;
   esac
 done
-[[ "${CURVES:-0}" == 1 ]] && curves
 
 {
   echo "nproc=$(nproc)"
@@ -268,9 +274,9 @@ done
   echo "memory_gib=$(free -g | awk '/^Mem:/ {print $2}')"
   echo "commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' || echo +changes)"
   echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "command=DURATION=$DURATION CURVES=${CURVES:-0} bash bench/run.sh ${DEPLOYMENTS[*]}"
+  echo "command=DURATION=$DURATION bash bench/run.sh ${DEPLOYMENTS[*]}"
   echo "argon2=$([[ "${PRODUCTION_ARGON2:-0}" == 1 ]] && echo production || echo 'cheap (1 MiB, 1 pass) for set-up')"
-} >"$RESULTS/machine.env"
+} >>"$RESULTS/machine.env"
 if [[ "${DOCS:-1}" == 1 ]]; then
   python3 "$ROOT/bench/report.py" "$RESULTS" "$ROOT/docs"
   say "wrote docs/benchmarks.md and docs/img/bench-*.svg"
