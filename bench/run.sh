@@ -80,7 +80,8 @@ mkdir -p "$RESULTS"
 say "results in $RESULTS"
 
 say "building the release binaries (boxoffice, bench)"
-cargo build --release --quiet --bin boxoffice --bin bench
+cargo build --release --quiet --bin boxoffice
+cargo build --release --quiet -p boxoffice-bench --bin bench
 BOXOFFICE=$CARGO_TARGET_DIR/release/boxoffice
 BENCH=$CARGO_TARGET_DIR/release/bench
 # 256 buyers, 64 pollers, and the servers' own sockets.
