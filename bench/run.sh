@@ -262,6 +262,8 @@ for deployment in "${DEPLOYMENTS[@]}"; do
       BENCH_ARGS=(--sources 256)
       scenarios split "$gateway" "http://127.0.0.1:$((BASE_PORT + 2))"
       BENCH_ARGS=()
+      # The processes' and the gateway's logs outlive the purge, for what a failure left there.
+      cp -r "$RESULTS/split-state/logs" "$RESULTS/split-logs"
       split_env "$ROOT/deploy/split.sh" purge >&2
       SPLIT_UP=0
       ;;
