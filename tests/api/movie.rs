@@ -56,6 +56,8 @@ on_both_backends!(
     cache_hits_and_misses_are_counted_in_metrics,
     the_demo_catalog_is_a_week_of_showtimes_in_three_theaters,
     the_demo_catalog_is_seeded_once,
+    a_polled_seat_map_is_304_until_a_seat_changes_hands;
+    postgres only: a_replica_sees_another_replicas_catalog_write_within_moments,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -945,6 +947,59 @@ async fn an_update_is_visible_at_once_despite_the_cache(backend: Backend) {
     assert_eq!(get(&app, &format!("{MOVIES}?genre=sci-fi")).await["total"], 0);
     assert_eq!(get(&app, &format!("{MOVIES}?q=arrival")).await["total"], 0);
     assert_eq!(titles(&get(&app, &format!("{MOVIES}?genre=drama")).await), ["Contact"]);
+}
+
+/// A client that polls the seat map with `If-None-Match` gets 304 without a body while nothing
+/// changed, and the new map (and a new tag) as soon as a seat is held.
+async fn a_polled_seat_map_is_304_until_a_seat_changes_hands(backend: Backend) {
+    use crate::fixtures::{ROW_A, book, customer, screening};
+    let app = spawn_app(backend).await;
+    let screen = screening(&app, ROW_A).await;
+    let url = app.url(&format!("{}/seats", screen.showtime_path()));
+    let first = app.client.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "no-cache");
+    let tag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(tag.starts_with("W/\""), "{tag}");
+
+    let again = app.client.get(&url).header("if-none-match", &tag).send().await.unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"], tag.as_str());
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    let ann = customer(&app, "ann").await;
+    book(&app, &ann.token, &screen, &["A1"]).await;
+    let changed = app.client.get(&url).header("if-none-match", &tag).send().await.unwrap();
+    assert_eq!(changed.status(), 200, "a seat was held since the tag");
+    assert_ne!(changed.headers()["etag"], tag.as_str());
+    let map: Value = changed.json().await.unwrap();
+    let a1 = map["seats"].as_array().unwrap().iter().find(|s| s["id"] == screen.seat_id("A1").as_str()).unwrap();
+    assert_eq!(a1["status"], "held");
+}
+
+/// Two replicas of the catalog on one database and one Redis, each with its cache warm: a
+/// write through one is seen through the other once that one next reads the shared
+/// generation (every few milliseconds), not after the entries' TTL (30 s).
+async fn a_replica_sees_another_replicas_catalog_write_within_moments(backend: Backend) {
+    let (app, admin) = admin_app(backend).await;
+    let replica =
+        crate::helpers::start(app.settings.clone(), Arc::new(tempfile::TempDir::new().unwrap()), Arc::new(|_| {}))
+            .await;
+    let movie = create_movie(&app, &admin, "Arrival", "Sci-Fi", 116).await;
+    let path = format!("{MOVIES}/{}", id(&movie));
+    for _ in 0..2 {
+        assert_eq!(get(&replica, &path).await["title"], "Arrival");
+        assert_eq!(titles(&get(&replica, MOVIES).await), ["Arrival"]);
+    }
+    let res = app.send_as(Method::PUT, &path, &admin, &movie_body("Contact", "Drama", 150)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(get(&app, &path).await["title"], "Contact", "the writing replica sees its write at once");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while get(&replica, &path).await["title"] != "Contact" || titles(&get(&replica, MOVIES).await) != ["Contact"] {
+        assert!(std::time::Instant::now() < deadline, "the other replica still serves the old catalog");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 async fn a_delete_is_visible_at_once_despite_the_cache(backend: Backend) {

@@ -187,7 +187,7 @@ pub struct ShowtimeQuery {
 }
 
 /// A seat's state in one showtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SeatStatus {
     Available,
@@ -195,7 +195,7 @@ pub enum SeatStatus {
     Booked,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct SeatMapEntry {
     pub id: SeatId,
     pub row: String,
@@ -227,7 +227,7 @@ pub struct ShowtimePricing {
     pub seats: Vec<PricedSeat>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct SeatMap {
     pub showtime_id: ShowtimeId,
     pub seats: Vec<SeatMapEntry>,

@@ -1,14 +1,26 @@
-//! The catalog cache: movie list/detail, theater and showtime lookups, kept in the
-//! deployment's `KeyValue` store (this process's memory, or Redis) for a short TTL.
+//! The catalog cache: movie list/detail, theater and showtime lookups, in two tiers.
 //!
-//! Invalidation is by generation: every key embeds the current catalog generation, and an
-//! admin write bumps it, so every entry written before the write is unreachable at once
-//! (and expires on its own). The cache is never needed for correctness: when the store
-//! fails, reads go to the database. Prices for bookings are never read through it.
+//! - **This process's memory**: the values themselves, so a hit costs a map lookup and a clone,
+//!   no decode and no network.
+//! - **The deployment's `KeyValue` store** (this process's memory, or Redis shared by every
+//!   replica): the values as JSON, so a replica's miss is usually another's hit and the
+//!   database sees one read per entry and TTL across the deployment.
+//!
+//! Invalidation is by generation: every entry belongs to the catalog generation it was read in,
+//! and an admin write bumps the shared generation, so every entry written before the write is
+//! unreachable at once (and expires on its own). A process reads the shared generation at most
+//! every [`GENERATION_CHECK`], so a replica serves its memory tier for at most that long (plus
+//! one round trip) after another replica's write; the writing process sees its own write at
+//! once. The cache is never needed for correctness: when the store fails, reads go to the
+//! database (the memory tier too, since its generation cannot be checked). Prices for bookings
+//! are never read through it.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use platform::kv::KeyValue;
 use serde::Serialize;
@@ -20,54 +32,141 @@ const GENERATION_KEY: &str = "movie:catalog:generation";
 /// The generation counter lives far longer than any entry, so a reset can never make an
 /// old entry reachable again.
 const GENERATION_LIFETIME: Duration = Duration::from_secs(60 * 60 * 24 * 365);
+/// How stale another replica's admin write may be seen here: between two reads of the
+/// shared generation. At thousands of catalog reads per second this is one store round trip
+/// per few hundred reads, instead of two per read.
+const GENERATION_CHECK: Duration = Duration::from_millis(5);
+/// Entries kept in memory; past it the memory tier starts afresh (keys of free-form searches
+/// are many, each bounded in length).
+const LOCAL_ENTRIES: usize = 4096;
 
 pub struct CatalogCache {
     kv: Arc<dyn KeyValue>,
     ttl: Duration,
+    local: Local,
+}
+
+/// This process's tier: entries of the generation last read from the store.
+struct Local {
+    started: Instant,
+    /// The shared generation as last read, and when (milliseconds since `started`, plus one,
+    /// so 0 means never).
+    generation: AtomicU64,
+    checked_at: AtomicU64,
+    entries: RwLock<HashMap<String, Entry>>,
+}
+
+struct Entry {
+    generation: u64,
+    expires: Instant,
+    value: Arc<dyn Any + Send + Sync>,
 }
 
 impl CatalogCache {
     pub fn new(kv: Arc<dyn KeyValue>, ttl: Duration) -> Self {
-        Self { kv, ttl }
+        let local = Local {
+            started: Instant::now(),
+            generation: AtomicU64::new(0),
+            checked_at: AtomicU64::new(0),
+            entries: RwLock::new(HashMap::new()),
+        };
+        Self { kv, ttl, local }
     }
 
     /// The cached value of `key`, or `load`'s answer, stored for next time.
     pub async fn get_or_load<T, F>(&self, key: &str, load: F) -> Result<T, MovieError>
     where
-        T: Serialize + DeserializeOwned,
+        T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
         F: Future<Output = Result<T, MovieError>>,
     {
         if self.ttl.is_zero() {
             return load.await;
         }
-        let key = match self.kv.peek(GENERATION_KEY).await {
-            Ok(generation) => format!("movie:catalog:{}:{key}", generation.map_or(0, |g| g.count)),
+        let generation = match self.generation().await {
+            Ok(generation) => generation,
             Err(e) => {
                 tracing::warn!(error = %e, "catalog cache unavailable; reading the database");
                 return load.await;
             }
         };
-        if let Ok(Some(bytes)) = self.kv.get(&key).await
-            && let Ok(value) = serde_json::from_slice(&bytes)
+        if let Some(value) = self.local.get::<T>(key, generation) {
+            metrics::counter!("movie_cache_requests_total", "result" => "hit").increment(1);
+            return Ok(value);
+        }
+        let shared_key = format!("movie:catalog:{generation}:{key}");
+        if let Ok(Some(bytes)) = self.kv.get(&shared_key).await
+            && let Ok(value) = serde_json::from_slice::<T>(&bytes)
         {
             metrics::counter!("movie_cache_requests_total", "result" => "hit").increment(1);
+            self.local.put(key, generation, self.ttl, value.clone());
             return Ok(value);
         }
         metrics::counter!("movie_cache_requests_total", "result" => "miss").increment(1);
         let value = load.await?;
         if let Ok(bytes) = serde_json::to_vec(&value)
-            && let Err(e) = self.kv.set(&key, &bytes, self.ttl).await
+            && let Err(e) = self.kv.set(&shared_key, &bytes, self.ttl).await
         {
             tracing::warn!(error = %e, "catalog cache write failed");
         }
+        self.local.put(key, generation, self.ttl, value.clone());
         Ok(value)
     }
 
-    /// Makes every cached entry unreachable; called after each committed admin write.
+    /// Makes every cached entry unreachable, in every process; called after each committed
+    /// admin write.
     pub async fn invalidate(&self) {
-        if let Err(e) = self.kv.incr(GENERATION_KEY, GENERATION_LIFETIME).await {
+        match self.kv.incr(GENERATION_KEY, GENERATION_LIFETIME).await {
+            Ok(count) => self.local.saw(count.count),
             // Entries then live out their TTL: readers may see the old catalog that long.
-            tracing::error!(error = %e, "catalog cache invalidation failed");
+            Err(e) => tracing::error!(error = %e, "catalog cache invalidation failed"),
         }
+    }
+
+    /// The shared generation: as last read if that was within [`GENERATION_CHECK`], else read
+    /// now. Readers that find it due each read it (no single flight): at most a round trip's
+    /// worth of readers, and none of them serves an entry older than the check allows.
+    async fn generation(&self) -> Result<u64, platform::kv::KvError> {
+        let now = self.local.now();
+        let checked = self.local.checked_at.load(Ordering::Acquire);
+        if checked != 0 && now.saturating_sub(checked) < GENERATION_CHECK.as_millis() as u64 {
+            return Ok(self.local.generation.load(Ordering::Acquire));
+        }
+        let generation = self.kv.peek(GENERATION_KEY).await?.map_or(0, |g| g.count);
+        self.local.saw(generation);
+        Ok(generation)
+    }
+}
+
+impl Local {
+    /// Milliseconds since start, plus one (0 is "never").
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+    }
+
+    /// Records `generation` as read now; entries of older ones are dropped.
+    fn saw(&self, generation: u64) {
+        let before = self.generation.swap(generation, Ordering::AcqRel);
+        self.checked_at.store(self.now(), Ordering::Release);
+        if before != generation {
+            self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        }
+    }
+
+    fn get<T: Clone + 'static>(&self, key: &str, generation: u64) -> Option<T> {
+        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = entries.get(key)?;
+        if entry.generation != generation || entry.expires <= Instant::now() {
+            return None;
+        }
+        entry.value.downcast_ref::<T>().cloned()
+    }
+
+    fn put<T: Send + Sync + 'static>(&self, key: &str, generation: u64, ttl: Duration, value: T) {
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= LOCAL_ENTRIES {
+            entries.clear();
+        }
+        let entry = Entry { generation, expires: Instant::now() + ttl, value: Arc::new(value) };
+        entries.insert(key.to_owned(), entry);
     }
 }
