@@ -78,6 +78,8 @@ done
 command -v python3 >/dev/null || die "needs python3"
 mkdir -p "$RESULTS"
 say "results in $RESULTS"
+# Every run into this directory, an interrupted one included (its reports stay in RESULTS).
+echo "command=DURATION=$DURATION bash bench/run.sh ${DEPLOYMENTS[*]}" >>"$RESULTS/machine.env"
 
 say "building the release binaries (boxoffice, bench)"
 cargo build --release --quiet --bin boxoffice
@@ -282,7 +284,6 @@ done
   echo "memory_gib=$(free -g | awk '/^Mem:/ {print $2}')"
   echo "commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' || echo +changes)"
   echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "command=DURATION=$DURATION bash bench/run.sh ${DEPLOYMENTS[*]}"
   echo "argon2=$([[ "${PRODUCTION_ARGON2:-0}" == 1 ]] && echo production || echo 'cheap (1 MiB, 1 pass) for set-up')"
 } >>"$RESULTS/machine.env"
 if [[ "${DOCS:-1}" == 1 ]]; then
