@@ -181,10 +181,11 @@ def panels(title, panels_data, series, unit):
     left, width, bar, gap = 190, 460, 14, 10
     y = 40
     parts = [f'<text x="10" y="22" font-size="15" font-weight="bold">{escape(title)}</text>']
+    # The legend one entry a line: deployment names are long.
     for i, s in enumerate(series):
-        parts.append(f'<rect x="{left + i * 150}" y="30" width="10" height="10" fill="{COLORS[i % len(COLORS)]}"/>'
-                     f'<text x="{left + i * 150 + 14}" y="39">{escape(s)}</text>')
-    y += 20
+        parts.append(f'<rect x="{left}" y="{30 + i * 16}" width="10" height="10" fill="{COLORS[i % len(COLORS)]}"/>'
+                     f'<text x="{left + 14}" y="{39 + i * 16}">{escape(s)}</text>')
+    y += 16 * len(series) + 4
     for ptitle, groups in panels_data:
         values = [v for _, vs in groups for v in vs.values() if v is not None]
         if not values:
