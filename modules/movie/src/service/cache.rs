@@ -8,17 +8,18 @@
 //!
 //! Invalidation is by generation: every entry belongs to the catalog generation it was read in,
 //! and an admin write bumps the shared generation, so every entry written before the write is
-//! unreachable at once (and expires on its own). A process reads the shared generation at most
-//! every [`GENERATION_CHECK`], so a replica serves its memory tier for at most that long (plus
-//! one round trip) after another replica's write; the writing process sees its own write at
-//! once. The cache is never needed for correctness: when the store fails, reads go to the
+//! unreachable at once (and expires on its own). A process reads the shared generation every
+//! [`GENERATION_CHECK`], one reader at a time, so a replica serves its memory tier for that long
+//! plus one round trip after another replica's write (never more than
+//! [`GENERATION_STALE_LIMIT`], however slow the store); the writing process sees its own write
+//! at once. The cache is never needed for correctness: when the store fails, reads go to the
 //! database (the memory tier too, since its generation cannot be checked). Prices for bookings
 //! are never read through it.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,9 @@ const GENERATION_LIFETIME: Duration = Duration::from_secs(60 * 60 * 24 * 365);
 /// shared generation. At thousands of catalog reads per second this is one store round trip
 /// per few hundred reads, instead of two per read.
 const GENERATION_CHECK: Duration = Duration::from_millis(5);
+/// Past this age the generation is read by every reader that needs it, not left to the one
+/// reading it: a store that hangs cannot stretch staleness beyond it.
+const GENERATION_STALE_LIMIT: Duration = Duration::from_secs(1);
 /// Entries kept in memory; past it the memory tier starts afresh (keys of free-form searches
 /// are many, each bounded in length).
 const LOCAL_ENTRIES: usize = 4096;
@@ -53,6 +57,8 @@ struct Local {
     /// so 0 means never).
     generation: AtomicU64,
     checked_at: AtomicU64,
+    /// Set while one reader reads the generation for everyone.
+    checking: AtomicBool,
     entries: RwLock<HashMap<String, Entry>>,
 }
 
@@ -68,6 +74,7 @@ impl CatalogCache {
             started: Instant::now(),
             generation: AtomicU64::new(0),
             checked_at: AtomicU64::new(0),
+            checking: AtomicBool::new(false),
             entries: RwLock::new(HashMap::new()),
         };
         Self { kv, ttl, local }
@@ -122,19 +129,47 @@ impl CatalogCache {
         }
     }
 
-    /// The shared generation: as last read if that was within [`GENERATION_CHECK`], else read
-    /// now. Readers that find it due each read it (no single flight): at most a round trip's
-    /// worth of readers, and none of them serves an entry older than the check allows.
+    /// The shared generation: as last read if that was within [`GENERATION_CHECK`]; else one
+    /// reader reads it while the others go on with the last one (many readers at once would
+    /// each wait a round trip for the same answer); past [`GENERATION_STALE_LIMIT`] (a store
+    /// that hangs), every reader reads it.
     async fn generation(&self) -> Result<u64, platform::kv::KvError> {
-        let now = self.local.now();
         let checked = self.local.checked_at.load(Ordering::Acquire);
-        if checked != 0 && now.saturating_sub(checked) < GENERATION_CHECK.as_millis() as u64 {
-            return Ok(self.local.generation.load(Ordering::Acquire));
+        let age = self.local.now().saturating_sub(checked);
+        let last = self.local.generation.load(Ordering::Acquire);
+        if checked != 0 && age < millis(GENERATION_CHECK) {
+            return Ok(last);
         }
-        let generation = self.kv.peek(GENERATION_KEY).await?.map_or(0, |g| g.count);
+        let turn = Turn::take(&self.local.checking);
+        if turn.is_none() && checked != 0 && age < millis(GENERATION_STALE_LIMIT) {
+            return Ok(last);
+        }
+        let read = self.kv.peek(GENERATION_KEY).await;
+        drop(turn);
+        let generation = read?.map_or(0, |g| g.count);
         self.local.saw(generation);
         Ok(generation)
     }
+}
+
+/// The one reader's turn to read the generation, given back when dropped (also when its
+/// request is abandoned mid-read).
+struct Turn<'a>(&'a AtomicBool);
+
+impl<'a> Turn<'a> {
+    fn take(flag: &'a AtomicBool) -> Option<Self> {
+        (!flag.swap(true, Ordering::AcqRel)).then_some(Turn(flag))
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Local {
