@@ -17,6 +17,7 @@ mod auth;
 mod auth_contract;
 mod auth_limits;
 mod auth_tokens;
+mod bench;
 mod booking;
 mod booking_contract;
 mod cli;
