@@ -204,7 +204,9 @@ worker_processes 1;
 pid $dir/nginx.pid;
 error_log $STATE_DIR/logs/gateway.log warn;
 events {
-    worker_connections 1024;
+    # Each proxied request holds two connections (client and upstream), and the modules'
+    # calls to each other pass here too: 1024 ran out under a 256-buyer flash sale (503s).
+    worker_connections 8192;
 }
 http {
     client_body_temp_path $dir/tmp/client;
