@@ -58,6 +58,7 @@ on_both_backends!(
     the_demo_catalog_is_seeded_once,
     a_polled_seat_map_is_304_until_a_seat_changes_hands;
     postgres only: a_replica_sees_another_replicas_catalog_write_within_moments,
+    a_replica_never_serves_a_seat_map_copy_older_than_another_replicas_booking,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -966,6 +967,8 @@ async fn a_polled_seat_map_is_304_until_a_seat_changes_hands(backend: Backend) {
     assert_eq!(again.status(), 304);
     assert_eq!(again.headers()["etag"], tag.as_str());
     assert!(again.bytes().await.unwrap().is_empty());
+    let copies = crate::helpers::counter(&app.metrics().await, "seat_map_reads_total", "copy=\"current\"");
+    assert!(copies >= 1.0, "the second read is answered from the first one's copy");
 
     let ann = customer(&app, "ann").await;
     book(&app, &ann.token, &screen, &["A1"]).await;
@@ -1000,6 +1003,33 @@ async fn a_replica_sees_another_replicas_catalog_write_within_moments(backend: B
         assert!(std::time::Instant::now() < deadline, "the other replica still serves the old catalog");
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
+}
+
+/// Two replicas on one database and one Redis, the seat map copied in one: a booking through
+/// the other is in the copying replica's very next read (the copy's version is checked on
+/// every read), never a moment later.
+async fn a_replica_never_serves_a_seat_map_copy_older_than_another_replicas_booking(backend: Backend) {
+    use crate::fixtures::{ROW_A, book, customer, screening};
+    let app = spawn_app(backend).await;
+    let replica =
+        crate::helpers::start(app.settings.clone(), Arc::new(tempfile::TempDir::new().unwrap()), Arc::new(|_| {}))
+            .await;
+    let screen = screening(&app, ROW_A).await;
+    let path = format!("{}/seats", screen.showtime_path());
+    let status = |map: &Value, seat: &str| {
+        map["seats"].as_array().unwrap().iter().find(|s| s["id"] == screen.seat_id(seat).as_str()).unwrap()["status"]
+            .clone()
+    };
+    let before = crate::helpers::counter(&replica.metrics().await, "seat_map_reads_total", "copy=\"current\"");
+    for _ in 0..3 {
+        assert_eq!(status(&get(&replica, &path).await, "A1"), "available");
+    }
+    let copies = crate::helpers::counter(&replica.metrics().await, "seat_map_reads_total", "copy=\"current\"");
+    assert!(copies >= before + 2.0, "the replica answers from its copy: {before} then {copies}");
+
+    let ann = customer(&app, "ann").await;
+    book(&app, &ann.token, &screen, &["A1"]).await;
+    assert_eq!(status(&get(&replica, &path).await, "A1"), "held");
 }
 
 async fn a_delete_is_visible_at_once_despite_the_cache(backend: Backend) {

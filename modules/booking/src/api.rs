@@ -270,6 +270,11 @@ pub struct PaymentHold {
     pub user_id: platform::identity::UserId,
 }
 
+/// The field every booking and payment event carries and is ordered by: the events of one
+/// booking reach each consumer in the order they happened; those of different bookings may
+/// overtake one another ([`platform::outbox::OutboxRelay::ordered_by`]).
+pub const EVENT_ORDER: &str = "booking_id";
+
 platform::events! {
     /// The events booking publishes (topic exchange `booking_events`), one variant per routing
     /// key; see [`platform::events::Event`] for how they may change. Every variant names the

@@ -8,6 +8,7 @@ use platform::module::{Context, Module, Mount, Peers};
 use crate::api::{BookingApi, QUEUE};
 use crate::service::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
 use crate::service::{BookingSeatStates, BookingService, BookingSettings};
+use platform::kv::Versions;
 
 pub struct Booking {
     pub settings: BookingSettings,
@@ -58,13 +59,14 @@ impl Module for Booking {
         }
         metrics::counter!("seat_lock_conflicts_total").increment(0);
         let db = ctx.database(self.name())?;
-        let relay = ctx.outbox_relay(self.name(), db.clone());
+        let relay = ctx.outbox_relay(self.name(), db.clone(), crate::api::EVENT_ORDER);
         let service = Arc::new(BookingService::new(
             db.clone(),
             &self.settings,
             peers.get::<dyn MovieApi>()?,
             Self::seat_locks(ctx),
             relay,
+            Versions::new(ctx.kv.clone()),
         ));
         ctx.subscribe(QUEUE, service.events_handler()).await?;
         ctx.retention(self.name(), db, true);

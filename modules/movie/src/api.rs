@@ -233,6 +233,40 @@ pub struct SeatMap {
     pub seats: Vec<SeatMapEntry>,
 }
 
+/// A seat map as served: its JSON document and its validator, a hash of its content (every
+/// seat's id, place, type, price and state), so the tag changes whenever a seat changes hands
+/// and is the same in every replica of one build (the hasher's keys are fixed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatMapDocument {
+    pub json: String,
+    /// The `ETag` value without quotes (weak: the body may be compressed or not).
+    pub tag: String,
+}
+
+impl SeatMapDocument {
+    /// `FORMAT` changes with the document's shape, so a client's old copy is not taken for the
+    /// new one after an upgrade.
+    const FORMAT: u32 = 1;
+
+    /// # Errors
+    /// `Internal` if the map does not serialize (it always does).
+    pub fn of(map: &SeatMap) -> Result<Self, MovieError> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        (Self::FORMAT, map).hash(&mut hasher);
+        let json =
+            serde_json::to_string(map).map_err(|e| MovieError::Internal(Failure::new("writing the seat map", e)))?;
+        Ok(Self { json, tag: format!("{:016x}", hasher.finish()) })
+    }
+}
+
+/// The key of `showtime`'s seat-state version in the deployment's key-value store
+/// (`platform::kv::Versions`): booking bumps it after every commit that takes or frees a seat
+/// of the showtime, and the seat map is served from a copy only while it is unchanged.
+pub fn seat_version_key(showtime: ShowtimeId) -> String {
+    format!("movie:seats:{}:version", showtime.0)
+}
+
 /// Everything the movie module can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum MovieError {
@@ -411,6 +445,15 @@ pub trait MovieApi: Send + Sync {
     /// # Errors
     /// `NotFound("showtime")`; `Unavailable` when seat states cannot be read.
     async fn seat_map(&self, id: ShowtimeId) -> Result<SeatMap, MovieError>;
+
+    /// [`MovieApi::seat_map`] as served, which an implementation may answer from a copy it
+    /// knows to be current.
+    ///
+    /// # Errors
+    /// Those of [`MovieApi::seat_map`].
+    async fn seat_map_document(&self, id: ShowtimeId) -> Result<std::sync::Arc<SeatMapDocument>, MovieError> {
+        Ok(std::sync::Arc::new(SeatMapDocument::of(&self.seat_map(id).await?)?))
+    }
 }
 
 /// The port through which the seat map learns seat states. Booking fills it; the movie
@@ -422,6 +465,13 @@ pub trait SeatStates: Send + Sync {
     /// # Errors
     /// `Unavailable` when the states cannot be read.
     async fn taken_seats(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, MovieError>;
+
+    /// Whether every change of these states bumps its [`seat_version_key`] in this process's
+    /// key-value store: true for booking's own states in this process; a booking elsewhere
+    /// bumps in the deployment's store, which is this process's only when that is Redis.
+    fn versioned_here(&self) -> bool {
+        false
+    }
 }
 
 /// The booking events movie consumes, read as this tolerant view of

@@ -3,7 +3,6 @@
 //! trait decides (401 without a token comes from the extractor, 403 from the trait).
 
 use actix_web::http::header;
-use std::hash::{Hash, Hasher};
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use platform::extract::{Admin, Query};
@@ -192,8 +191,8 @@ async fn create_showtime(api: Api, req: Admin<ShowtimeInput>) -> Result<HttpResp
         (status = 404, description = "No such showtime", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 async fn seat_map(api: Api, id: web::Path<Uuid>, req: HttpRequest) -> Result<HttpResponse, Problem> {
-    let map = api.seat_map(ShowtimeId(id.into_inner())).await?;
-    let tag = seat_map_tag(&map);
+    let document = api.seat_map_document(ShowtimeId(id.into_inner())).await?;
+    let tag = header::EntityTag::new_weak(document.tag.clone());
     // `no-cache`: a client (or a cache between) may keep the map but must ask again each
     // time; the answer to a matching `If-None-Match` is a body-less 304.
     let revalidate = (header::CACHE_CONTROL, header::CacheControl(vec![header::CacheDirective::NoCache]));
@@ -205,19 +204,11 @@ async fn seat_map(api: Api, id: web::Path<Uuid>, req: HttpRequest) -> Result<Htt
     if unchanged {
         return Ok(HttpResponse::NotModified().insert_header(header::ETag(tag)).insert_header(revalidate).finish());
     }
-    Ok(HttpResponse::Ok().insert_header(header::ETag(tag)).insert_header(revalidate).json(map))
-}
-
-/// The seat map's validator: a hash of its content (every seat's id, place, type, price and
-/// state), so it changes whenever a seat changes hands and is the same in every replica of
-/// one build (the hasher's keys are fixed). Weak, because the body may be compressed or not.
-/// `FORMAT` changes with the document's shape, so a client's old copy is not taken for the
-/// new one after an upgrade.
-fn seat_map_tag(map: &SeatMap) -> header::EntityTag {
-    const FORMAT: u32 = 1;
-    let mut hasher = std::hash::DefaultHasher::new();
-    (FORMAT, map).hash(&mut hasher);
-    header::EntityTag::new_weak(format!("{:016x}", hasher.finish()))
+    Ok(HttpResponse::Ok()
+        .insert_header(header::ETag(tag))
+        .insert_header(revalidate)
+        .content_type(header::ContentType::json())
+        .body(document.json.clone()))
 }
 
 /// The showtime and every seat with its price, read uncached: what a booking charges

@@ -7,6 +7,7 @@ use platform::module::{Context, Module, Mount, Peers};
 
 use crate::api::{MovieApi, QUEUE, SeatStates};
 use crate::service::{MovieService, MovieSettings};
+use platform::kv::Versions;
 
 pub struct Movie {
     pub settings: MovieSettings,
@@ -21,7 +22,11 @@ impl Movie {
     /// The database is not open, or no seat states are provided.
     pub fn service(&self, ctx: &Context, peers: &Peers) -> anyhow::Result<Arc<MovieService>> {
         let db = ctx.database(self.name())?;
-        Ok(Arc::new(MovieService::new(db, &self.settings, ctx.kv.clone(), peers.get::<dyn SeatStates>()?)))
+        let seat_states = peers.get::<dyn SeatStates>()?;
+        // Seat maps are copied only where booking's bumps of their versions are seen.
+        let seat_versions =
+            (seat_states.versioned_here() || ctx.redis.is_some()).then(|| Versions::new(ctx.kv.clone()));
+        Ok(Arc::new(MovieService::new(db, &self.settings, ctx.kv.clone(), seat_states, seat_versions)))
     }
 }
 

@@ -48,7 +48,7 @@ impl Module for Payment {
             metrics::counter!("payment_reconciled_total", "outcome" => outcome).increment(0);
         }
         let db = ctx.database(self.name())?;
-        let relay = ctx.outbox_relay(self.name(), db.clone());
+        let relay = ctx.outbox_relay(self.name(), db.clone(), booking::api::EVENT_ORDER);
         // Saved answers are copied to Redis when there is one (a fast path for replays); in
         // one process the database is as near as memory would be.
         let answer_cache = ctx.redis.is_some().then(|| ctx.kv.clone());

@@ -509,3 +509,49 @@ impl HealthCheck for RedisKv {
         if pong == "PONG" { Ok(()) } else { Err(format!("unexpected PING answer {pong}")) }
     }
 }
+
+/// Versions of state that other processes cache (a showtime's seat states, say), kept in the
+/// deployment's key-value store. A writer calls [`Versions::bump`] after committing a change;
+/// a reader calls [`Versions::current`] before it reads the state, and may answer from what
+/// it read under a version for as long as `current` still gives that version. So a read that
+/// starts after a change's commit and bump never answers from a copy older than the change.
+///
+/// A version is a random token, never a counter: a store that lost the key (a restart, an
+/// eviction, the lifetime's end) gets a new token, so a copy can never be taken for a later
+/// state that happens to have the same number.
+pub struct Versions {
+    kv: std::sync::Arc<dyn KeyValue>,
+}
+
+/// How long a version lasts without a bump; then the next reader makes a new one (one miss).
+const VERSION_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl Versions {
+    pub fn new(kv: std::sync::Arc<dyn KeyValue>) -> Self {
+        Self { kv }
+    }
+
+    /// The version of `key` now, made if there is none.
+    ///
+    /// # Errors
+    /// The store is unavailable: the reader must read the state itself, not a copy.
+    pub async fn current(&self, key: &str) -> Result<Vec<u8>, KvError> {
+        if let Some(version) = self.kv.get(key).await? {
+            return Ok(version);
+        }
+        let made = uuid::Uuid::new_v4().as_bytes().to_vec();
+        if self.kv.set_if_absent(key, &made, VERSION_LIFETIME).await? {
+            return Ok(made);
+        }
+        // Another reader made it first.
+        self.kv.get(key).await?.ok_or_else(|| KvError::Unavailable(format!("version {key} vanished")))
+    }
+
+    /// Gives `key` a new version: every copy read under an earlier one is out of date.
+    ///
+    /// # Errors
+    /// The store is unavailable: copies may stay in use until it is back and the key bumped.
+    pub async fn bump(&self, key: &str) -> Result<(), KvError> {
+        self.kv.set(key, uuid::Uuid::new_v4().as_bytes(), VERSION_LIFETIME).await
+    }
+}

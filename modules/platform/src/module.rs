@@ -168,11 +168,18 @@ impl Context {
         self.bus.subscribe(&name, queue.patterns, handler).await.with_context(|| format!("subscribing {name}"))
     }
 
-    /// The relay of `module`'s outbox on this context's bus. It runs with the other tasks,
-    /// after every consumer of this process has subscribed; its waker wakes it on commit.
-    pub fn outbox_relay(&mut self, module: &'static str, db: DatabaseConnection) -> Arc<tokio::sync::Notify> {
+    /// The relay of `module`'s outbox on this context's bus, keeping the order of events
+    /// with the same body field `ordered_by` ([`OutboxRelay::ordered_by`]). It runs with the
+    /// other tasks, after every consumer of this process has subscribed; its waker wakes it
+    /// on commit.
+    pub fn outbox_relay(
+        &mut self,
+        module: &'static str,
+        db: DatabaseConnection,
+        ordered_by: &'static str,
+    ) -> Arc<tokio::sync::Notify> {
         let poll = Duration::from_millis(self.events.relay_poll_ms);
-        let relay = OutboxRelay::new(module, db.clone(), self.bus.clone(), poll);
+        let relay = OutboxRelay::new(module, db.clone(), self.bus.clone(), poll).ordered_by(ordered_by);
         let waker = relay.waker();
         self.relays.push(relay);
         waker

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use sea_orm::sea_query::{
     Alias, ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, OnConflict, Order, Query, Table,
     TableAlterStatement, TableCreateStatement,
@@ -180,8 +181,15 @@ pub async fn first_delivery(db: &impl ConnectionTrait, consumer: &str, event_id:
     Ok(db.execute(&insert).await?.rows_affected() == 1)
 }
 
-/// Publishes a module's committed outbox rows, oldest first, and marks each sent once the
-/// bus has it. Woken right after commits through [`OutboxRelay::waker`], and polls anyway.
+/// Publishes a module's committed outbox rows and marks each sent once the bus has it. Woken
+/// right after commits through [`OutboxRelay::waker`], and polls anyway.
+///
+/// Events about one subject (the value of the body field named by
+/// [`OutboxRelay::ordered_by`], a booking's id say) are published one after the other, oldest
+/// first, and an event is never published before an older one of its subject; events about
+/// different subjects are published concurrently (up to [`PARALLEL`] at a time), so one slow
+/// consumer transaction does not hold up every other booking's events. Without a field, every
+/// event is one subject.
 ///
 /// Several replicas may relay one outbox: an event can then be published twice, which the
 /// consumers' inboxes absorb (no row lock is held across the network call to the broker).
@@ -191,14 +199,37 @@ pub struct OutboxRelay {
     bus: Arc<dyn EventBus>,
     wake: Arc<Notify>,
     poll: Duration,
+    ordered_by: Option<&'static str>,
 }
 
 /// Rows read per pass.
 const BATCH: u64 = 100;
 
+/// Subjects published at once. On the in-process bus each publish runs its consumers'
+/// transactions, so this also bounds the database connections the relay takes from requests.
+pub const PARALLEL: usize = 16;
+
+/// An unsent row: its event id, its event and the trace context it was written in.
+type Unsent = (Uuid, Envelope, Option<String>);
+
+/// What publishing one subject's events of a pass did: the ids the bus took, in order, and
+/// the first one it refused (the subject's later events wait for the next pass).
+struct SubjectOutcome {
+    published: Vec<Uuid>,
+    refused: Option<(Uuid, String)>,
+}
+
 impl OutboxRelay {
     pub fn new(module: &'static str, db: DatabaseConnection, bus: Arc<dyn EventBus>, poll: Duration) -> Self {
-        Self { module, db, bus, wake: Arc::new(Notify::new()), poll }
+        Self { module, db, bus, wake: Arc::new(Notify::new()), poll, ordered_by: None }
+    }
+
+    /// Orders events by the body field `field`: only events with the same value of it keep
+    /// their relative order (an event without the field is ordered with every other such).
+    #[must_use]
+    pub fn ordered_by(mut self, field: &'static str) -> Self {
+        self.ordered_by = Some(field);
+        self
     }
 
     /// Notify it after committing an event, so the relay publishes at once.
@@ -239,6 +270,24 @@ impl OutboxRelay {
         self.bus.publish(&event).instrument(span).await
     }
 
+    /// The subject of `event`: the value of the ordering field, `None` when there is no
+    /// ordering field or the event lacks it.
+    fn subject(&self, event: &Envelope) -> Option<String> {
+        self.ordered_by.and_then(|field| event.body.get(field)).map(ToString::to_string)
+    }
+
+    /// Publishes one subject's `events` in order, stopping at the first the bus refuses.
+    async fn publish_in_order(&self, events: Vec<Unsent>) -> SubjectOutcome {
+        let mut published = Vec::with_capacity(events.len());
+        for (event_id, event, traceparent) in events {
+            if let Err(e) = self.publish(event, traceparent).await {
+                return SubjectOutcome { published, refused: Some((event_id, e.to_string())) };
+            }
+            published.push(event_id);
+        }
+        SubjectOutcome { published, refused: None }
+    }
+
     /// Publishes unsent rows until none is left or the bus refuses one; returns how many
     /// were sent.
     ///
@@ -268,10 +317,8 @@ impl OutboxRelay {
             // A clock behind the writer's reads as no lag, not as an error.
             let age = (Utc::now() - oldest).to_std().map_or(0.0, |d| d.as_secs_f64());
             metrics::gauge!("outbox_oldest_unsent_age_seconds", "module" => self.module).set(age);
-            // Marked sent in one statement per batch: a crash before the mark republishes
-            // at most this batch, which the consumers' inboxes absorb.
-            let mut published = Vec::with_capacity(rows.len());
-            let mut refused = None;
+            // The pass's events by subject, subjects in the order of their oldest event.
+            let mut subjects: Vec<(Option<String>, Vec<Unsent>)> = Vec::new();
             for row in rows {
                 let event_id: Uuid = row.try_get("", "event_id")?;
                 let body: String = row.try_get("", "body")?;
@@ -294,14 +341,21 @@ impl OutboxRelay {
                     }
                 };
                 let traceparent: Option<String> = row.try_get("", "traceparent")?;
-                match self.publish(event, traceparent).await {
-                    Ok(()) => published.push(event_id),
-                    Err(e) => {
-                        refused = Some((event_id, e.to_string()));
-                        break;
-                    }
+                let subject = self.subject(&event);
+                let entry = (event_id, event, traceparent);
+                match subjects.iter_mut().find(|(s, _)| *s == subject) {
+                    Some((_, events)) => events.push(entry),
+                    None => subjects.push((subject, vec![entry])),
                 }
             }
+            let outcomes: Vec<SubjectOutcome> =
+                futures_util::stream::iter(subjects.into_iter().map(|(_, events)| self.publish_in_order(events)))
+                    .buffer_unordered(PARALLEL)
+                    .collect()
+                    .await;
+            // Marked sent in one statement per pass: a crash before the mark republishes at
+            // most this pass's events, which the consumers' inboxes absorb.
+            let published: Vec<Uuid> = outcomes.iter().flat_map(|o| o.published.iter().copied()).collect();
             if !published.is_empty() {
                 let mark = Query::update()
                     .table(name(OUTBOX))
@@ -311,15 +365,18 @@ impl OutboxRelay {
                 self.db.execute(&mark).await?;
                 sent += published.len() as u64;
             }
-            if let Some((event_id, reason)) = refused {
+            let refused: Vec<(Uuid, String)> = outcomes.into_iter().filter_map(|o| o.refused).collect();
+            for (event_id, reason) in &refused {
                 let note = Query::update()
                     .table(name(OUTBOX))
                     .value(name("attempts"), Expr::col(name("attempts")).add(1))
                     .value(name("last_error"), reason.clone())
-                    .and_where(Expr::col(name("event_id")).eq(event_id))
+                    .and_where(Expr::col(name("event_id")).eq(*event_id))
                     .to_owned();
                 self.db.execute(&note).await?;
                 tracing::warn!(module = self.module, %event_id, error = %reason, "event not published; will retry");
+            }
+            if !refused.is_empty() {
                 return Ok(sent);
             }
         }

@@ -114,6 +114,7 @@ on_both_databases!(
     a_typed_event_is_relayed_under_its_variants_key_and_decodes_back,
     the_relay_reports_the_age_of_the_oldest_unsent_event,
     the_pool_gauges_count_a_connection_held_by_a_transaction,
+    one_subjects_events_keep_their_order_while_another_subjects_overtake_them,
 );
 
 fn event(n: u32) -> Envelope {
@@ -146,6 +147,83 @@ async fn only_committed_events_are_relayed_in_order_and_an_outage_loses_none(db:
     // Sent rows are not sent again.
     assert_eq!(relay.drain().await.unwrap(), 0);
     assert_eq!(bus.published.lock().unwrap().len(), 2);
+}
+
+/// A bus that holds up `a1` until `b2` has been published, and refuses what `refused` names;
+/// it records each event's `{k}{n}` as the publish completes.
+#[derive(Default)]
+struct SubjectBus {
+    published: Mutex<Vec<String>>,
+    refused: Mutex<Vec<&'static str>>,
+}
+
+impl SubjectBus {
+    fn published(&self) -> Vec<String> {
+        self.published.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl EventBus for SubjectBus {
+    async fn publish(&self, event: &Envelope) -> Result<(), BusError> {
+        let label = format!("{}{}", event.body["k"].as_str().unwrap(), event.body["n"]);
+        if self.refused.lock().unwrap().contains(&label.as_str()) {
+            return Err(BusError::Unavailable(format!("{label} refused")));
+        }
+        if label == "a1" {
+            // A serial relay would never get to b2: it is recorded as waited in vain.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !self.published().contains(&"b2".to_owned()) {
+                if tokio::time::Instant::now() > deadline {
+                    self.published.lock().unwrap().push("a1 waited for b2 in vain".to_owned());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        self.published.lock().unwrap().push(label);
+        Ok(())
+    }
+
+    async fn declare(&self, _: &str, _: &[&str]) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    async fn subscribe(&self, _: &str, _: &[&str], _: Arc<dyn EventHandler>) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
+        Ok(Vec::new())
+    }
+
+    async fn replay(&self, _: Replay) -> Result<u64, BusError> {
+        Ok(0)
+    }
+}
+
+async fn one_subjects_events_keep_their_order_while_another_subjects_overtake_them(db: DatabaseConnection) {
+    let bus = Arc::new(SubjectBus::default());
+    let relay = OutboxRelay::new("test", db.clone(), bus.clone(), Duration::from_secs(60)).ordered_by("k");
+    for (k, n) in [("a", 1), ("b", 1), ("c", 1), ("a", 2), ("b", 2), ("c", 2)] {
+        enqueue(&db, &Envelope::new("booking.created", &json!({"k": k, "n": n})).unwrap()).await.unwrap();
+    }
+    bus.refused.lock().unwrap().push("c1");
+
+    // a1 is held up until b2 is out: b's events overtake a's, each subject in its order; c1
+    // is refused, so c2 (younger) waits with it.
+    assert_eq!(relay.drain().await.unwrap(), 4);
+    let published = bus.published();
+    let at =
+        |label: &str| published.iter().position(|p| p == label).unwrap_or_else(|| panic!("{label} in {published:?}"));
+    assert!(at("b1") < at("b2") && at("b2") < at("a1") && at("a1") < at("a2"), "{published:?}");
+    assert_eq!(published.len(), 4, "{published:?}");
+
+    // The next pass, with the broker taking c1, publishes c1 then c2.
+    bus.refused.lock().unwrap().clear();
+    assert_eq!(relay.drain().await.unwrap(), 2);
+    assert_eq!(bus.published()[4..], ["c1".to_owned(), "c2".to_owned()]);
+    assert_eq!(relay.drain().await.unwrap(), 0);
 }
 
 async fn a_running_relay_publishes_when_woken_and_flushes_on_stop(db: DatabaseConnection) {

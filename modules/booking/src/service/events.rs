@@ -80,17 +80,18 @@ impl EventHandler for PaymentEvents {
         if !platform::outbox::first_delivery(&txn, QUEUE.name, event.event_id).await? {
             return Ok(());
         }
+        let mut seats_changed = None;
         match outcome {
             PaymentOutcome::Failed(failed) => {
                 self.service.release_payment_hold(&txn, failed.booking_id, failed.payment_id).await?;
             }
             PaymentOutcome::Completed(paid) => {
-                let confirmed = self
+                seats_changed = self
                     .service
                     .confirm(&txn, paid.booking_id, paid.accepted_at)
                     .await
                     .map_err(|e| Failure::new("confirming the booking", e))?;
-                if !confirmed {
+                if seats_changed.is_none() {
                     // Paid after the hold ran out or was cancelled: the booking stays unconfirmed. Its
                     // `booking.cancelled` (from the sweeper, or the cancel) makes payment refund it.
                     tracing::warn!(booking_id = %paid.booking_id, "payment completed for a booking that is no longer pending");
@@ -99,6 +100,9 @@ impl EventHandler for PaymentEvents {
         }
         txn.commit().await?;
         self.service.relay.notify_one();
+        if let Some(showtime) = seats_changed {
+            self.service.seats_changed(showtime).await;
+        }
         Ok(())
     }
 }

@@ -32,6 +32,7 @@ use platform::db::Transaction;
 use platform::error::{Failure, chain};
 use platform::events::EventHandler;
 use platform::identity::{AuthUser, UserId};
+use platform::kv::Versions;
 use platform::money::Money;
 use platform::pagination::{Page, PageRequest};
 use platform::validation::FieldErrors;
@@ -105,6 +106,9 @@ pub struct BookingService {
     locks: Arc<dyn SeatLocks>,
     /// Wakes the outbox relay after a commit that wrote an event.
     relay: Arc<Notify>,
+    /// The showtimes' seat-state versions, bumped after every commit that takes, confirms
+    /// or frees seats (movie serves seat maps from copies while they are unchanged).
+    seat_versions: Versions,
 }
 
 impl From<DbErr> for BookingError {
@@ -161,8 +165,18 @@ impl BookingService {
         movies: Arc<dyn MovieApi>,
         locks: Arc<dyn SeatLocks>,
         relay: Arc<Notify>,
+        seat_versions: Versions,
     ) -> Self {
-        Self { db, settings: settings.clone(), movies, locks, relay }
+        Self { db, settings: settings.clone(), movies, locks, relay, seat_versions }
+    }
+
+    /// Call after committing a change to `showtime`'s seat claims: copies of its seat map
+    /// made before are out of date. A bump that cannot reach the store leaves them in use
+    /// for at most their maximum age (movie's `seat_maps`).
+    async fn seats_changed(&self, showtime: ShowtimeId) {
+        if let Err(e) = self.seat_versions.bump(&movie::api::seat_version_key(showtime)).await {
+            tracing::warn!(showtime_id = %showtime.0, error = %e, "seat map version not bumped");
+        }
     }
 
     /// The handler of `booking_queue` (payment events).
@@ -242,6 +256,7 @@ impl BookingService {
         platform::outbox::publish(&txn, &BookingEvent::Cancelled(cancelled)).await?;
         txn.commit().await?;
         self.relay.notify_one();
+        self.seats_changed(ShowtimeId(b.showtime_id)).await;
         if let Err(e) = self.locks.release(&b.showtime_id.to_string(), &seat_keys(&seats), &b.id.to_string()).await {
             tracing::warn!(error = %e, "seat locks not released; they expire on their own");
         }
@@ -292,14 +307,15 @@ impl BookingService {
     }
 
     /// Confirms a pending booking whose charge was accepted (`accepted_at`, or now for an event
-    /// without it) before its hold ran out; `false` otherwise (the sweeper then expires it,
-    /// whether or not it got there yet).
+    /// without it) before its hold ran out, and gives its showtime (whose seat states the
+    /// caller reports changed once `txn` commits); `None` otherwise (the sweeper then expires
+    /// it, whether or not it got there yet).
     async fn confirm(
         &self,
         txn: &impl ConnectionTrait,
         id: BookingId,
         accepted_at: Option<chrono::DateTime<Utc>>,
-    ) -> Result<bool, BookingError> {
+    ) -> Result<Option<ShowtimeId>, BookingError> {
         let now = Utc::now();
         let confirmed = booking::Entity::update_many()
             .col_expr(booking::Column::Status, Expr::value(BookingStatus::Confirmed))
@@ -310,7 +326,7 @@ impl BookingService {
             .exec_with_returning(txn)
             .await?;
         let Some(b) = confirmed.into_iter().next() else {
-            return Ok(false);
+            return Ok(None);
         };
         seat_claim::Entity::update_many()
             .col_expr(seat_claim::Column::Confirmed, Expr::value(true))
@@ -327,7 +343,7 @@ impl BookingService {
             ticket: events::ticket(&b, seats),
         };
         platform::outbox::publish(txn, &BookingEvent::Confirmed(payload)).await?;
-        Ok(true)
+        Ok(Some(ShowtimeId(b.showtime_id)))
     }
 
     /// Forgets the charge of `payment` (it failed): the booking expires as any other once
@@ -379,6 +395,7 @@ impl BookingApi for BookingService {
             return Err(self.refusal(e, showtime, &seats).await);
         }
         self.relay.notify_one();
+        self.seats_changed(showtime).await;
         metrics::counter!("bookings_total", "outcome" => "created").increment(1);
         view(new.row, new.seats)
     }
@@ -746,6 +763,11 @@ impl BookingSeatStates {
 impl SeatStates for BookingSeatStates {
     async fn taken_seats(&self, showtime: ShowtimeId) -> Result<HashMap<SeatId, SeatStatus>, MovieError> {
         taken_seats(&self.db, showtime).await.map_err(|e| platform::db::db_err("booking database", e))
+    }
+
+    /// [`BookingService`] bumps the versions in the same process's store.
+    fn versioned_here(&self) -> bool {
+        true
     }
 }
 

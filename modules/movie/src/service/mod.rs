@@ -4,6 +4,7 @@ mod cache;
 pub mod demo;
 mod entity;
 pub mod events;
+mod seat_maps;
 mod validate;
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveTime, Utc};
 use platform::identity::AuthUser;
-use platform::kv::KeyValue;
+use platform::kv::{KeyValue, Versions};
 use platform::money::Money;
 use platform::pagination::{Page, PageRequest, Pagination};
 use sea_orm::sea_query::{Expr, Func, LikeExpr};
@@ -26,13 +27,14 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::api::{
-    Movie, MovieApi, MovieError, MovieId, MovieInput, MovieQuery, PricedSeat, Seat, SeatId, SeatMap, SeatMapEntry,
-    SeatStates, SeatStatus, SeatType, Showtime, ShowtimeId, ShowtimeInput, ShowtimePricing, ShowtimeQuery, Theater,
-    TheaterId, TheaterInput,
+    Movie, MovieApi, MovieError, MovieId, MovieInput, MovieQuery, PricedSeat, Seat, SeatId, SeatMap, SeatMapDocument,
+    SeatMapEntry, SeatStates, SeatStatus, SeatType, Showtime, ShowtimeId, ShowtimeInput, ShowtimePricing,
+    ShowtimeQuery, Theater, TheaterId, TheaterInput,
 };
 use cache::CatalogCache;
 use entity::{movie, seat, showtime, theater};
 use platform::validation::FieldErrors;
+use seat_maps::SeatMaps;
 
 /// `[movie.price_multipliers]`: what each seat type costs relative to the showtime's price.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -101,6 +103,7 @@ pub struct MovieService {
     /// stale, and the seat map — read on every booking screen — costs one primary-key query.
     layouts: RwLock<HashMap<Uuid, Arc<Vec<Seat>>>>,
     seat_states: Arc<dyn SeatStates>,
+    seat_maps: SeatMaps,
 }
 
 impl From<DbErr> for MovieError {
@@ -183,9 +186,11 @@ impl MovieService {
         settings: &MovieSettings,
         kv: Arc<dyn KeyValue>,
         seat_states: Arc<dyn SeatStates>,
+        seat_versions: Option<Versions>,
     ) -> Self {
         Self {
             db,
+            seat_maps: SeatMaps::new(seat_versions),
             cache: CatalogCache::new(kv, Duration::from_secs(settings.cache_ttl_seconds)),
             settings: settings.clone(),
             seat_states,
@@ -658,6 +663,11 @@ impl MovieApi for MovieService {
             })
             .collect();
         Ok(SeatMap { showtime_id: id, seats })
+    }
+
+    /// From this process's copy while the showtime's seat-state version is unchanged.
+    async fn seat_map_document(&self, id: ShowtimeId) -> Result<Arc<SeatMapDocument>, MovieError> {
+        self.seat_maps.get_or_build(id, self.seat_map(id)).await
     }
 }
 
