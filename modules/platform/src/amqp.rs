@@ -26,6 +26,7 @@
 //! every subscription's queues and bindings, and starts consuming again. Unacknowledged
 //! deliveries of the lost connection are redelivered by the broker.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ExchangeKind};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, oneshot, watch};
 
 use crate::events::{BusError, DeadLetter, Envelope, EventBus, EventHandler, Replay, RetryPolicy};
 use crate::health::HealthCheck;
@@ -47,10 +48,16 @@ use crate::trace::TRACEPARENT;
 /// Header carrying the number of the delivery attempt a message copy is (absent = 1).
 pub const ATTEMPTS_HEADER: &str = "x-attempts";
 
-/// Unacknowledged deliveries a consumer may hold. Handling is sequential per queue (so
-/// events of one queue are handled in publish order); the prefetch only saves round trips,
-/// and keeps room for deliveries that wait out their retry backoff.
+/// Header carrying the event's ordering key ([`Envelope::ordering_key`]).
+pub const ORDERING_KEY_HEADER: &str = "x-ordering-key";
+
+/// Unacknowledged deliveries a consumer may hold, and so handle at once: deliveries with
+/// the same ordering key (or none) are handled one after the other in delivery order, others
+/// concurrently. Deliveries waiting out their retry backoff count too.
 const PREFETCH: u16 = 16;
+
+/// Ordering keys a consumer remembers before it forgets those with nothing in flight.
+const KEYS_KEPT: usize = 1024;
 
 /// How long `publish` waits for the broker's confirm before calling the bus unavailable
 /// (a blocked connection — broker out of memory or disk — would otherwise hang the relay).
@@ -94,6 +101,13 @@ pub fn dead_letter_queue(queue: &str) -> String {
 /// The trace context a message carries in its `traceparent` header, if any.
 fn traceparent_of(properties: &BasicProperties) -> Option<String> {
     match properties.headers().as_ref()?.inner().get(TRACEPARENT)? {
+        AMQPValue::LongString(value) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+fn ordering_key_of(properties: &BasicProperties) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(ORDERING_KEY_HEADER)? {
         AMQPValue::LongString(value) => Some(value.to_string()),
         _ => None,
     }
@@ -523,9 +537,28 @@ async fn consume(
     retry: RetryPolicy,
     mut consumer: Consumer,
 ) {
+    // Per ordering key, the end of its latest delivery's handling: each delivery's task waits
+    // for its predecessor's, so one key's deliveries are handled in delivery order while the
+    // loop goes on to other keys' (the prefetch bounds how many are in flight).
+    let mut latest: HashMap<Option<String>, oneshot::Receiver<()>> = HashMap::new();
     while let Some(delivery) = consumer.next().await {
         match delivery {
-            Ok(delivery) => handle_delivery(&sub, handler.as_ref(), &link, retry, delivery).await,
+            Ok(delivery) => {
+                if latest.len() > KEYS_KEPT {
+                    latest.retain(|_, done| matches!(done.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+                }
+                let (done, handled) = oneshot::channel();
+                let previous = latest.insert(ordering_key_of(&delivery.properties), handled);
+                let (sub, handler, link) = (Arc::clone(&sub), Arc::clone(&handler), link.clone());
+                tokio::spawn(async move {
+                    if let Some(previous) = previous {
+                        // An error is a predecessor that ended without saying so: go on too.
+                        previous.await.ok();
+                    }
+                    handle_delivery(&sub, handler.as_ref(), &link, retry, delivery).await;
+                    done.send(()).ok();
+                });
+            }
             Err(e) => {
                 tracing::warn!(queue = %sub.queue, error = %e, "RabbitMQ consumer stopped");
                 return;
@@ -621,14 +654,13 @@ impl EventBus for RabbitBus {
             .with_message_id(event.event_id.to_string().into())
             .with_type(short(&event.routing_key)?)
             .with_timestamp(u64::try_from(event.occurred_at.timestamp()).unwrap_or(0));
-        let properties = match &event.traceparent {
-            Some(value) => {
-                let mut headers = FieldTable::default();
-                headers.insert(TRACEPARENT.into(), AMQPValue::LongString(value.as_str().into()));
-                properties.with_headers(headers)
+        let mut headers = FieldTable::default();
+        for (name, value) in [(TRACEPARENT, &event.traceparent), (ORDERING_KEY_HEADER, &event.ordering_key)] {
+            if let Some(value) = value {
+                headers.insert(name.into(), AMQPValue::LongString(value.as_str().into()));
             }
-            None => properties,
-        };
+        }
+        let properties = properties.with_headers(headers);
         // Mandatory: every queue of the deployment is declared before anything is published,
         // so an event no queue takes is a misconfiguration to surface (the outbox keeps it),
         // never a message to drop.

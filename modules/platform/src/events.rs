@@ -38,6 +38,11 @@ pub struct Envelope {
     /// beside the document (an outbox column, an AMQP header), never in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// What the event is about, as the outbox relay orders by (a booking's id): a bus that
+    /// handles a queue's deliveries concurrently keeps the order of those with the same key
+    /// (and of those without one). Beside the document too (an AMQP header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
 }
 
 impl Envelope {
@@ -55,7 +60,14 @@ impl Envelope {
         fields.insert("event_id".to_owned(), Value::String(event_id.to_string()));
         fields.insert("occurred_at".to_owned(), serde_json::to_value(occurred_at)?);
         fields.insert("type".to_owned(), Value::String(routing_key.to_owned()));
-        Ok(Self { event_id, routing_key: routing_key.to_owned(), occurred_at, body, traceparent: None })
+        Ok(Self {
+            event_id,
+            routing_key: routing_key.to_owned(),
+            occurred_at,
+            body,
+            traceparent: None,
+            ordering_key: None,
+        })
     }
 
     /// A new event announcing `event`, under the routing key its variant names.
@@ -85,6 +97,7 @@ impl Envelope {
             occurred_at: head.occurred_at,
             body,
             traceparent: None,
+            ordering_key: None,
         })
     }
 

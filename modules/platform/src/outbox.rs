@@ -342,6 +342,7 @@ impl OutboxRelay {
                 };
                 let traceparent: Option<String> = row.try_get("", "traceparent")?;
                 let subject = self.subject(&event);
+                let event = Envelope { ordering_key: subject.clone(), ..event };
                 let entry = (event_id, event, traceparent);
                 match subjects.iter_mut().find(|(s, _)| *s == subject) {
                     Some((_, events)) => events.push(entry),

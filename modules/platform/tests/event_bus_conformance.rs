@@ -334,6 +334,60 @@ mod rabbitmq {
         delete_topology(&url, &exchange, &queues).await;
     }
 
+    /// Holds up the first event of key `a` until the second of key `b` is handled, recording
+    /// each `{key}{n}` as its handling ends.
+    #[derive(Default)]
+    struct Gate {
+        handled: Mutex<Vec<String>>,
+    }
+
+    impl Gate {
+        fn handled(&self) -> Vec<String> {
+            self.handled.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl EventHandler for Gate {
+        async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
+            let label = format!("{}{}", event.body["key"].as_str().unwrap(), event.body["n"]);
+            if label == "a1" {
+                // A consumer handling one delivery at a time never gets to b2.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !self.handled().contains(&"b2".to_owned()) {
+                    if Instant::now() > deadline {
+                        self.handled.lock().unwrap().push("a1 waited for b2 in vain".to_owned());
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            self.handled.lock().unwrap().push(label);
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_rabbitmq_consumer_keeps_one_keys_order_while_another_keys_events_overtake() {
+        let url = amqp_url();
+        let (prefix, exchange) = unique_names();
+        let queue = format!("{prefix}notification_queue");
+        let bus = RabbitBus::connect(&url, &exchange, RABBIT_RETRY).await.unwrap();
+        let gate = Arc::new(Gate::default());
+        bus.subscribe(&queue, &["booking.#"], gate.clone()).await.unwrap();
+        for (key, n) in [("a", 1), ("b", 1), ("a", 2), ("b", 2)] {
+            let mut event = Envelope::new("booking.created", &json!({"key": key, "n": n})).unwrap();
+            event.ordering_key = Some(key.to_owned());
+            bus.publish(&event).await.unwrap();
+        }
+        wait_until("all four are handled", || gate.handled().len() >= 4).await;
+        let handled = gate.handled();
+        assert_eq!(handled, ["b1", "b2", "a1", "a2"], "b's overtake a1, each key in its order");
+
+        drop(bus);
+        delete_topology(&url, &exchange, &[queue]).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_rabbitmq_bus_dead_letters_an_undecodable_message_at_once() {
         let url = amqp_url();
