@@ -273,7 +273,10 @@ impl OutboxRelay {
     /// The subject of `event`: the value of the ordering field, `None` when there is no
     /// ordering field or the event lacks it.
     fn subject(&self, event: &Envelope) -> Option<String> {
-        self.ordered_by.and_then(|field| event.body.get(field)).map(ToString::to_string)
+        self.ordered_by.and_then(|field| event.body.get(field)).map(|value| match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        })
     }
 
     /// Publishes one subject's `events` in order, stopping at the first the bus refuses.

@@ -18,11 +18,29 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// A bus that can be switched off, recording what it was given.
+/// A bus that can be switched off, recording what it was given. For events labelled
+/// `{k}{n}` by their body, it also refuses those `refused` names, and holds up `a1` until `b2`
+/// has been published (recording that it waited in vain if `b2` never comes).
 #[derive(Default)]
 struct TestBus {
     down: Mutex<bool>,
     published: Mutex<Vec<Envelope>>,
+    refused: Mutex<Vec<&'static str>>,
+}
+
+fn label(event: &Envelope) -> Option<String> {
+    Some(format!("{}{}", event.body.get("k")?.as_str()?, event.body.get("n")?))
+}
+
+impl TestBus {
+    fn labels(&self) -> Vec<String> {
+        self.published
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| label(e).unwrap_or_else(|| "a1 waited for b2 in vain".to_owned()))
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -30,6 +48,25 @@ impl EventBus for TestBus {
     async fn publish(&self, event: &Envelope) -> Result<(), BusError> {
         if *self.down.lock().unwrap() {
             return Err(BusError::Unavailable("broker down".to_owned()));
+        }
+        let label = label(event);
+        if let Some(label) = &label {
+            if self.refused.lock().unwrap().contains(&label.as_str()) {
+                return Err(BusError::Unavailable(format!("{label} refused")));
+            }
+            if label == "a1" {
+                // A serial relay never gets to b2.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                while !self.labels().contains(&"b2".to_owned()) {
+                    if tokio::time::Instant::now() > deadline {
+                        let in_vain = Envelope::new("booking.created", &json!({"k": "a1 waited in vain", "n": 0}));
+                        let in_vain = in_vain.unwrap();
+                        self.published.lock().unwrap().push(in_vain);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
         }
         self.published.lock().unwrap().push(event.clone());
         Ok(())
@@ -149,61 +186,8 @@ async fn only_committed_events_are_relayed_in_order_and_an_outage_loses_none(db:
     assert_eq!(bus.published.lock().unwrap().len(), 2);
 }
 
-/// A bus that holds up `a1` until `b2` has been published, and refuses what `refused` names;
-/// it records each event's `{k}{n}` as the publish completes.
-#[derive(Default)]
-struct SubjectBus {
-    published: Mutex<Vec<String>>,
-    refused: Mutex<Vec<&'static str>>,
-}
-
-impl SubjectBus {
-    fn published(&self) -> Vec<String> {
-        self.published.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl EventBus for SubjectBus {
-    async fn publish(&self, event: &Envelope) -> Result<(), BusError> {
-        let label = format!("{}{}", event.body["k"].as_str().unwrap(), event.body["n"]);
-        if self.refused.lock().unwrap().contains(&label.as_str()) {
-            return Err(BusError::Unavailable(format!("{label} refused")));
-        }
-        if label == "a1" {
-            // A serial relay would never get to b2: it is recorded as waited in vain.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            while !self.published().contains(&"b2".to_owned()) {
-                if tokio::time::Instant::now() > deadline {
-                    self.published.lock().unwrap().push("a1 waited for b2 in vain".to_owned());
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        self.published.lock().unwrap().push(label);
-        Ok(())
-    }
-
-    async fn declare(&self, _: &str, _: &[&str]) -> Result<(), BusError> {
-        Ok(())
-    }
-
-    async fn subscribe(&self, _: &str, _: &[&str], _: Arc<dyn EventHandler>) -> Result<(), BusError> {
-        Ok(())
-    }
-
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
-        Ok(Vec::new())
-    }
-
-    async fn replay(&self, _: Replay) -> Result<u64, BusError> {
-        Ok(0)
-    }
-}
-
 async fn one_subjects_events_keep_their_order_while_another_subjects_overtake_them(db: DatabaseConnection) {
-    let bus = Arc::new(SubjectBus::default());
+    let bus = Arc::new(TestBus::default());
     let relay = OutboxRelay::new("test", db.clone(), bus.clone(), Duration::from_secs(60)).ordered_by("k");
     for (k, n) in [("a", 1), ("b", 1), ("c", 1), ("a", 2), ("b", 2), ("c", 2)] {
         enqueue(&db, &Envelope::new("booking.created", &json!({"k": k, "n": n})).unwrap()).await.unwrap();
@@ -213,16 +197,19 @@ async fn one_subjects_events_keep_their_order_while_another_subjects_overtake_th
     // a1 is held up until b2 is out: b's events overtake a's, each subject in its order; c1
     // is refused, so c2 (younger) waits with it.
     assert_eq!(relay.drain().await.unwrap(), 4);
-    let published = bus.published();
+    let published = bus.labels();
     let at =
         |label: &str| published.iter().position(|p| p == label).unwrap_or_else(|| panic!("{label} in {published:?}"));
     assert!(at("b1") < at("b2") && at("b2") < at("a1") && at("a1") < at("a2"), "{published:?}");
     assert_eq!(published.len(), 4, "{published:?}");
 
-    // The next pass, with the broker taking c1, publishes c1 then c2.
+    // The next pass, with the broker taking c1, publishes c1 then c2; the events carry their
+    // subject as the ordering key.
     bus.refused.lock().unwrap().clear();
     assert_eq!(relay.drain().await.unwrap(), 2);
-    assert_eq!(bus.published()[4..], ["c1".to_owned(), "c2".to_owned()]);
+    assert_eq!(bus.labels()[4..], ["c1".to_owned(), "c2".to_owned()]);
+    let keys: Vec<Option<String>> = bus.published.lock().unwrap().iter().map(|e| e.ordering_key.clone()).collect();
+    assert_eq!(keys[4..], [Some("c".to_owned()), Some("c".to_owned())]);
     assert_eq!(relay.drain().await.unwrap(), 0);
 }
 
