@@ -12,11 +12,12 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool_redis::redis::{self, AsyncCommands, AsyncConnectionConfig, Script};
+use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::{self, AsyncCommands, AsyncConnectionConfig, RedisError, Script};
 use deadpool_redis::{Manager, Pool, PoolConfig as PoolSize, Runtime, Timeouts};
 
 use crate::health::HealthCheck;
@@ -274,10 +275,12 @@ impl KeyValue for MemoryKv {
     }
 }
 
-/// Redis store through a deadpool connection pool. Every key is prefixed (a deployment
+/// Redis store on one shared multiplexed connection from a deadpool pool (which opens it,
+/// and opens another after a connection failure). Every key is prefixed (a deployment
 /// or a test can share one Redis without collisions).
 pub struct RedisKv {
     pool: Pool,
+    shared: Mutex<Option<MultiplexedConnection>>,
     prefix: String,
     timeout: Duration,
     incr_script: Script,
@@ -362,6 +365,7 @@ impl RedisKv {
         let pool = Pool::builder(manager).config(size).runtime(Runtime::Tokio1).build().map_err(unavailable)?;
         Ok(Self {
             pool,
+            shared: Mutex::new(None),
             prefix: prefix.to_owned(),
             timeout,
             incr_script: Script::new(INCR_WINDOW),
@@ -384,13 +388,33 @@ impl RedisKv {
         format!("{}{key}", self.prefix)
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, KvError> {
-        self.pool.get().await.map_err(unavailable)
+    /// The connection every call shares (commands of concurrent calls are pipelined on it),
+    /// taken from the pool on first use. Checking one out of the pool per call would cost
+    /// the pool's health check, a PING round trip, on every call.
+    async fn conn(&self) -> Result<MultiplexedConnection, KvError> {
+        if let Some(shared) = self.shared.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+            return Ok(shared);
+        }
+        let taken = deadpool_redis::Connection::take(self.pool.get().await.map_err(unavailable)?);
+        *self.shared.lock().unwrap_or_else(PoisonError::into_inner) = Some(taken.clone());
+        Ok(taken)
     }
 
-    /// `call` (which takes its connection from the pool), given up as unavailable after the timeout.
+    /// `e` as the call's error; after a connection failure (or a timeout, which may be a
+    /// dead connection) the shared connection is let go, so the next call opens another.
+    fn failed(&self, e: &RedisError) -> KvError {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() || e.is_timeout() {
+            self.shared.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
+        unavailable(e)
+    }
+
+    /// `call` (on the shared connection), given up as unavailable after the timeout.
     async fn timed<T>(&self, call: impl Future<Output = Result<T, KvError>>) -> Result<T, KvError> {
-        within(self.timeout, call).await.map_err(KvError::Unavailable)?
+        within(self.timeout, call).await.map_err(|e| {
+            self.shared.lock().unwrap_or_else(PoisonError::into_inner).take();
+            KvError::Unavailable(e)
+        })?
     }
 
     /// The pool, for other Redis-backed adapters of the same deployment.
@@ -402,12 +426,14 @@ impl RedisKv {
 #[async_trait]
 impl KeyValue for RedisKv {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.timed(async { self.conn().await?.get(self.key(key)).await.map_err(unavailable) }).await
+        self.timed(async { self.conn().await?.get(self.key(key)).await.map_err(|e| self.failed(&e)) }).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), KvError> {
-        self.timed(async { self.conn().await?.pset_ex(self.key(key), value, millis(ttl)).await.map_err(unavailable) })
-            .await
+        self.timed(async {
+            self.conn().await?.pset_ex(self.key(key), value, millis(ttl)).await.map_err(|e| self.failed(&e))
+        })
+        .await
     }
 
     async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, KvError> {
@@ -421,14 +447,14 @@ impl KeyValue for RedisKv {
                     .arg(millis(ttl))
                     .query_async(&mut self.conn().await?)
                     .await
-                    .map_err(unavailable)
+                    .map_err(|e| self.failed(&e))
             })
             .await?;
         Ok(stored.is_some())
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.timed(async { self.conn().await?.del(self.key(key)).await.map_err(unavailable) }).await
+        self.timed(async { self.conn().await?.del(self.key(key)).await.map_err(|e| self.failed(&e)) }).await
     }
 
     async fn incr(&self, key: &str, window: Duration) -> Result<WindowCount, KvError> {
@@ -439,7 +465,7 @@ impl KeyValue for RedisKv {
                     .arg(millis(window))
                     .invoke_async(&mut self.conn().await?)
                     .await
-                    .map_err(unavailable)
+                    .map_err(|e| self.failed(&e))
             })
             .await?;
         Ok(WindowCount { count, resets_in: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0)) })
@@ -453,7 +479,7 @@ impl KeyValue for RedisKv {
                     .pttl(self.key(key))
                     .query_async(&mut self.conn().await?)
                     .await
-                    .map_err(unavailable)
+                    .map_err(|e| self.failed(&e))
             })
             .await?;
         Ok(count
@@ -467,7 +493,7 @@ impl KeyValue for RedisKv {
                 .key(self.key(&wait_key(key)))
                 .invoke_async(&mut self.conn().await?)
                 .await
-                .map_err(unavailable)
+                .map_err(|e| self.failed(&e))
         })
         .await
     }
@@ -484,7 +510,7 @@ impl KeyValue for RedisKv {
                     .arg(millis(backoff.window))
                     .invoke_async(&mut self.conn().await?)
                     .await
-                    .map_err(unavailable)
+                    .map_err(|e| self.failed(&e))
             })
             .await?;
         Ok(if passed == 1 {

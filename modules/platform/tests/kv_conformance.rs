@@ -177,6 +177,24 @@ mod redis {
         conformance(Arc::new(kv)).await;
     }
 
+    /// The connection every call shares is let go when Redis drops it: one call may fail,
+    /// the next opens another connection and succeeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_kv_reconnects_after_redis_drops_its_connection() {
+        let redis = common::PrivateRedis::start().await;
+        let kv = RedisKv::connect(&redis.url(), 2, "x:", Duration::from_secs(2)).unwrap();
+        kv.set("k", b"v", Duration::from_secs(600)).await.unwrap();
+        for round in 0..3 {
+            let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]).await.unwrap();
+            assert_ne!(killed, "0", "round {round}: the shared connection was open");
+            // The first call after the drop may learn of it by failing; the next must not.
+            if kv.get("k").await.is_err() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(kv.get("k").await.unwrap().as_deref(), Some(&b"v"[..]), "round {round}");
+        }
+    }
+
     /// Every call on a hung Redis (a private server, paused for longer than the test) answers
     /// `Unavailable` within `redis.timeout_ms`, so callers take their fallback instead of waiting.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,7 +60,8 @@ impl PrivateRedis {
         assert_eq!(answer.as_deref(), Some("OK"), "CLIENT PAUSE");
     }
 
-    async fn cli(&self, args: &[&str]) -> Option<String> {
+    /// `redis-cli` with `args` against this server: its output, trimmed.
+    pub async fn cli(&self, args: &[&str]) -> Option<String> {
         let out = tokio::process::Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
             .args(args)
