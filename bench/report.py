@@ -4,7 +4,8 @@
     python3 bench/report.py RESULTS_DIR DOCS_DIR
 
 Reads the `bench` tool's JSON reports (<label>-<scenario>-<time>.json), wrk's lines
-(wrk-<label>.jsonl) and machine.env; writes plain SVG by hand (no plotting library).
+(wrk-<label>.jsonl), the funnel ceiling (ceiling.jsonl, bench/ceiling.sh) and machine.env;
+writes plain SVG by hand (no plotting library).
 """
 
 import glob
@@ -39,6 +40,13 @@ def load(results):
         label, _, scenario = os.path.basename(path)[len("rss-"):-len(".kib")].partition("-")
         with open(path) as f:
             rss[(label, scenario)] = int(f.read().strip() or 0)
+    ceilings = {}
+    path = os.path.join(results, "ceiling.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                c = json.loads(line)
+                ceilings[c["backend"]] = c
     machine = {}
     env = os.path.join(results, "machine.env")
     if os.path.exists(env):
@@ -50,7 +58,7 @@ def load(results):
                 if k == "command":
                     machine.setdefault("commands", []).append(v)
                 machine[k] = v
-    return reports, wrk, rss, machine
+    return reports, wrk, rss, ceilings, machine
 
 
 def one(reports, label, scenario):
@@ -82,7 +90,7 @@ def passed(report):
     return "pass" if not failed else "**FAIL**: " + "; ".join(failed)
 
 
-def summary(reports, wrk, rss, labels):
+def summary(reports, wrk, rss, ceilings, labels):
     """Metric rows × deployment columns: the figures issue 16 asks about."""
     lines = []
 
@@ -149,6 +157,22 @@ def summary(reports, wrk, rss, labels):
 
     add("flash: 5xx", [fives(l) for l in labels])
     add("flash: checks (audit included)", [passed(one(reports, l, "flash")) for l in labels])
+
+    def crowd(label):
+        """The flash sale's run with every buyer connected at once (`label@<connections>`)."""
+        found = [r for r in reports if r["label"].startswith(label + "@") and r["scenario"] == "flash"]
+        return found[-1] if found else None
+
+    def crowd_row(label):
+        rep = crowd(label)
+        if rep is None:
+            return "–"
+        book = row(rep, "POST /book")
+        five = sum(n for r in rep["rows"] for s, n in r["answers"].items() if s.startswith("5"))
+        return (f"{rep['parameters']['clients']:,}: sold out {fmt(rep['facts'].get('sold_out_seconds'), 2)} s, "
+                f"book p99 {fmt(book['p99_ms'], 1)} ms, {five} × 5xx, {passed(rep)}")
+
+    add("flash with every buyer at once: connections, sold out, book p99, 5xx, checks", [crowd_row(l) for l in labels])
     add("funnel: completed/s", [fact(l, "funnel", "completed_per_second", 1) for l in labels])
     add("funnel: book p50 / p99 ms", [f"{per(l, 'funnel', 'POST /book', 'p50_ms', 1)} / {per(l, 'funnel', 'POST /book', 'p99_ms', 1)}" for l in labels])
     add("funnel: pay p50 / p99 ms", [f"{per(l, 'funnel', 'POST /pay', 'p50_ms', 1)} / {per(l, 'funnel', 'POST /pay', 'p99_ms', 1)}" for l in labels])
@@ -156,6 +180,19 @@ def summary(reports, wrk, rss, labels):
         f"{per(l, 'funnel', 'pay → confirmed (wait)', 'p50_ms', 1)} / {per(l, 'funnel', 'pay → confirmed (wait)', 'p99_ms', 1)}"
         for l in labels])
     add("funnel: checks", [passed(one(reports, l, "funnel")) for l in labels])
+
+    def replayed(label):
+        return ceilings.get("sqlite" if label == "sqlite" else "postgres")
+
+    def of_ceiling(label):
+        c, rep = replayed(label), one(reports, label, "funnel")
+        if not c or rep is None or rep["facts"].get("completed_per_second") is None:
+            return "–"
+        return f"{100 * rep['facts']['completed_per_second'] / c['per_second']:.0f} %"
+
+    add("funnel ceiling: one booking's statements replayed, completed/s ([below](#funnel-ceiling))",
+        [fmt(replayed(l)["per_second"], 1) if replayed(l) else "–" for l in labels])
+    add("funnel: share of that ceiling", [of_ceiling(l) for l in labels])
 
     def peak(label, scenario):
         kib = rss.get((label, scenario))
@@ -318,7 +355,27 @@ def plots(reports, labels, img):
     return out
 
 
-def markdown(reports, wrk, rss, machine, charts):
+def ceiling_section(ceilings):
+    md = ["## Funnel ceiling", ""]
+    if not ceilings:
+        return md + ["Not in this run: `bash bench/run.sh ceiling` (bench/ceiling.sh) measures it.", ""]
+    md += ["`bench/ceiling.sh` records every statement the single binary on PostgreSQL + Redis + RabbitMQ",
+           "makes for one booking (book, pay, the events' consumers, both e-mails), then replays them, every",
+           "id fresh, from as many clients as the funnel has, as fast as the database takes them: with",
+           "pgbench on PostgreSQL, and from two Python processes on the modules' SQLite files. One replay",
+           "is one completed booking. HTTP, JSON, Redis, RabbitMQ and the service code cost nothing there:",
+           "it is what the databases alone allow on this machine.", "",
+           "| backend | completed/s | transactions per booking | commits | statements | transactions by module |",
+           "|---|---:|---:|---:|---:|---|"]
+    for name, c in sorted(ceilings.items()):
+        pg = ceilings.get("postgres", {})
+        modules = ", ".join(f"{m} {n}" for m, n in sorted(pg.get("by_module", {}).items()))
+        md.append(f"| {name} | {c['per_second']:,.1f} | {c['transactions_per_booking']} | {c['commits_per_booking']} | "
+                  f"{pg.get('statements_per_booking', '–')} | {modules} |")
+    return md + [""]
+
+
+def markdown(reports, wrk, rss, ceilings, machine, charts):
     labels = [l for l in DEPLOYMENTS if any(r["label"] == l for r in reports)]
     md = ["# Benchmarks", "",
           "Generated by `bench/run.sh` (do not edit by hand: run it again). The load generator is the",
@@ -336,7 +393,7 @@ def markdown(reports, wrk, rss, machine, charts):
           "- commands, in this order: " + "; ".join(f"`{c}`" for c in machine.get("commands", ["bash bench/run.sh"])),
           f"- Argon2 for registering the users: {machine.get('argon2', '?')}; the per-client request budget off (as behind a gateway); PostgreSQL `ANALYZE`d before each scenario (autovacuum is off on this machine)",
           "- the split runs one process per module (two of booking) behind nginx; the bench sends from 256 loopback addresses (`--sources`), since the gateway limits bookings and logins per address; its ceiling is the movie process's own `/health/live` (the gateway does not route `/health`)",
-          "", "## Summary", "", summary(reports, wrk, rss, labels), "",
+          "", "## Summary", "", summary(reports, wrk, rss, ceilings, labels), "",
           "Peak RSS is sampled every half second (`ps`), summed over the deployment's boxoffice processes (not the gateway, databases or broker).", ""]
     for title, file in charts:
         md += [f"![{title}](img/{file})", ""]
@@ -348,6 +405,12 @@ def markdown(reports, wrk, rss, machine, charts):
             path = "/" + w["url"].split("//", 1)[-1].split("/", 1)[-1]
             md.append(f"- wrk -t2 -c{w['clients']} `GET {path}`: {w['per_second']:,.0f} req/s, p50 {w['p50_ms']} ms, p99 {w['p99_ms']} ms, non-2xx {w['non_2xx']}")
         md.append("")
+    crowds = [r for r in reports if "@" in r["label"]]
+    if crowds:
+        md += ["## The flash sale with every buyer at once", ""]
+        for r in crowds:
+            md += [f"{NAMES.get(r['label'].split('@')[0], r['label'])}:", "", md_report(r), ""]
+    md += ceiling_section(ceilings)
     curve = [r for r in reports if r["label"] == "curve"]
     if curve:
         md += ["## Cost curves (single binary, SQLite)", ""]
@@ -383,14 +446,14 @@ def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     results, docs = sys.argv[1], sys.argv[2]
-    reports, wrk, rss, machine = load(results)
+    reports, wrk, rss, ceilings, machine = load(results)
     if not reports:
         sys.exit(f"no reports in {results}")
     img = os.path.join(docs, "img")
     os.makedirs(img, exist_ok=True)
     charts = plots(reports, [l for l in DEPLOYMENTS if any(r["label"] == l for r in reports)], img)
     with open(os.path.join(docs, "benchmarks.md"), "w") as f:
-        f.write(markdown(reports, wrk, rss, machine, charts))
+        f.write(markdown(reports, wrk, rss, ceilings, machine, charts))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 # every scenario of the `bench` tool against it (the ceiling, `GET /health/live`, in the same
 # run), stops it, and renders the JSON reports (bench/report.py).
 #
-#   bash bench/run.sh                      # every deployment: sqlite postgres split
+#   bash bench/run.sh                      # sqlite postgres split ceiling
 #   bash bench/run.sh sqlite               # only those named
 #   DURATION=30s FLASH_USERS=1000 bash bench/run.sh sqlite
 #   bash bench/run.sh sqlite postgres split curves    # and the cost curves
@@ -14,6 +14,8 @@
 #   sqlite    the single binary: SQLite, in-memory adapters, in-process bus
 #   postgres  the single binary on PostgreSQL + Redis + RabbitMQ
 #   split     one process per module behind the nginx gateway (deploy/split.sh)
+#   ceiling   the funnel's physical ceiling: one booking's statements and commits replayed by
+#             pgbench and on SQLite (bench/ceiling.sh)
 #   curves    the cost curves on the single binary (SQLite): the seat map at 54, 208, 1,000 and
 #             5,000 seats, the catalog at 10, 1,000 and 100,000 movies, the flash sale at
 #             1,000, 10,000 and 50,000 users (about 10 minutes)
@@ -21,7 +23,8 @@
 # The report (docs/benchmarks.md) is made from every JSON report in RESULTS.
 #
 # Environment: DURATION (each timed scenario, default 10s), CLIENTS (catalog, seat map,
-# funnel; 64), FLASH_USERS (10000), FLASH_CLIENTS (256), FLASH_SEATS (500), RACE_CLIENTS (40),
+# funnel; 64), FLASH_USERS (10000), FLASH_CLIENTS (256), FLASH_SEATS (500), FLASH_CONNECTIONS
+# (2000: the flash sale again, with that many buyers at once), RACE_CLIENTS (40),
 # SEATS (the seat map's theater, 208), PORT (the single binary's, 18480), BASE_PORT (the
 # split's, 18500), DATABASE_URL (postgres://postgres@127.0.0.1:5432), REDIS_URL
 # (redis://127.0.0.1:6379/6), AMQP_URL (amqp://guest:guest@127.0.0.1:5672/boxoffice_bench;
@@ -42,6 +45,7 @@ CLIENTS=${CLIENTS:-64}
 FLASH_USERS=${FLASH_USERS:-10000}
 FLASH_CLIENTS=${FLASH_CLIENTS:-256}
 FLASH_SEATS=${FLASH_SEATS:-500}
+FLASH_CONNECTIONS=${FLASH_CONNECTIONS:-2000}
 RACE_CLIENTS=${RACE_CLIENTS:-40}
 SEATS=${SEATS:-208}
 PORT=${PORT:-18480}
@@ -53,7 +57,7 @@ RESULTS=${RESULTS:-$ROOT/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 DB=boxoffice_bench
 SPLIT_NAME=boxoffice_bench_split
 DEPLOYMENTS=("$@")
-((${#DEPLOYMENTS[@]})) || DEPLOYMENTS=(sqlite postgres split)
+((${#DEPLOYMENTS[@]})) || DEPLOYMENTS=(sqlite postgres split ceiling)
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -73,7 +77,7 @@ if [[ "${PRODUCTION_ARGON2:-0}" != 1 ]]; then
 fi
 
 for d in "${DEPLOYMENTS[@]}"; do
-  [[ "$d" =~ ^(sqlite|postgres|split|curves)$ ]] || die "unknown deployment '$d' (sqlite, postgres, split, curves)"
+  [[ "$d" =~ ^(sqlite|postgres|split|curves|ceiling)$ ]] || die "unknown deployment '$d' (sqlite, postgres, split, curves, ceiling)"
 done
 command -v python3 >/dev/null || die "needs python3"
 mkdir -p "$RESULTS"
@@ -108,7 +112,7 @@ trap cleanup EXIT
 # connection for a moment (too many clients): that costs the statistics, not the run.
 analyze() {
   local db
-  case "$1" in
+  case "${1%@*}" in
     postgres) db=$DB ;;
     split) db=$SPLIT_NAME ;;
     *) return 0 ;;
@@ -212,6 +216,8 @@ scenarios() {
   bench "$label" "$base" seatmap --duration "$DURATION" --clients "$CLIENTS" --seats "$SEATS"
   bench "$label" "$base" race --clients "$RACE_CLIENTS"
   bench "$label" "$base" flash --users "$FLASH_USERS" --clients "$FLASH_CLIENTS" --seats "$FLASH_SEATS"
+  # The same sale with every connection at once; a label of its own keeps the flash row above.
+  bench "$label@$FLASH_CONNECTIONS" "$base" flash --users "$FLASH_USERS" --clients "$FLASH_CONNECTIONS" --seats "$FLASH_SEATS"
   bench "$label" "$base" funnel --duration "$DURATION" --clients "$CLIENTS"
 }
 
@@ -275,6 +281,11 @@ for deployment in "${DEPLOYMENTS[@]}"; do
       SPLIT_UP=0
       ;;
     curves) curves ;;
+    ceiling)
+      env RESULTS="$RESULTS" DURATION="$DURATION" CLIENTS="$CLIENTS" PORT="$PORT" DATABASE_URL="$DATABASE_URL" \
+        REDIS_URL="$REDIS_URL" AMQP_URL="$AMQP_URL" BOXOFFICE_BIN="$BOXOFFICE" bash "$ROOT/bench/ceiling.sh" >/dev/null \
+        || FAILED+=("ceiling")
+      ;;
   esac
 done
 

@@ -25,6 +25,8 @@ pub(crate) const SHOWTIMES: &str = "/api/movies/showtimes";
 on_both_backends!(
     creating_a_movie_returns_it_and_get_finds_it,
     movies_are_listed_by_title_filtered_by_genre_and_title_text_and_paginated,
+    the_title_search_finds_any_part_of_a_title_and_follows_renames_and_deletions,
+    movies_from_before_the_title_index_are_indexed_when_the_module_starts,
     updating_a_movie_replaces_every_field,
     a_movie_with_showtimes_to_come_keeps_its_duration,
     deleting_a_movie_takes_it_out_of_the_catalog,
@@ -274,6 +276,54 @@ async fn movies_are_listed_by_title_filtered_by_genre_and_title_text_and_paginat
     let filtered_page = get(&app, &format!("{MOVIES}?q=night&page=2&per_page=1")).await;
     assert_eq!(titles(&filtered_page), ["The Long Night"]);
     assert_eq!(filtered_page["total"], 2);
+}
+
+/// `q` is any part of the title, of any length, in any case; the index it is answered from
+/// (`movie_title_grams`) follows every write.
+async fn the_title_search_finds_any_part_of_a_title_and_follows_renames_and_deletions(backend: Backend) {
+    let (app, admin) = admin_app(backend).await;
+    let heat = create_movie(&app, &admin, "Heat", "Crime", 170).await;
+    create_movie(&app, &admin, "Up", "Family", 96).await;
+    create_movie(&app, &admin, "Abcxbcd", "Drama", 90).await;
+    let search = async |q: &str| titles(&get(&app, &format!("{MOVIES}?q={q}")).await).join(", ");
+
+    assert_eq!(search("e").await, "Heat", "one character, inside a word");
+    assert_eq!(search("AT").await, "Heat", "two characters, at the end");
+    assert_eq!(search("p").await, "Up", "the last character of a two-character title");
+    assert_eq!(search("up").await, "Up");
+    assert_eq!(search("heat").await, "Heat");
+    assert_eq!(search("bcxb").await, "Abcxbcd");
+    assert_eq!(search("abcd").await, "", "every three characters of it are in a title, but not it");
+    assert_eq!(search("hat").await, "");
+
+    let path = format!("{MOVIES}/{}", id(&heat));
+    let res = app.send_as(Method::PUT, &path, &admin, &movie_body("Cold Front", "Crime", 170)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(search("heat").await, "");
+    assert_eq!(search("d fr").await, "Cold Front");
+    let res = app.send_as(Method::DELETE, &path, &admin, &Value::Null).await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(search("cold").await, "");
+    assert_eq!(search("o").await, "", "Up has no o: nothing left to find");
+}
+
+/// A catalog from before the title index: its movies are found once a process of the new
+/// version has started on it.
+async fn movies_from_before_the_title_index_are_indexed_when_the_module_starts(backend: Backend) {
+    let data = Arc::new(tempfile::TempDir::new().unwrap());
+    let settings = test_settings(&backend, data.path());
+    let old = start(settings.clone(), data.clone(), Arc::new(|_| {})).await;
+    let admin = old.admin_token().await;
+    create_movie(&old, &admin, "Heat", "Crime", 170).await;
+    create_movie(&old, &admin, "Arrival", "Sci-Fi", 116).await;
+    let db = boxoffice::modules::migrate(&settings, boxoffice::settings::Module::Movie).await.unwrap();
+    db.execute_unprepared("DELETE FROM movie_title_grams").await.unwrap();
+    db.close().await.unwrap();
+    assert_eq!(get(&old, &format!("{MOVIES}?q=eat")).await["total"], 0, "the search reads the index, not the titles");
+
+    let new = start(settings, data, Arc::new(|_| {})).await;
+    assert_eq!(titles(&get(&new, &format!("{MOVIES}?q=hea")).await), ["Heat"]);
+    assert_eq!(titles(&get(&new, &format!("{MOVIES}?q=r")).await), ["Arrival"]);
 }
 
 async fn updating_a_movie_replaces_every_field(backend: Backend) {

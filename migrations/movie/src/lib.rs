@@ -1,9 +1,11 @@
-//! The movie module's schema: the catalog, theaters with their seats, showtimes.
+//! The movie module's schema: the catalog (with its title search index), theaters with their
+//! seats, showtimes.
 
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_catalog;
 mod m20261124_000002_inbox;
+mod m20261207_000003_title_grams;
 
 pub struct Migrator;
 
@@ -14,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_catalog::Migration),
             Box::new(m20261124_000002_inbox::Migration),
             Box::new(migrations::InboxRetention),
+            Box::new(m20261207_000003_title_grams::Migration),
         ]
     }
 

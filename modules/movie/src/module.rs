@@ -56,6 +56,10 @@ impl Module for Movie {
             metrics::counter!("movie_cache_requests_total", "result" => result).increment(0);
         }
         let service = self.service(ctx, peers)?;
+        let indexed = service.index_titles().await.map_err(|e| anyhow!("title search index: {e}"))?;
+        if indexed > 0 {
+            tracing::info!(movies = indexed, "indexed the titles of movies created before the title search index");
+        }
         if self.seed_demo && service.seed_demo().await.map_err(|e| anyhow!("demo catalog: {e}"))? {
             tracing::info!("demo catalog created (demo.seed = false turns this off)");
         }

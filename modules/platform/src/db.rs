@@ -97,13 +97,17 @@ pub async fn connect(
     session.close().await?;
     migrated?;
 
+    let application = format!("boxoffice-{module}");
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(settings.max_connections)
         .min_connections(settings.max_connections)
         .connect_timeout(timeout)
         .sqlx_logging(false)
-        .set_schema_search_path(schema);
+        .set_schema_search_path(schema)
+        // Named after the module: `pg_stat_activity` and the server's logs tell whose
+        // connection waits or holds a lock.
+        .map_sqlx_postgres_opts(move |o| o.application_name(&application));
     Database::connect(options).await
 }
 

@@ -93,6 +93,24 @@ pub mod showtime {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod title_gram {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "movie_title_grams")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub gram: Vec<u8>,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub movie_id: Uuid,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// The state columns hold the names the API shows (as they did when they were plain text),
 /// so rows written before the enums read back unchanged.
 #[cfg(test)]

@@ -4,6 +4,7 @@ mod cache;
 pub mod demo;
 mod entity;
 pub mod events;
+mod search;
 mod seat_maps;
 mod validate;
 
@@ -228,6 +229,7 @@ impl MovieService {
     /// Inserts a validated movie (authorization is the caller's business).
     async fn insert_movie(&self, valid: validate::ValidMovie) -> Result<Movie, MovieError> {
         let now = Utc::now();
+        let txn = platform::db::begin(&self.db, "create movie").await?;
         let created = movie::Entity::insert(movie::ActiveModel {
             id: Set(Uuid::now_v7()),
             title: Set(valid.title),
@@ -241,8 +243,10 @@ impl MovieService {
             updated_at: Set(now),
             deleted_at: Set(None),
         })
-        .exec_with_returning(&self.db)
+        .exec_with_returning(&txn)
         .await?;
+        search::index(&txn, created.id, &created.title).await?;
+        txn.commit().await?;
         self.cache.invalidate().await;
         Ok(movie_view(created))
     }
@@ -383,6 +387,19 @@ impl MovieService {
         Arc::new(events::BookingEvents::new(self.db.clone()))
     }
 
+    /// Indexes for the title search the movies it does not know yet (created before it was),
+    /// returning how many.
+    pub async fn index_titles(&self) -> Result<usize, MovieError> {
+        let txn = platform::db::begin(&self.db, "index titles").await?;
+        let indexed = search::index_missing(&txn).await?;
+        txn.commit().await?;
+        if indexed > 0 {
+            // Answers to `q` cached while these movies had no grams missed them.
+            self.cache.invalidate().await;
+        }
+        Ok(indexed)
+    }
+
     /// Whether the catalog has no movie at all (deleted ones count: a catalog that was used
     /// is never re-seeded).
     pub async fn is_empty(&self) -> Result<bool, MovieError> {
@@ -411,8 +428,9 @@ impl MovieApi for MovieService {
                 }
                 if let Some(q) = &q {
                     let lower_title = Expr::expr(Func::lower(Expr::col(movie::Column::Title)));
-                    select =
-                        select.filter(ExprTrait::like(lower_title, LikeExpr::new(contains_pattern(q)).escape('\\')));
+                    select = select
+                        .filter(search::may_contain(self.db.get_database_backend(), q))
+                        .filter(ExprTrait::like(lower_title, LikeExpr::new(contains_pattern(q)).escape('\\')));
                 }
                 let total = select.clone().count(&self.db).await?;
                 let items = select
@@ -482,6 +500,7 @@ impl MovieApi for MovieService {
             .exec_with_returning(&txn)
             .await?;
         let updated = updated.into_iter().next().ok_or(MovieError::NotFound("movie"))?;
+        search::index(&txn, updated.id, &updated.title).await?;
         txn.commit().await?;
         self.cache.invalidate().await;
         Ok(movie_view(updated))
@@ -510,6 +529,7 @@ impl MovieApi for MovieService {
             .filter(movie::Column::Id.eq(id.0))
             .exec(&txn)
             .await?;
+        search::forget(&txn, id.0).await?;
         txn.commit().await?;
         self.cache.invalidate().await;
         Ok(())

@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use platform::db::now;
 use platform::tasks::Resume;
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{ActiveEnum, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -77,7 +77,9 @@ impl NotificationService {
 
     /// Claims up to a batch of due notifications in one statement: counts the attempt and moves
     /// each one's due time to the end of the claim. The outer conditions are checked again on
-    /// each row as it is updated, so of two replicas claiming at once each row goes to one.
+    /// each row as it is updated, so of two replicas claiming at once each row goes to one; on
+    /// PostgreSQL each skips the rows the other is claiming instead of queueing behind it (the
+    /// claims of busy replicas waited on each other, row after row, in due order).
     async fn claim_due(&self) -> Result<Vec<notification::Model>, DbErr> {
         let now = now();
         let due = notification::Entity::find()
@@ -87,6 +89,7 @@ impl NotificationService {
             .filter(notification::Column::NextAttemptAt.lte(now))
             .order_by_asc(notification::Column::NextAttemptAt)
             .limit(BATCH)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
             .into_query();
         notification::Entity::update_many()
             .col_expr(notification::Column::Attempts, Expr::col(notification::Column::Attempts).add(1))
