@@ -25,14 +25,15 @@ pub struct Attempts {
 }
 
 impl Attempts {
-    /// Takes an attempt for `booking` and for `user`, or answers `TooManyAttempts` (with how
-    /// long until the full window reopens) and takes none.
+    /// Takes an attempt for `booking` and for `user` in the caller's transaction, or answers
+    /// `TooManyAttempts` (with how long until the full window reopens), and the caller rolls
+    /// back what it took.
     ///
     /// # Errors
     /// `TooManyAttempts`; database failures.
     pub async fn take(
         &self,
-        db: &DatabaseConnection,
+        db: &impl ConnectionTrait,
         user: Uuid,
         booking: Uuid,
         now: DateTime<Utc>,
@@ -46,7 +47,6 @@ impl Attempts {
                 taken.scopes.push(scope);
                 continue;
             }
-            self.give_back(db, taken).await;
             let reopens = window::Entity::find_by_id(scope.clone())
                 .one(db)
                 .await?
@@ -63,7 +63,7 @@ impl Attempts {
     /// one more if under `limit`.
     async fn take_one(
         &self,
-        db: &DatabaseConnection,
+        db: &impl ConnectionTrait,
         scope: &str,
         limit: u32,
         now: DateTime<Utc>,

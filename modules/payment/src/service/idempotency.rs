@@ -302,7 +302,7 @@ pub async fn release(
 /// # Errors
 /// Database failures.
 pub async fn record_hold(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     user: Uuid,
     key: &str,
     lease: Lease,

@@ -51,10 +51,10 @@ use platform::kv::KeyValue;
 use platform::money::Money;
 use platform::pagination::{Page, PageRequest};
 use platform::validation::FieldErrors;
-use sea_orm::sea_query::{Condition, Expr, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -326,39 +326,66 @@ impl PaymentService {
         view(p, txs)
     }
 
-    /// Sets the booking's ledger row `charging` for `payment`, or says who has it.
-    async fn begin_charge(&self, booking: BookingId, payment: Uuid) -> Result<(), PaymentError> {
-        let now = now();
-        let lease_until = now + self.settings.lease();
+    /// Takes, in one transaction, what a charge needs before the booking is held: the booking's
+    /// ledger row, an attempt in each window, and the booking's id on the key. A refusal takes
+    /// none of them. (They were four commits: the payment's share of a booking's commits is
+    /// the funnel's largest, docs/benchmarks.md "Funnel ceiling".)
+    async fn begin_charge(
+        &self,
+        user: Uuid,
+        key: &str,
+        lease: Lease,
+        booking: BookingId,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<attempts::Taken, PaymentError> {
+        let txn = platform::db::begin(&self.db, "begin charge").await?;
+        self.take_ledger(&txn, booking, lease.payment_id, now).await?;
+        let attempt = self.attempts.take(&txn, user, booking.0, now).await?;
+        if !idempotency::record_hold(&txn, user, key, lease, booking.0).await? {
+            return Err(taken_over());
+        }
+        txn.commit().await?;
+        Ok(attempt)
+    }
+
+    /// Sets the booking's ledger row `charging` for `payment`: a new row, or one that is free,
+    /// or whose charge's lease ran out, or this payment's own; else says who has it.
+    async fn take_ledger(
+        &self,
+        txn: &impl ConnectionTrait,
+        booking: BookingId,
+        payment: Uuid,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), PaymentError> {
         let row = ledger::Model {
             booking_id: booking.0,
             state: LedgerState::Charging,
             payment_id: Some(payment),
-            lease_until: Some(lease_until),
+            lease_until: Some(now + self.settings.lease()),
             updated_at: now,
         };
-        match ledger::Entity::insert(ledger::ActiveModel::from(row)).exec(&self.db).await {
-            Ok(_) => return Ok(()),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let taken = ledger::Entity::update_many()
-            .col_expr(ledger::Column::State, Expr::value(LedgerState::Charging))
-            .col_expr(ledger::Column::PaymentId, Expr::value(payment))
-            .col_expr(ledger::Column::LeaseUntil, Expr::value(lease_until))
-            .col_expr(ledger::Column::UpdatedAt, Expr::value(now))
-            .filter(ledger::Column::BookingId.eq(booking.0))
-            .filter(Condition::any().add(ledger::Column::State.eq(LedgerState::Free)).add(
-                Condition::all().add(ledger::Column::State.eq(LedgerState::Charging)).add(
-                    Condition::any().add(ledger::Column::LeaseUntil.lt(now)).add(ledger::Column::PaymentId.eq(payment)),
-                ),
-            ))
-            .exec(&self.db)
+        let current = |column| Expr::col((ledger::Entity, column));
+        let charging = current(ledger::Column::State).eq(Expr::value(LedgerState::Charging));
+        let takeable = current(ledger::Column::State).eq(Expr::value(LedgerState::Free)).or(charging
+            .and(current(ledger::Column::LeaseUntil).lt(now).or(current(ledger::Column::PaymentId).eq(payment))));
+        let taken = ledger::Entity::insert(ledger::ActiveModel::from(row))
+            .on_conflict(
+                OnConflict::column(ledger::Column::BookingId)
+                    .update_columns([
+                        ledger::Column::State,
+                        ledger::Column::PaymentId,
+                        ledger::Column::LeaseUntil,
+                        ledger::Column::UpdatedAt,
+                    ])
+                    .action_and_where(takeable)
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
             .await?;
-        if taken.rows_affected == 1 {
+        if taken == 1 {
             return Ok(());
         }
-        let state = ledger::Entity::find_by_id(booking.0).one(&self.db).await?.map(|l| l.state);
+        let state = ledger::Entity::find_by_id(booking.0).one(txn).await?.map(|l| l.state);
         Err(match state {
             Some(LedgerState::Paid) => PaymentError::BookingNotPending("it is already paid".to_owned()),
             Some(LedgerState::Closed) => PaymentError::BookingNotPending("it was cancelled or has expired".to_owned()),
@@ -393,15 +420,8 @@ impl PaymentService {
         card: &Card,
         booking_id: BookingId,
     ) -> Result<Payment, PaymentError> {
-        self.begin_charge(booking_id, lease.payment_id).await?;
         let accepted_at = now();
-        let attempt = match self.attempts.take(&self.db, caller.id.0, booking_id.0, accepted_at).await {
-            Ok(attempt) => attempt,
-            Err(e) => {
-                self.abandon_charge(booking_id, lease.payment_id).await;
-                return Err(e);
-            }
-        };
+        let attempt = self.begin_charge(caller.id.0, key, lease, booking_id, accepted_at).await?;
         let (intent, outcome) = match self.hold_and_send(caller, key, lease, card, booking_id, accepted_at).await {
             Ok(sent) => sent,
             Err(e) => {
@@ -443,9 +463,6 @@ impl PaymentService {
         booking_id: BookingId,
         accepted_at: chrono::DateTime<Utc>,
     ) -> Result<Intent, PaymentError> {
-        if !idempotency::record_hold(&self.db, caller.id.0, key, lease, booking_id.0).await? {
-            return Err(taken_over());
-        }
         let booking =
             self.bookings.hold_for_payment(caller, booking_id, lease.payment_id).await.map_err(booking_error)?;
         let intent = Intent {
