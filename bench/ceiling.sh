@@ -7,14 +7,15 @@
 #    for the events (checked after: the booking reads `confirmed`, both its e-mails are sent).
 # 2. bench/replay.py takes that booking's transactions out of PostgreSQL's log (which module
 #    made each: `pg_stat_activity.application_name`), leaving out the polls it also made idle.
-# 3. Replays them, every id fresh each time, from CLIENTS clients for DURATION: with pgbench on
-#    PostgreSQL, and with bench/replay.py on the modules' SQLite files (as the single binary on
-#    SQLite lays them out). Each replay is one completed booking: its rate is the ceiling.
+# 3. Replays them, every id fresh each time, for DURATION from each number of clients in
+#    CLIENTS: with pgbench on PostgreSQL, and with bench/replay.py on the modules' SQLite files
+#    (as the single binary on SQLite lays them out). Each replay is one completed booking: the
+#    best rate is the ceiling (past a few clients, more only queue for locks and cores).
 #
 #   bash bench/ceiling.sh                  # JSON lines on stdout
 #   RESULTS=bench-results/X bash bench/ceiling.sh    # also into X/ceiling.jsonl (bench/run.sh)
 #
-# Environment: DURATION (10s), CLIENTS (64), PORT (18480), DATABASE_URL, REDIS_URL, AMQP_URL
+# Environment: DURATION (10s), CLIENTS ("4 16 64"), PORT (18480), DATABASE_URL, REDIS_URL, AMQP_URL
 # (as bench/run.sh), PG_LOG (PostgreSQL's log file; the newest /var/log/postgresql/*.log),
 # BOXOFFICE_BIN (the binary; CI runs it briefly on a debug build to prove it works).
 # Needs the release binary (bench/run.sh builds it), psql, pgbench, python3, and a superuser
@@ -24,7 +25,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 DURATION=${DURATION:-10s}
-CLIENTS=${CLIENTS:-64}
+CLIENTS=${CLIENTS:-4 16 64}
 PORT=${PORT:-18480}
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/6}
@@ -37,6 +38,7 @@ work=$(mktemp -d)
 server=
 
 say() { printf 'ceiling.sh: %s\n' "$*" >&2; }
+trap 'say "failed at line $LINENO: $BASH_COMMAND"' ERR
 die() { say "$*"; exit 1; }
 cleanup() {
   [[ -z "$server" ]] || { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
@@ -115,29 +117,32 @@ between "$idle_to" "$booking_to" >"$work/booking.log"
 python3 "$ROOT/bench/replay.py" extract "$work/booking.log" "$work/idle.log" "$work/pids" "$work/booking.json"
 [[ -z "${RESULTS:-}" ]] || { mkdir -p "$RESULTS"; cp "$work/booking.json" "$RESULTS/ceiling-booking.json"; }
 
-say "replaying on PostgreSQL: pgbench, $CLIENTS clients, $DURATION"
 python3 "$ROOT/bench/replay.py" pgbench "$work/booking.json" "${run}_" "$work/booking.pgbench"
 psql "$DATABASE_URL/$DB" -qc ANALYZE
-out=$(pgbench -n -M simple -f "$work/booking.pgbench" -c "$CLIENTS" -j 2 -T "$seconds" "$DATABASE_URL/$DB" 2>&1) \
-  || { echo "$out" | tail -n 20 >&2; die "pgbench failed"; }
-! grep -q aborted <<<"$out" || { echo "$out" | grep aborted | head -n 5 >&2; die "a pgbench client aborted"; }
-pg=$(python3 - "$out" "$work/booking.json" <<'PY'
+start "$work/sqlite"
+stop
+for clients in $CLIENTS; do
+  say "replaying on PostgreSQL: pgbench, $clients clients, $DURATION"
+  out=$(pgbench -n -M simple -f "$work/booking.pgbench" -c "$clients" -j 2 -T "$seconds" "$DATABASE_URL/$DB" 2>&1) \
+    || { echo "$out" | tail -n 20 >&2; die "pgbench failed"; }
+  ! grep -q aborted <<<"$out" || { echo "$out" | grep aborted | head -n 5 >&2; die "a pgbench client aborted"; }
+  pg=$(python3 - "$out" "$work/booking.json" "$clients" <<'PY'
 import json, re, sys
-out, txns = sys.argv[1], json.load(open(sys.argv[2]))
+out, txns, clients = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3])
 tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
 lat = re.search(r"latency average = ([\d.]+) ms", out)
-print(json.dumps({"backend": "postgres", "per_second": round(tps, 1), "latency_avg_ms": float(lat.group(1)) if lat else None,
+print(json.dumps({"backend": "postgres", "clients": clients, "per_second": round(tps, 1),
+                  "latency_avg_ms": float(lat.group(1)) if lat else None,
                   "transactions_per_booking": len(txns), "commits_per_booking": sum(t["end"] != "ROLLBACK" for t in txns),
+                  "writing_transactions_per_booking": sum(any(not s.upper().startswith("SELECT") for s in t["statements"]) for t in txns),
                   "statements_per_booking": sum(len(t["statements"]) for t in txns),
                   "by_module": {m: sum(t["module"] == m for t in txns) for m in sorted({t["module"] for t in txns})}}))
 PY
-)
-echo "$pg"
-
-say "replaying on SQLite: $CLIENTS clients, $DURATION"
-start "$work/sqlite"
-stop
-sq=$(python3 "$ROOT/bench/replay.py" sqlite "$work/booking.json" "$work/sqlite" "$seconds" "$CLIENTS") \
-  || die "the SQLite replay failed: $sq"
-echo "$sq"
-[[ -z "${RESULTS:-}" ]] || printf '%s\n%s\n' "$pg" "$sq" >>"$RESULTS/ceiling.jsonl"
+  )
+  echo "$pg"
+  say "replaying on SQLite: $clients clients, $DURATION"
+  sq=$(python3 "$ROOT/bench/replay.py" sqlite "$work/booking.json" "$work/sqlite" "$seconds" "$clients") \
+    || die "the SQLite replay failed: $sq"
+  echo "$sq"
+  [[ -z "${RESULTS:-}" ]] || printf '%s\n%s\n' "$pg" "$sq" >>"$RESULTS/ceiling.jsonl"
+done

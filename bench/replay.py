@@ -188,7 +188,7 @@ def sqlite_replay(in_path, data, seconds, clients):
     txns = json.load(open(in_path))
     for t in txns:
         t["statements"] = [to_sqlite(s) for s in t["statements"]]
-    processes = 2
+    processes = min(2, int(clients))
     start = time.time() + 0.5
     with multiprocessing.Pool(processes) as pool:
         results = pool.map(sqlite_worker, [(txns, data, float(seconds), int(clients) // processes, start)] * processes)
@@ -196,7 +196,7 @@ def sqlite_replay(in_path, data, seconds, clients):
     done = sum(r[0] for r in results)
     failures = sum(r[2] for r in results)
     commits = sum(1 for t in txns if t["end"] == "COMMIT") + sum(1 for t in txns if not t["end"])
-    print(json.dumps({"backend": "sqlite", "bookings": done, "seconds": round(elapsed, 2),
+    print(json.dumps({"backend": "sqlite", "clients": int(clients), "bookings": done, "seconds": round(elapsed, 2),
                       "per_second": round(done / elapsed, 1), "transactions_per_booking": len(txns),
                       "commits_per_booking": commits, "failed_statements": failures,
                       "first_failures": [f for r in results for f in r[1]][:5]}))
