@@ -13,7 +13,8 @@
 #    best rate is the ceiling (past a few clients, more only queue for locks and cores).
 #
 #   bash bench/ceiling.sh                  # JSON lines on stdout
-#   RESULTS=bench-results/X bash bench/ceiling.sh    # also into X/ceiling.jsonl (bench/run.sh)
+#   RESULTS=bench-results/X bash bench/ceiling.sh    # also into X/ceiling.jsonl (bench/run.sh),
+#                                                    # the booking's transactions in X/ceiling/
 #
 # Environment: DURATION (10s), CLIENTS ("4 16 64"), PORT (18480), DATABASE_URL, REDIS_URL, AMQP_URL
 # (as bench/run.sh), PG_LOG (PostgreSQL's log file; the newest /var/log/postgresql/*.log),
@@ -115,7 +116,8 @@ between "$idle_from" "$idle_to" >"$work/idle.log"
 # From the end of the idle window: the booking's requests come after it.
 between "$idle_to" "$booking_to" >"$work/booking.log"
 python3 "$ROOT/bench/replay.py" extract "$work/booking.log" "$work/idle.log" "$work/pids" "$work/booking.json"
-[[ -z "${RESULTS:-}" ]] || { mkdir -p "$RESULTS"; cp "$work/booking.json" "$RESULTS/ceiling-booking.json"; }
+# Kept beside the reports (not as *.json: those are the bench tool's).
+[[ -z "${RESULTS:-}" ]] || { mkdir -p "$RESULTS/ceiling"; cp "$work/booking.json" "$RESULTS/ceiling/booking.json"; }
 
 python3 "$ROOT/bench/replay.py" pgbench "$work/booking.json" "${run}_" "$work/booking.pgbench"
 psql "$DATABASE_URL/$DB" -qc ANALYZE
