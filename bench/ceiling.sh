@@ -21,7 +21,7 @@
 # BOXOFFICE_BIN (the binary; CI runs it briefly on a debug build to prove it works).
 # Needs the release binary (bench/run.sh builds it), psql, pgbench, python3, and a superuser
 # on PostgreSQL (to log one database's statements).
-set -euo pipefail
+set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -76,8 +76,12 @@ stop() {
 }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 offset() { stat -c %s "$PG_LOG"; }
-# between FROM TO: the log's bytes between two offsets.
-between() { tail -c +$(($1 + 1)) "$PG_LOG" | head -c $(($2 - $1)); }
+# between FROM TO: the log's bytes between two offsets. (Not `tail | head`: the log grows
+# meanwhile, and tail dies of the closed pipe, failing the pipeline.)
+between() {
+  python3 -c 'import sys; f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2]))
+sys.stdout.buffer.write(f.read(int(sys.argv[3]) - int(sys.argv[2])))' "$PG_LOG" "$1" "$2"
+}
 
 say "recording one booking's statements (database $DB)"
 psql "$DATABASE_URL/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" \
