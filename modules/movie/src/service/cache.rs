@@ -12,7 +12,8 @@
 //! [`GENERATION_CHECK`], one reader at a time, so a replica serves its memory tier for that long
 //! plus one round trip after another replica's write (never more than
 //! [`GENERATION_STALE_LIMIT`], however slow the store); the writing process sees its own write
-//! at once. The cache is never needed for correctness: when the store fails, reads go to the
+//! at once. Misses of one key in one process load it once: the others wait for that load (at
+//! most [`LOAD_WAIT`]) and take its value. The cache is never needed for correctness: when the store fails, reads go to the
 //! database (the memory tier too, since its generation cannot be checked). Prices for bookings
 //! are never read through it.
 
@@ -40,6 +41,11 @@ const GENERATION_CHECK: Duration = Duration::from_millis(5);
 /// Past this age the generation is read by every reader that needs it, not left to the one
 /// reading it: a store that hangs cannot stretch staleness beyond it.
 const GENERATION_STALE_LIMIT: Duration = Duration::from_secs(1);
+/// How long a miss waits for another reader's load of the same key before loading itself
+/// (a load that hangs must not hold every other reader). Without the wait, every reader that
+/// missed a search at once ran it: at 100,000 movies the misses after a cold start queued for
+/// up to 3.5 s on SQLite's connections.
+const LOAD_WAIT: Duration = Duration::from_secs(1);
 /// Entries kept in memory; past it the memory tier starts afresh (keys of free-form searches
 /// are many, each bounded in length).
 const LOCAL_ENTRIES: usize = 4096;
@@ -48,6 +54,9 @@ pub struct CatalogCache {
     kv: Arc<dyn KeyValue>,
     ttl: Duration,
     local: Local,
+    /// The keys being loaded, each with the turn its loaders take; removed when the last one
+    /// lets go (clones are only made under this lock, so the count it sees is exact).
+    loads: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// This process's tier: entries of the generation last read from the store.
@@ -77,7 +86,7 @@ impl CatalogCache {
             checking: AtomicBool::new(false),
             entries: RwLock::new(HashMap::new()),
         };
-        Self { kv, ttl, local }
+        Self { kv, ttl, local, loads: std::sync::Mutex::default() }
     }
 
     /// The cached value of `key`, or `load`'s answer, stored for next time.
@@ -108,10 +117,42 @@ impl CatalogCache {
             self.local.put(key, generation, self.ttl, value.clone());
             return Ok(value);
         }
+        let turn = {
+            let mut loads = self.loads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(loads.entry(shared_key.clone()).or_default())
+        };
+        let loaded = self.load_once(&turn, key, &shared_key, generation, load).await;
+        let mut loads = self.loads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // This reader's clone and the map's: no one else waits.
+        if Arc::strong_count(&turn) == 2 {
+            loads.remove(&shared_key);
+        }
+        loaded
+    }
+
+    /// Loads `key` and stores it in both tiers, unless the reader that took `turn` before this
+    /// one has just done so.
+    async fn load_once<T, F>(
+        &self,
+        turn: &tokio::sync::Mutex<()>,
+        key: &str,
+        shared_key: &str,
+        generation: u64,
+        load: F,
+    ) -> Result<T, MovieError>
+    where
+        T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+        F: Future<Output = Result<T, MovieError>>,
+    {
+        let _turn = tokio::time::timeout(LOAD_WAIT, turn.lock()).await.ok();
+        if let Some(value) = self.local.get::<T>(key, generation) {
+            metrics::counter!("movie_cache_requests_total", "result" => "hit").increment(1);
+            return Ok(value);
+        }
         metrics::counter!("movie_cache_requests_total", "result" => "miss").increment(1);
         let value = load.await?;
         if let Ok(bytes) = serde_json::to_vec(&value)
-            && let Err(e) = self.kv.set(&shared_key, &bytes, self.ttl).await
+            && let Err(e) = self.kv.set(shared_key, &bytes, self.ttl).await
         {
             tracing::warn!(error = %e, "catalog cache write failed");
         }
@@ -207,5 +248,42 @@ impl Local {
         }
         let entry = Entry { generation, expires: Instant::now() + ttl, value: Arc::new(value) };
         entries.insert(key.to_owned(), entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use platform::kv::MemoryKv;
+
+    use super::CatalogCache;
+
+    #[tokio::test]
+    async fn readers_that_miss_together_load_once() {
+        let cache = Arc::new(CatalogCache::new(Arc::new(MemoryKv::new()), Duration::from_secs(60)));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let readers: Vec<_> = (0..16)
+            .map(|_| {
+                let (cache, loads) = (Arc::clone(&cache), Arc::clone(&loads));
+                tokio::spawn(async move {
+                    cache
+                        .get_or_load("movies:q", async {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok(7_u32)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for reader in readers {
+            assert_eq!(reader.await.unwrap().unwrap(), 7);
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert!(cache.loads.lock().unwrap().is_empty(), "no turn is kept once its loaders are done");
     }
 }
