@@ -379,6 +379,17 @@ def ceiling_section(ceilings):
     return md + [""]
 
 
+def tool_share(reports, wrk):
+    """The bench tool's ceiling as a share of wrk's, over the deployments that have both."""
+    shares = []
+    for label, lines in wrk.items():
+        tool = row(one(reports, label, "ceiling"), "GET /health/live")
+        top = [w["per_second"] for w in lines if w["url"].endswith("/health/live")]
+        if tool and top:
+            shares.append(100 * tool["per_second"] / top[-1])
+    return f"{min(shares):.0f}–{max(shares):.0f} %" if shares else "below that"
+
+
 def markdown(reports, wrk, rss, ceilings, machine, charts):
     labels = [l for l in DEPLOYMENTS if any(r["label"] == l for r in reports)]
     md = ["# Benchmarks", "",
@@ -388,9 +399,9 @@ def markdown(reports, wrk, rss, ceilings, machine, charts):
           "one machine, they are not capacity. Each figure is one run; when a deployment ran more than once",
           "into one results directory, the summary shows its last run (every report is listed below).", "",
           "A Rust client that reads every answer costs more per request than wrk: the bench tool's own",
-          "ceiling is about a third of wrk's on this machine, so its ratios to the ceiling flatter the fast",
-          "read routes. Compare a route with the ceiling measured by the same tool: wrk's rows for the",
-          "cached catalog list, the bench tool's for the rest.", "",
+          f"ceiling is {tool_share(reports, wrk)} of wrk's in this run, so its ratios to the ceiling flatter the",
+          "fast read routes. Compare a route with the ceiling measured by the same tool: wrk's rows for",
+          "the cached catalog list, the bench tool's for the rest.", "",
           "## The run", "",
           f"- date: {machine.get('date', '?')}, commit {machine.get('commit', '?')}",
           f"- machine: {machine.get('nproc', '?')} cores ({machine.get('cpu', '?')}), {machine.get('memory_gib', '?')} GiB of memory; load generator, servers, PostgreSQL, Redis and RabbitMQ on the same cores",
