@@ -201,12 +201,15 @@ write_nginx_conf() {
 # Made by deploy/split.sh: the gateway of the split deployment in $STATE_DIR, on loopback.
 daemon off;
 worker_processes 1;
+# As many open files as connections (a shell's default limit is 1,024).
+worker_rlimit_nofile 65536;
 pid $dir/nginx.pid;
 error_log $STATE_DIR/logs/gateway.log warn;
 events {
     # Each proxied request holds two connections (client and upstream), and the modules'
-    # calls to each other pass here too: 1024 ran out under a 256-buyer flash sale (503s).
-    worker_connections 8192;
+    # calls to each other pass here too (two more): 1024 ran out under a 256-buyer flash sale,
+    # 8192 under 2,000 buyers at once (503s: booking's calls to movie were closed).
+    worker_connections 32768;
 }
 http {
     client_body_temp_path $dir/tmp/client;
