@@ -84,6 +84,16 @@ async fn booking_events_keep_seats_available_once_each(backend: Backend) {
     assert!(bus.publish(&booking_event("payment.completed", show.id, &seats[..1])).await.is_err(), "bound to no queue");
     assert_eq!(available().await, 8);
     assert!(bus.dead_letters().await.unwrap().is_empty());
+
+    // Different bookings' events arrive in any order (ADR 17): on a full showtime, a booking of
+    // two seats that another booking's expiry (`booking.cancelled`) freed may be seen first.
+    handler.handle(&booking_event("booking.created", show.id, &seats[5..])).await.unwrap();
+    handler.handle(&booking_event("booking.created", show.id, &seats[..3])).await.unwrap();
+    assert_eq!(available().await, 0);
+    handler.handle(&booking_event("booking.created", show.id, &seats[..2])).await.unwrap();
+    assert_eq!(available().await, 0, "shown within 0..=seats_total meanwhile");
+    handler.handle(&booking_event("booking.cancelled", show.id, &seats[..3])).await.unwrap();
+    assert_eq!(available().await, 1, "every event counted, whatever their order");
 }
 
 /// Through the app's own bus: in process on SQLite, RabbitMQ (a durable `movie_queue` on a

@@ -40,16 +40,13 @@ impl EventHandler for BookingEvents {
             return Ok(());
         }
         if let Some((target, delta)) = change.filter(|(_, delta)| *delta != 0) {
-            // Kept within 0..=seats_total whatever order events arrive in.
-            let updated = Expr::col(showtime::Column::SeatsAvailable).add(delta);
-            let clamped = Expr::case(updated.clone().lt(0), 0)
-                .case(
-                    updated.clone().gt(Expr::col(showtime::Column::SeatsTotal)),
-                    Expr::col(showtime::Column::SeatsTotal),
-                )
-                .finally(updated);
+            // The plain sum of every event's change, even below 0 or above seats_total for a
+            // while: different bookings' events arrive in any order (ADR 17), and a sum kept
+            // within bounds would lose the change of a booking seen before the expiry that
+            // freed its seats. Each event counts once (the inbox), so the sum ends exact; the
+            // showtime's view shows it within 0..=seats_total.
             showtime::Entity::update_many()
-                .col_expr(showtime::Column::SeatsAvailable, clamped.into())
+                .col_expr(showtime::Column::SeatsAvailable, Expr::col(showtime::Column::SeatsAvailable).add(delta))
                 .filter(showtime::Column::Id.eq(target.0))
                 .exec(&txn)
                 .await?;

@@ -151,7 +151,8 @@ fn showtime_view(s: showtime::Model) -> Showtime {
         price_cents: Money::from_cents(s.price_cents),
         currency: s.currency,
         seats_total: count(s.seats_total),
-        seats_available: count(s.seats_available),
+        // The stored sum may stray out of bounds while events are in flight (events.rs).
+        seats_available: count(s.seats_available.clamp(0, s.seats_total)),
     }
 }
 
