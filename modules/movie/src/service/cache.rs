@@ -13,7 +13,8 @@
 //! plus one round trip after another replica's write (never more than
 //! [`GENERATION_STALE_LIMIT`], however slow the store); the writing process sees its own write
 //! at once. Misses of one key in one process load it once: the others wait for that load (at
-//! most [`LOAD_WAIT`]) and take its value. The cache is never needed for correctness: when the store fails, reads go to the
+//! most [`LOAD_WAIT`]) and take its value. The cache is never needed for correctness: when
+//! the store fails, reads go to the
 //! database (the memory tier too, since its generation cannot be checked). Prices for bookings
 //! are never read through it.
 
@@ -117,17 +118,8 @@ impl CatalogCache {
             self.local.put(key, generation, self.ttl, value.clone());
             return Ok(value);
         }
-        let turn = {
-            let mut loads = self.loads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(loads.entry(shared_key.clone()).or_default())
-        };
-        let loaded = self.load_once(&turn, key, &shared_key, generation, load).await;
-        let mut loads = self.loads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // This reader's clone and the map's: no one else waits.
-        if Arc::strong_count(&turn) == 2 {
-            loads.remove(&shared_key);
-        }
-        loaded
+        let loading = Loading::join(&self.loads, shared_key);
+        self.load_once(&loading.turn, key, &loading.key, generation, load).await
     }
 
     /// Loads `key` and stores it in both tiers, unless the reader that took `turn` before this
@@ -194,6 +186,32 @@ impl CatalogCache {
         let generation = read?.map_or(0, |g| g.count);
         self.local.saw(generation);
         Ok(generation)
+    }
+}
+
+/// A reader's place among the loaders of one key; when the last one lets go (also when its
+/// request is abandoned mid-load), the key leaves the map.
+struct Loading<'a> {
+    loads: &'a std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    key: String,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> Loading<'a> {
+    fn join(loads: &'a std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>, key: String) -> Self {
+        let turn =
+            Arc::clone(loads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(key.clone()).or_default());
+        Self { loads, key, turn }
+    }
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        let mut loads = self.loads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // This reader's clone and the map's: no one else waits.
+        if Arc::strong_count(&self.turn) == 2 {
+            loads.remove(&self.key);
+        }
     }
 }
 
@@ -285,5 +303,19 @@ mod tests {
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert!(cache.loads.lock().unwrap().is_empty(), "no turn is kept once its loaders are done");
+
+        // A request abandoned mid-load (the client went away) lets go of its turn too.
+        let abandoned = {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(
+                async move { cache.get_or_load("movies:gone", std::future::pending::<Result<u32, _>>()).await },
+            )
+        };
+        while cache.loads.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        abandoned.abort();
+        assert!(abandoned.await.unwrap_err().is_cancelled());
+        assert!(cache.loads.lock().unwrap().is_empty(), "an abandoned load keeps no turn");
     }
 }
