@@ -501,7 +501,9 @@ impl MovieApi for MovieService {
             .exec_with_returning(&txn)
             .await?;
         let updated = updated.into_iter().next().ok_or(MovieError::NotFound("movie"))?;
-        search::index(&txn, updated.id, &updated.title).await?;
+        if updated.title != current.title {
+            search::reindex(&txn, updated.id, &updated.title).await?;
+        }
         txn.commit().await?;
         self.cache.invalidate().await;
         Ok(movie_view(updated))

@@ -66,10 +66,15 @@ fn candidates(q: &str) -> SelectStatement {
     select.to_owned()
 }
 
-/// Writes the grams of a movie's title, in place of those it had (in the caller's transaction).
+/// Writes the grams of a new movie's title (in the caller's transaction).
 pub(super) async fn index(db: &impl ConnectionTrait, movie_id: Uuid, title: &str) -> Result<(), DbErr> {
-    forget(db, movie_id).await?;
     insert(db, grams(title).into_iter().map(|gram| (gram, movie_id)).collect()).await
+}
+
+/// Writes the grams of a movie's new title in place of the old one's.
+pub(super) async fn reindex(db: &impl ConnectionTrait, movie_id: Uuid, title: &str) -> Result<(), DbErr> {
+    forget(db, movie_id).await?;
+    index(db, movie_id, title).await
 }
 
 /// Removes a movie's grams: a deleted movie is no longer found.
