@@ -42,6 +42,8 @@ impl ServiceUrls {
 pub struct DemoSettings {
     /// Create the demo catalog when this process serves movie and its catalog is empty.
     pub seed: bool,
+    /// The site's card form lists the simulated card gateway's test cards.
+    pub test_cards: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -28,6 +28,8 @@ pub struct Application {
     bus: Arc<dyn EventBus>,
     /// Cancelled when the server has stopped: background tasks finish (relays flush).
     stop: CancellationToken,
+    /// Cancelled when a stop begins: open streams end (see [`StopHandle`]).
+    draining: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -52,6 +54,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let bus = Arc::clone(&started.ctx.bus);
         let stop = started.ctx.stop.clone();
+        let draining = started.ctx.draining.clone();
         // Every consumer has subscribed: the relays (and the other tasks) may run now.
         let tasks = started.ctx.take_tasks().into_iter().map(tokio::spawn).collect();
         let server = http_server(&settings, started, extra, listener)?;
@@ -63,7 +66,7 @@ impl Application {
             docs = format!("http://{}:{port}/api/docs/", settings.server.bind.ip()),
             "listening"
         );
-        Ok(Self { port, server, bus, stop, tasks })
+        Ok(Self { port, server, bus, stop, draining, tasks })
     }
 
     pub fn port(&self) -> u16 {
@@ -76,8 +79,8 @@ impl Application {
     }
 
     /// A handle to stop the server gracefully (what SIGTERM does).
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> StopHandle {
+        StopHandle { server: self.server.handle(), draining: self.draining.clone() }
     }
 
     /// Serves until [`ServerHandle::stop`]; a graceful stop lets in-flight requests finish
@@ -98,8 +101,26 @@ impl Application {
     }
 }
 
-/// The platform's middleware, the operational and admin routes, the started modules' routes
-/// and the API docs, on `listener`.
+/// Stops an [`Application`]. A graceful stop lets requests finish, but a stream (the seat
+/// feeds' Server-Sent Events) lasts as long as its client listens: streams are told to end
+/// first, so the stop does not wait `server.shutdown_timeout_seconds` for them.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: ServerHandle,
+    draining: CancellationToken,
+}
+
+impl StopHandle {
+    /// Stops the server; `graceful` lets in-flight requests finish. As actix's own: the stop
+    /// is under way when this returns, and the future resolves when it is done.
+    pub fn stop(&self, graceful: bool) -> impl Future<Output = ()> + use<> {
+        self.draining.cancel();
+        self.server.stop(graceful)
+    }
+}
+
+/// The platform's middleware, the operational and admin routes, the started modules' routes,
+/// the API docs and the web site, on `listener`.
 fn http_server(
     settings: &Settings,
     started: Started,
@@ -121,6 +142,7 @@ fn http_server(
     let service_token = web::Data::new(ServiceToken(settings.services.token.clone()));
     let bus: web::Data<dyn EventBus> = web::Data::from(ctx.bus);
     let body_limit = settings.server.body_limit_bytes;
+    let site = web::Data::new(crate::site::Site::new(settings.demo.test_cards));
     let mut server = HttpServer::new(move || {
         let mut app = App::new()
             .wrap(from_fn(platform::http::catch_panics))
@@ -139,7 +161,7 @@ fn http_server(
         for mount in &mounts {
             app = app.configure(|cfg| mount(cfg));
         }
-        app.route("/", web::get().to(|| redirect_to_docs(HttpResponse::TemporaryRedirect())))
+        app.configure(|cfg| crate::site::routes(cfg, site.clone()))
             .route("/api/docs", web::get().to(|| redirect_to_docs(HttpResponse::PermanentRedirect())))
             .configure(|cfg| crate::openapi::routes(cfg, documents.clone()))
             .configure(|cfg| extra(cfg))
@@ -155,8 +177,7 @@ fn http_server(
     Ok(server.run())
 }
 
-/// `/api/docs` is for good the docs' address without its slash; `/` leads there only until
-/// there is a site.
+/// `/api/docs` is for good the docs' address without its slash.
 async fn redirect_to_docs(mut redirect: actix_web::HttpResponseBuilder) -> HttpResponse {
     redirect.insert_header(("Location", "/api/docs/")).finish()
 }

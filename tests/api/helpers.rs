@@ -172,7 +172,14 @@ pub struct TestApp {
     /// The app's event bus, to publish as another module would.
     pub bus: Arc<dyn platform::events::EventBus>,
     _data: Arc<TempDir>,
-    handle: actix_web::dev::ServerHandle,
+    handle: boxoffice::startup::StopHandle,
+}
+
+impl TestApp {
+    /// Stops the app as SIGTERM does (`graceful`) or at once.
+    pub fn stop(&self, graceful: bool) -> impl Future<Output = ()> + use<> {
+        self.handle.stop(graceful)
+    }
 }
 
 impl Drop for TestApp {

@@ -47,6 +47,7 @@ mod payment_process;
 #[path = "../../modules/platform/tests/common/private_redis.rs"]
 mod private_redis;
 mod process;
+mod site;
 mod smtp;
 mod split;
 mod split_script;

@@ -118,7 +118,7 @@ const DECLINED: &str = "4000000000000002";
 const MASTERCARD: &str = "5555555555554444";
 
 fn query(booking_id: Option<BookingId>, status: Option<PaymentStatus>) -> PaymentQuery {
-    PaymentQuery { booking_id, status, page: None, per_page: None }
+    PaymentQuery { booking_id, status, ..PaymentQuery::default() }
 }
 
 fn ids(payments: &[Payment]) -> Vec<PaymentId> {

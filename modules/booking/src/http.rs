@@ -12,6 +12,7 @@ use platform::problem::{Problem, ProblemDocument};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
+use crate::service::feed::SeatFeeds;
 use crate::api::{BookRequest, BookedSeat, Booking, BookingApi, BookingId, BookingQuery, BookingStatus, PaymentHold};
 
 /// Mounts the routes under `/api/bookings`. They serve the `web::Data<dyn BookingApi>` of the app.
@@ -22,7 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/bookings").route(web::get().to(list)))
             .service(web::resource("/bookings/{id}").route(web::get().to(get)))
             .service(web::resource("/bookings/{id}/cancel").route(web::post().to(cancel)))
-            .service(web::resource("/showtimes/{id}/seat-states").route(web::get().to(seat_states))),
+            .service(web::resource("/showtimes/{id}/seat-states").route(web::get().to(seat_states)))
+            .service(web::resource("/showtimes/{id}/seat-states/stream").route(web::get().to(seat_stream))),
     )
     .service(web::resource("/internal/bookings/bookings/{id}/payment-hold").route(web::post().to(payment_hold)));
 }
@@ -30,7 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The OpenAPI description of these routes.
 #[derive(OpenApi)]
 #[openapi(
-    paths(book, list, get, cancel, seat_states),
+    paths(book, list, get, cancel, seat_states, seat_stream),
     components(schemas(BookRequest, Booking, BookedSeat, BookingStatus, BookingId, ProblemDocument)),
     tags((name = "bookings", description = "Seat holds and bookings"))
 )]
@@ -103,4 +105,30 @@ async fn payment_hold(
 async fn seat_states(api: Api, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
     let states: HashMap<SeatId, SeatStatus> = api.seat_states(ShowtimeId(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(states))
+}
+
+/// The held and booked seats of a showtime as they change (Server-Sent Events; public): first a
+/// `snapshot` event (`{"event": "snapshot", "seats": {seat id: "held" | "booked"}, "max_seats":
+/// most seats per booking}`), then a `change` event (`{"event": "change", "seats": {seat id:
+/// "held" | "booked" | "available"}}`) whenever seats change state, and a comment every 15 s.
+/// A client that reconnects gets a new snapshot. Changes made in this process are sent at
+/// once, those of other booking processes within `booking.seat_feed_poll_ms`.
+#[utoipa::path(get, path = "/api/bookings/showtimes/{id}/seat-states/stream", tag = "bookings", params(("id" = Uuid, Path, description = "The showtime's id")),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 404, description = "Unknown showtime", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "Too many streams open, or the catalog is unreachable", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+async fn seat_stream(feeds: web::Data<SeatFeeds>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+    let follower = feeds.follow(ShowtimeId(id.into_inner())).await?;
+    let events = futures_util::stream::unfold(follower, |mut follower| async move {
+        let message = follower.next().await?;
+        Some((Ok::<_, std::convert::Infallible>(web::Bytes::from(message)), follower))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // nginx (the gateway, an ingress) would otherwise buffer the stream.
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(events))
 }

@@ -7,6 +7,7 @@ use platform::module::{Context, Module, Mount, Peers};
 
 use crate::api::{BookingApi, QUEUE};
 use crate::service::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
+use crate::service::feed::SeatFeeds;
 use crate::service::{BookingSeatStates, BookingService, BookingSettings};
 use platform::kv::Versions;
 
@@ -60,13 +61,22 @@ impl Module for Booking {
         metrics::counter!("seat_lock_conflicts_total").increment(0);
         let db = ctx.database(self.name())?;
         let relay = ctx.outbox_relay(self.name(), db.clone(), crate::api::EVENT_ORDER);
+        let movies = peers.get::<dyn MovieApi>()?;
+        let feeds = SeatFeeds::new(
+            db.clone(),
+            Arc::clone(&movies),
+            Versions::new(ctx.kv.clone()),
+            &self.settings,
+            ctx.draining.clone(),
+        );
         let service = Arc::new(BookingService::new(
             db.clone(),
             &self.settings,
-            peers.get::<dyn MovieApi>()?,
+            movies,
             Self::seat_locks(ctx),
             relay,
             Versions::new(ctx.kv.clone()),
+            feeds.clone(),
         ));
         ctx.subscribe(QUEUE, service.events_handler()).await?;
         ctx.retention(self.name(), db, true);
@@ -75,6 +85,13 @@ impl Module for Booking {
         peers.provide(Arc::clone(&service));
         let api: Arc<dyn BookingApi> = service;
         peers.provide(Arc::clone(&api));
-        Ok(platform::module::mount(api, crate::http::configure))
+        let feeds = actix_web::web::Data::new(feeds);
+        let mount = platform::module::mount(api, crate::http::configure);
+        // The seat feeds are this process's own (not part of BookingApi: a stream, served
+        // only where booking runs).
+        Ok(Arc::new(move |cfg: &mut actix_web::web::ServiceConfig| {
+            cfg.app_data(feeds.clone());
+            mount(cfg);
+        }))
     }
 }

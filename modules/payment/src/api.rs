@@ -120,6 +120,8 @@ pub struct PaymentQuery {
     /// Only the payments of this booking.
     pub booking_id: Option<BookingId>,
     pub status: Option<PaymentStatus>,
+    /// Every customer's payments, not only the caller's (admins only: `403` for a customer).
+    pub all: Option<bool>,
     /// 1-based page number, at most 1000000 (default 1).
     #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<u64>,
@@ -287,10 +289,10 @@ pub trait PaymentApi: Send + Sync {
     async fn pay(&self, caller: &AuthUser, idempotency_key: &str, request: PayRequest)
     -> Result<Payment, PaymentError>;
 
-    /// The caller's payments, newest first.
+    /// The caller's payments (every customer's with `all`, for an admin), newest first.
     ///
     /// # Errors
-    /// `Validation` for a bad page request.
+    /// `Validation` for a bad page request; `Forbidden` for `all` asked by a customer.
     async fn list(&self, caller: &AuthUser, query: PaymentQuery) -> Result<Page<Payment>, PaymentError>;
 
     /// A payment with its transactions.

@@ -72,7 +72,10 @@ async fn pay(api: Api, caller: AuthUser, req: HttpRequest, body: Json<PayRequest
 
 /// The caller's payments, newest first.
 #[utoipa::path(get, path = "/api/payments/payments", tag = "payments", params(PaymentQuery), security(("bearer" = [])),
-    responses((status = 200, description = "A page of payments", body = inline(platform::pagination::Page<Payment>))))]
+    responses(
+        (status = 200, description = "A page of payments", body = inline(platform::pagination::Page<Payment>)),
+        (status = 403, description = "`all` asked by a customer", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
 async fn list(api: Api, caller: AuthUser, query: Query<PaymentQuery>) -> Result<HttpResponse, Problem> {
     Ok(HttpResponse::Ok().json(api.list(&caller, query.into_inner()).await?))
 }

@@ -97,6 +97,9 @@ pub struct Context {
     pub readiness: Readiness,
     /// Cancelled when the server has stopped.
     pub stop: CancellationToken,
+    /// Cancelled when the server begins to stop: what would hold a graceful stop open (a
+    /// response that streams for as long as its client listens) ends.
+    pub draining: CancellationToken,
     databases: HashMap<&'static str, DatabaseConnection>,
     /// Behind a mutex only so that a module may hold `&Context` across an await (a task
     /// future is `Send`, not `Sync`); it is only reached through `&mut self`.
@@ -123,6 +126,7 @@ impl Context {
             bus,
             readiness,
             stop: CancellationToken::new(),
+            draining: CancellationToken::new(),
             databases: HashMap::new(),
             tasks: std::sync::Mutex::default(),
             relays: Vec::new(),

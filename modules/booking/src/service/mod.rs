@@ -19,6 +19,7 @@
 
 mod entity;
 mod events;
+pub mod feed;
 pub mod locks;
 
 use std::collections::HashMap;
@@ -51,6 +52,7 @@ use crate::api::{
     BookingId, BookingQuery, BookingStatus, CancelReason,
 };
 use entity::{booking, booking_seat, hold_lock, seat_claim};
+use feed::SeatFeeds;
 use locks::{Acquired, SeatLocks};
 
 /// `[booking]` settings.
@@ -71,6 +73,11 @@ pub struct BookingSettings {
     /// A hold whose charge payment accepted before it ran out stays pending until the
     /// charge's outcome arrives, but at most this many seconds past `expires_at`.
     pub charge_grace_seconds: u64,
+    /// How often a followed showtime's seat-state version is checked for changes made by
+    /// another booking process (this process's own are sent at once).
+    pub seat_feed_poll_ms: u64,
+    /// Most seat-state streams this process keeps open; past it a new one is a 503.
+    pub seat_feed_max_streams: usize,
 }
 
 impl BookingSettings {
@@ -82,6 +89,9 @@ impl BookingSettings {
         }
         if self.sweep_interval_ms == 0 {
             errors.push("booking.sweep_interval_ms must be greater than 0".to_owned());
+        }
+        if self.seat_feed_poll_ms == 0 {
+            errors.push("booking.seat_feed_poll_ms must be greater than 0".to_owned());
         }
         if self.max_seats == 0 {
             errors.push("booking.max_seats must be greater than 0".to_owned());
@@ -109,6 +119,8 @@ pub struct BookingService {
     /// The showtimes' seat-state versions, bumped after every commit that takes, confirms
     /// or frees seats (movie serves seat maps from copies while they are unchanged).
     seat_versions: Versions,
+    /// Told of the same commits: followers of the showtime hear of them at once.
+    feeds: SeatFeeds,
 }
 
 impl From<DbErr> for BookingError {
@@ -166,8 +178,14 @@ impl BookingService {
         locks: Arc<dyn SeatLocks>,
         relay: Arc<Notify>,
         seat_versions: Versions,
+        feeds: SeatFeeds,
     ) -> Self {
-        Self { db, settings: settings.clone(), movies, locks, relay, seat_versions }
+        Self { db, settings: settings.clone(), movies, locks, relay, seat_versions, feeds }
+    }
+
+    /// The live seat states of followed showtimes.
+    pub fn feeds(&self) -> &SeatFeeds {
+        &self.feeds
     }
 
     /// Call after committing a change to `showtime`'s seat claims: copies of its seat map
@@ -177,6 +195,7 @@ impl BookingService {
         if let Err(e) = self.seat_versions.bump(&movie::api::seat_version_key(showtime)).await {
             tracing::warn!(showtime_id = %showtime.0, error = %e, "seat map version not bumped");
         }
+        self.feeds.changed(showtime);
     }
 
     /// The handler of `booking_queue` (payment events).

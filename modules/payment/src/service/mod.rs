@@ -885,7 +885,14 @@ impl PaymentApi for PaymentService {
     async fn list(&self, caller: &AuthUser, query: PaymentQuery) -> Result<Page<Payment>, PaymentError> {
         let pagination =
             PageRequest { page: query.page, per_page: query.per_page }.validate().map_err(PaymentError::Validation)?;
-        let mut select = payment::Entity::find().filter(payment::Column::UserId.eq(caller.id.0));
+        let mut select = payment::Entity::find();
+        if query.all == Some(true) {
+            if !caller.is_admin() {
+                return Err(PaymentError::Forbidden("only an admin can list every customer's payments".to_owned()));
+            }
+        } else {
+            select = select.filter(payment::Column::UserId.eq(caller.id.0));
+        }
         if let Some(booking) = query.booking_id {
             select = select.filter(payment::Column::BookingId.eq(booking.0));
         }
