@@ -19,8 +19,7 @@ const cap = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const byId = (items) => new Map(items.map((x) => [x.id, x]));
 
-// ---------------------------------------------------------------------------------------------
-// The catalog's movies and theaters, loaded once and forgotten after a change.
+// ==== The catalog's movies and theaters, loaded once and forgotten after a change.
 
 const cache = { movies: null, theaters: null };
 
@@ -36,12 +35,9 @@ function cached(kind, path) {
 const allMovies = () => cached("movies", "/api/movies/movies");
 const allTheaters = () =>
   cached("theaters", "/api/movies/theaters").then((ts) => [...ts].sort((a, b) => a.name.localeCompare(b.name)));
-const forget = (kind) => {
-  cache[kind] = null;
-};
+const forget = (kind) => (cache[kind] = null);
 
-// ---------------------------------------------------------------------------------------------
-// Forms: labelled fields, errors next to their fields, problems in an alert.
+// ==== Forms: labelled fields, errors next to their fields, problems in an alert.
 
 function heading(text) {
   return h("h1", { tabindex: "-1" }, text);
@@ -147,7 +143,8 @@ function section(title, ...children) {
 /** A table in a scrolling wrapper (focusable when nothing in it is, so keyboards can scroll it). */
 function table(caption, headers, rows, foot) {
   const interactive = rows.some((r) => r.querySelector("a, button, input, select"));
-  return h("div", { class: "table-wrap", role: "region", "aria-label": caption, tabindex: interactive ? null : "0" },
+  const scroll = interactive ? {} : { role: "region", "aria-label": caption, tabindex: "0" };
+  return h("div", { class: "table-wrap", ...scroll },
     h("table", {},
       h("caption", { class: "visually-hidden" }, caption),
       h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col" }, t)))),
@@ -158,6 +155,7 @@ function table(caption, headers, rows, foot) {
 function pager(res, go, noun) {
   const pages = Math.max(1, Math.ceil(res.total / res.per_page));
   const count = plural(res.total, noun);
+  if (res.total === 0) return null;
   if (pages <= 1) return h("p", { class: "muted" }, count);
   const to = (page, text, disabled) => h("button", { type: "button", class: "secondary", disabled, onclick: () => go(page) }, text);
   return h("nav", { class: "pager", "aria-label": `${cap(noun)} pages` },
@@ -179,14 +177,15 @@ const turner = (set, load, section) => (p) => {
  * A button that asks before it acts: the first click turns it into `confirmText` (with a
  * Cancel beside it), the second runs `action`.
  */
-function confirmButton({ label, name, confirmText, confirmName, action }) {
-  const button = h("button", { type: "button", "aria-label": name }, label);
+function confirmButton({ label, name, confirmText, confirmName, action, secondary = false }) {
+  const button = h("button", { type: "button", "aria-label": name, class: secondary ? "secondary" : null }, label);
   const cancel = h("button", { type: "button", class: "secondary", hidden: true }, "Cancel");
   let armed = false;
   let running = false;
   const reset = () => {
     armed = false;
     button.textContent = label;
+    button.classList.toggle("secondary", secondary);
     if (name) button.setAttribute("aria-label", name);
     cancel.hidden = true;
   };
@@ -195,6 +194,7 @@ function confirmButton({ label, name, confirmText, confirmName, action }) {
     if (!armed) {
       armed = true;
       button.textContent = confirmText;
+      button.classList.remove("secondary");
       if (confirmName) button.setAttribute("aria-label", confirmName);
       else button.removeAttribute("aria-label");
       cancel.hidden = false;
@@ -225,8 +225,7 @@ function fillSelect(select, placeholder, options, keep = select.value) {
   );
 }
 
-// ---------------------------------------------------------------------------------------------
-// Seat maps: the layout preview and an existing theater's layout, drawn the same way.
+// ==== Seat maps: the layout preview and an existing theater's layout, drawn the same way.
 
 /** `rows`: `[{name, seats: [{number, type}]}]`; the seats are text, not controls. */
 function seatPreview(rows, caption) {
@@ -264,8 +263,7 @@ function theaterRows(theater) {
   return [...rows].map(([name, seats]) => ({ name, seats: seats.sort((a, b) => a.number - b.number) }));
 }
 
-// ---------------------------------------------------------------------------------------------
-// Movies
+// ==== Movies
 
 function moviesView(root) {
   const state = { q: "", genre: "", page: 1, editing: null };
@@ -392,6 +390,7 @@ function moviesView(root) {
       name: `Remove ${m.title}`,
       confirmText: "Confirm removal",
       confirmName: `Confirm removal of ${m.title}`,
+      secondary: true,
       action: async () => {
         try {
           await api("DELETE", `/api/movies/movies/${m.id}`);
@@ -436,8 +435,7 @@ function moviesView(root) {
   load();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Theaters
+// ==== Theaters
 
 function nextRowName(name) {
   const s = (name || "").trim().toUpperCase();
@@ -608,8 +606,7 @@ function theatersView(root) {
   load();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Showtimes
+// ==== Showtimes
 
 /** A `datetime-local` value (local time) as an RFC 3339 UTC string, or null. */
 function localToUtc(value) {
@@ -635,7 +632,7 @@ function showtimesView(root) {
   const done = h("p", { class: "ok" });
   const form = h("form", { class: "stack", novalidate: true },
     h("div", { class: "row" }, field("Movie", movieSel), field("Theater", theaterSel)),
-    h("div", { class: "row" }, field("Starts at (your local time)", start, `In ${zone}; saved in UTC.`),
+    h("div", { class: "row" }, field("Starts at (your local time)", start, zone === "UTC" ? "In UTC." : `In ${zone}; saved in UTC.`),
       field("Price (USD)", price, "In dollars, for example 12.50. Premium and accessible seats cost a multiple of it.")),
     alertBox(),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Schedule showtime")));
@@ -756,13 +753,13 @@ function showtimesView(root) {
   load();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Sales of a showtime
+// ==== Sales of a showtime
 
 function salesView(root, id) {
   const select = h("select", { name: "showtime", required: true }, h("option", { value: "" }, "Loading showtimes…"));
-  const picker = h("form", { class: "toolbar", "aria-label": "Choose a showtime", novalidate: true },
-    field("Showtime", select), h("div", { class: "actions" }, h("button", { type: "submit" }, "Show sales")), alertBox());
+  const choice = field("Showtime", select);
+  choice.classList.add("wide");
+  const picker = h("form", { class: "toolbar", novalidate: true }, choice, h("div", { class: "actions" }, h("button", { type: "submit" }, "Show sales")), alertBox());
   picker.addEventListener("submit", (ev) => {
     ev.preventDefault();
     if (!select.value) return showErrors(picker, [{ field: "showtime", message: "Choose a showtime." }]);
@@ -787,7 +784,7 @@ function salesView(root, id) {
     }
   })();
 
-  root.append(heading("Sales"), section("Showtime", picker));
+  root.append(heading("Sales"), section("Choose a showtime", picker));
   if (!id) {
     root.append(h("p", { class: "muted" }, "Choose a showtime to see what it sold."));
     return;
@@ -860,8 +857,7 @@ function salesView(root, id) {
   refresh();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Refunds
+// ==== Refunds
 
 const card = (p) => `${cap(p.card_brand || "card")} ending ${p.card_last4}`;
 
@@ -974,8 +970,7 @@ function refundsView(root) {
   load();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Signing in, and the shell: header, routes, focus.
+// ==== Signing in, and the shell: header, routes, focus.
 
 function signInView(root) {
   const username = h("input", { name: "username", autocomplete: "username", required: true, autocapitalize: "none", spellcheck: "false" });
@@ -1036,6 +1031,7 @@ function render(focus) {
   account.hidden = !user;
   who.textContent = user ? `Signed in as ${user.username}` : "";
   const root = h("div", { class: "stack" });
+  announce("");
   if (!user) signInView(root);
   else if (!admin) notAdminView(root, user);
   else {

@@ -233,7 +233,7 @@ async function movieView(id, params, nav) {
         return h(
           "li",
           {},
-          h("a", { class: "button", href: `#/showtimes/${s.id}`, "aria-label": `${time} in ${t.name}, from ${money(s.price_cents, s.currency)}, ${s.seats_available} seats free` }, `${time} · ${t.name} · ${s.seats_available} free`),
+          h("a", { class: "button", href: `#/showtimes/${s.id}` }, `${time} in ${t.name}, from ${money(s.price_cents, s.currency)}, ${s.seats_available} seats free`),
         );
       }),
     );
