@@ -155,7 +155,7 @@ function table(caption, headers, rows, foot) {
 function pager(res, go, noun) {
   const pages = Math.max(1, Math.ceil(res.total / res.per_page));
   const count = plural(res.total, noun);
-  if (res.total === 0) return null;
+  if (res.total === 0) return "";
   if (pages <= 1) return h("p", { class: "muted" }, count);
   const to = (page, text, disabled) => h("button", { type: "button", class: "secondary", disabled, onclick: () => go(page) }, text);
   return h("nav", { class: "pager", "aria-label": `${cap(noun)} pages` },

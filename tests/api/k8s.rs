@@ -240,7 +240,11 @@ pub fn assert_review_rules(overlay: &str, objects: &[Value]) {
         for rule in ingress["spec"]["rules"].as_array().unwrap() {
             for path in rule["http"]["paths"].as_array().unwrap() {
                 let p = path["path"].as_str().unwrap();
-                assert!(p.starts_with("/api/"), "{overlay}: Ingress routes {p}: only /api is public");
+                // The API and the web site (src/site.rs); never /internal, /health or /metrics.
+                assert!(
+                    p.starts_with("/api/") || ["/", "/admin", "/assets/"].contains(&p),
+                    "{overlay}: Ingress routes {p}: only /api and the site are public"
+                );
                 let service = path["backend"]["service"]["name"].as_str().unwrap();
                 let port = &path["backend"]["service"]["port"]["number"];
                 let service = named(objects, "Service", service);

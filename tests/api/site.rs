@@ -123,7 +123,12 @@ async fn a_seat_stream_sends_a_snapshot_then_each_change_as_it_happens(backend: 
 
 async fn a_seat_stream_of_an_unknown_showtime_is_404(backend: Backend) {
     let app = spawn_app(backend).await;
-    let res = app.client.get(app.url(&format!("/api/bookings/showtimes/{}/seat-states/stream", uuid::Uuid::now_v7()))).send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url(&format!("/api/bookings/showtimes/{}/seat-states/stream", uuid::Uuid::now_v7())))
+        .send()
+        .await
+        .unwrap();
     assert_not_found(res, "showtime").await;
     let res = app.client.get(app.url("/api/bookings/showtimes/not-a-uuid/seat-states/stream")).send().await.unwrap();
     assert_problem(res, 404).await;
@@ -148,7 +153,12 @@ async fn a_process_keeps_at_most_seat_feed_max_streams_open() {
     let showtime = screen.showtime["id"].as_str().unwrap().to_owned();
     let mut first = Events::open(&app, &showtime).await;
     assert_eq!(first.next().await.unwrap().0, "snapshot");
-    let res = app.client.get(app.url(&format!("/api/bookings/showtimes/{showtime}/seat-states/stream"))).send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url(&format!("/api/bookings/showtimes/{showtime}/seat-states/stream")))
+        .send()
+        .await
+        .unwrap();
     assert!(res.headers().contains_key("retry-after"));
     assert_problem(res, 503).await;
     // The place is given back when the stream is dropped: the server learns of it when its
@@ -156,7 +166,12 @@ async fn a_process_keeps_at_most_seat_feed_max_streams_open() {
     drop(first);
     let mut again = None;
     for _ in 0..600 {
-        let res = app.client.get(app.url(&format!("/api/bookings/showtimes/{showtime}/seat-states/stream"))).send().await.unwrap();
+        let res = app
+            .client
+            .get(app.url(&format!("/api/bookings/showtimes/{showtime}/seat-states/stream")))
+            .send()
+            .await
+            .unwrap();
         if res.status() == 200 {
             again = Some(res);
             break;

@@ -104,9 +104,12 @@ for role in admin customer; do
   bearer=$admin
   [[ $role == customer ]] && bearer=$customer
   # From the scratch dir: schemathesis keeps a cache of past failures in its working directory.
+  # The seat-state stream is left out: it answers for as long as the client listens, which a
+  # fuzzer takes for a hang (tests/api/site.rs covers it).
   (cd "$work" && "$venv/bin/st" run "$base/api/openapi.json" \
     -H "Authorization: Bearer $bearer" \
     --checks all --exclude-checks positive_data_acceptance \
+    --exclude-path-regex 'seat-states/stream$' \
     --max-examples "$MAX_EXAMPLES" \
     --max-time "$MAX_TIME" \
     --seed 11 \

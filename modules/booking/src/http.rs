@@ -12,8 +12,8 @@ use platform::problem::{Problem, ProblemDocument};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-use crate::service::feed::SeatFeeds;
 use crate::api::{BookRequest, BookedSeat, Booking, BookingApi, BookingId, BookingQuery, BookingStatus, PaymentHold};
+use crate::service::feed::SeatFeeds;
 
 /// Mounts the routes under `/api/bookings`. They serve the `web::Data<dyn BookingApi>` of the app.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -6,8 +6,8 @@ use movie::api::{MovieApi, SeatStates};
 use platform::module::{Context, Module, Mount, Peers};
 
 use crate::api::{BookingApi, QUEUE};
-use crate::service::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
 use crate::service::feed::SeatFeeds;
+use crate::service::locks::{MemorySeatLocks, RedisSeatLocks, SeatLocks};
 use crate::service::{BookingSeatStates, BookingService, BookingSettings};
 use platform::kv::Versions;
 

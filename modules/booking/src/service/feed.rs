@@ -250,7 +250,10 @@ mod tests {
         let before = SeatStates::from([(a, SeatStatus::Held), (b, SeatStatus::Held)]);
         let after = SeatStates::from([(b, SeatStatus::Booked), (c, SeatStatus::Held)]);
         let changes = difference(&before, &after);
-        assert_eq!(changes, HashMap::from([(a, SeatStatus::Available), (b, SeatStatus::Booked), (c, SeatStatus::Held)]));
+        assert_eq!(
+            changes,
+            HashMap::from([(a, SeatStatus::Available), (b, SeatStatus::Booked), (c, SeatStatus::Held)])
+        );
         assert!(difference(&after, &after).is_empty());
     }
 }
