@@ -45,7 +45,7 @@ function view(nav, title, ...content) {
   for (const fn of leaving) fn();
   leaving = [];
   const heading = h("h1", { tabindex: "-1" }, title);
-  main.replaceChildren(heading, ...content);
+  main.replaceChildren(heading, ...content.filter(Boolean));
   document.title = `${title} · boxoffice`;
   heading.focus();
   return heading;
@@ -164,21 +164,23 @@ async function movieList(params, nav) {
       return h("a", { class: "button secondary", href: `#/?${next}` }, text);
     };
     results.replaceChildren(
-      h("p", { class: "muted" }, `${res.total} movie${res.total === 1 ? "" : "s"}`),
-      h(
-        "ul",
-        { class: "grid" },
-        res.items.map((m) =>
-          h(
-            "li",
-            { class: "card movie" },
-            h("h2", {}, h("a", { href: `#/movies/${m.id}` }, m.title)),
-            h("p", { class: "meta" }, [m.genre, `${m.duration_minutes} min`, m.rating].filter(Boolean).join(" · ")),
-            h("p", {}, m.description.length > 160 ? `${m.description.slice(0, 157)}…` : m.description),
+      ...[
+        h("p", { class: "muted" }, `${res.total} movie${res.total === 1 ? "" : "s"}`),
+        h(
+          "ul",
+          { class: "grid" },
+          res.items.map((m) =>
+            h(
+              "li",
+              { class: "card movie" },
+              h("h2", {}, h("a", { href: `#/movies/${m.id}` }, m.title)),
+              h("p", { class: "meta" }, [m.genre, `${m.duration_minutes} min`, m.rating].filter(Boolean).join(" · ")),
+              h("p", {}, m.description.length > 160 ? `${m.description.slice(0, 157)}…` : m.description),
+            ),
           ),
         ),
-      ),
-      pages > 1 ? h("nav", { class: "toolbar", "aria-label": "Pages" }, page > 1 && link(page - 1, "Previous page"), h("span", {}, `Page ${page} of ${pages}`), page < pages && link(page + 1, "Next page")) : null,
+        pages > 1 ? h("nav", { class: "toolbar", "aria-label": "Pages" }, page > 1 && link(page - 1, "Previous page"), h("span", {}, `Page ${page} of ${pages}`), page < pages && link(page + 1, "Next page")) : null,
+      ].filter(Boolean),
     );
   } catch (e) {
     results.replaceChildren(h("p", { class: "error", role: "alert" }, describe(e)));

@@ -62,6 +62,9 @@ const t = {
       const r = await window.axe.run(document, { resultTypes: ["violations"] });
       return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length, targets: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
     });
+    // What a rendering slip shows (a null child, an undefined field).
+    const slip = await page.evaluate(() => document.body.innerText.match(/\b(null|undefined|NaN)\b|\[object Object\]/)?.[0]);
+    assert.equal(slip, undefined, `${name}: the page shows "${slip}"`);
     const width = page.phone ? "phone" : "desktop";
     const file = join(args.shots, `${name}-${width}.png`);
     await page.screenshot({ path: file, fullPage: !page.phone });

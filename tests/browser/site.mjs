@@ -22,6 +22,14 @@ export default async function siteScenario(t) {
   const seat = (page, label) => page.locator(`[data-seat="${seatId[label]}"]`);
   const state = (page, label) => seat(page, label).getAttribute("data-state");
   const live = (page) => page.waitForSelector("main[data-live=true]");
+  // Registers `username` in the seat map's panel, where the choice of seats waits.
+  const signUpInline = async (panel, username) => {
+    await panel.getByRole("button", { name: "Create an account" }).click();
+    await panel.getByLabel("Email").fill(`${username}@example.com`);
+    await panel.getByLabel("Username").fill(username);
+    await panel.getByLabel("Password (at least 8 characters)").fill("correct horse battery");
+    await panel.getByRole("button", { name: "Create account" }).click();
+  };
 
   const ana = await t.newPage();
   let firstPage = 0;
@@ -77,11 +85,7 @@ export default async function siteScenario(t) {
 
   await t.step("sign up inline without losing the seats, book: the other browser sees them held", async () => {
     const panel = ana.getByRole("complementary", { name: "Your seats" });
-    await panel.getByRole("button", { name: "Create an account" }).click();
-    await panel.getByLabel("Email").fill(`ana${suffix}@example.com`);
-    await panel.getByLabel("Username").fill(`ana${suffix}`);
-    await panel.getByLabel("Password (at least 8 characters)").fill("correct horse battery");
-    await panel.getByRole("button", { name: "Create account" }).click();
+    await signUpInline(panel, `ana${suffix}`);
     await panel.getByRole("button", { name: "Book 2 seats" }).click();
     await ana.getByRole("heading", { name: "Pay for your seats" }).waitFor();
     await bea.waitForFunction((ids) => ids.every((id) => document.querySelector(`[data-seat="${id}"]`)?.dataset.state === "held"), [seatId.A4, seatId.A5]);
@@ -116,11 +120,7 @@ export default async function siteScenario(t) {
     const dan = await t.customer("dan");
     await t.rest("POST", "/api/bookings/book", { token: dan.token, body: { showtime_id: showtime.id, seat_ids: [seatId.B2] } });
     const panel = cem.getByRole("complementary", { name: "Your seats" });
-    await panel.getByRole("button", { name: "Create an account" }).click();
-    await panel.getByLabel("Email").fill(`cem${suffix}@example.com`);
-    await panel.getByLabel("Username").fill(`cem${suffix}`);
-    await panel.getByLabel("Password (at least 8 characters)").fill("correct horse battery");
-    await panel.getByRole("button", { name: "Create account" }).click();
+    await signUpInline(panel, `cem${suffix}`);
     await panel.getByRole("button", { name: "Book 2 seats" }).click();
     await panel.getByRole("alert").filter({ hasText: "B2 was just taken by someone else" }).waitFor();
     assert.equal(await state(cem, "B2"), "held");

@@ -59,6 +59,7 @@ impl Module for Booking {
             metrics::counter!("bookings_total", "outcome" => outcome).increment(0);
         }
         metrics::counter!("seat_lock_conflicts_total").increment(0);
+        metrics::gauge!("seat_feed_streams").increment(0.0);
         let db = ctx.database(self.name())?;
         let relay = ctx.outbox_relay(self.name(), db.clone(), crate::api::EVENT_ORDER);
         let movies = peers.get::<dyn MovieApi>()?;
