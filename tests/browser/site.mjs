@@ -184,8 +184,16 @@ export default async function siteScenario(t) {
     await phone.goto(`${t.base}/#/showtimes/${showtime.id}`);
     await live(phone);
     await t.check(phone, "seat-map");
-    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+    // A theater wider than the phone: its map scrolls, the page does not.
+    const wide = await t.rest("POST", "/api/movies/theaters", { token: admin, body: { name: `Wide ${suffix}`, location: "Level 3", layout: [{ row: "A", seats: 30, type: "standard" }, { row: "B", seats: 30, type: "premium" }] } });
+    const wideShow = await t.rest("POST", "/api/movies/showtimes", { token: admin, body: { movie_id: movie.id, theater_id: wide.id, start_time: `${tomorrow}T12:00:00Z`, price_cents: 1100 } });
+    await phone.goto(`${t.base}/#/showtimes/${wideShow.id}`);
+    await live(phone);
+    const [page, map, shown] = await phone.evaluate(() => [document.documentElement.scrollWidth, document.querySelector(".seatmap").scrollWidth, document.querySelector(".seatmap").clientWidth]);
+    assert.ok(page <= 390, `the page scrolls sideways: ${page}px wide`);
+    assert.ok(map > shown, "the map scrolls inside its box");
+    await phone.getByRole("button", { name: /^Row A, seat 30,/ }).focus();
+    assert.ok(await phone.evaluate(() => document.querySelector(".seatmap").scrollLeft > 0), "a focused seat is scrolled into view");
     await phone.context().close();
   });
   await bea.context().close();
