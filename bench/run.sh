@@ -24,7 +24,8 @@
 #
 # Environment: DURATION (each timed scenario, default 10s), CLIENTS (catalog, seat map,
 # funnel; 64), FLASH_USERS (10000), FLASH_CLIENTS (256), FLASH_SEATS (500), FLASH_CONNECTIONS
-# (2000: the flash sale again, with that many buyers at once), RACE_CLIENTS (40),
+# (2000: the flash sale again, with that many buyers at once), FLASH_FOLLOWERS (1000: the
+# flash sale again, followed live by that many seat maps), RACE_CLIENTS (40),
 # SEATS (the seat map's theater, 208), PORT (the single binary's, 18480), BASE_PORT (the
 # split's, 18500), DATABASE_URL (postgres://postgres@127.0.0.1:5432), REDIS_URL
 # (redis://127.0.0.1:6379/6), AMQP_URL (amqp://guest:guest@127.0.0.1:5672/boxoffice_bench;
@@ -46,6 +47,7 @@ FLASH_USERS=${FLASH_USERS:-10000}
 FLASH_CLIENTS=${FLASH_CLIENTS:-256}
 FLASH_SEATS=${FLASH_SEATS:-500}
 FLASH_CONNECTIONS=${FLASH_CONNECTIONS:-2000}
+FLASH_FOLLOWERS=${FLASH_FOLLOWERS:-1000}
 RACE_CLIENTS=${RACE_CLIENTS:-40}
 SEATS=${SEATS:-208}
 PORT=${PORT:-18480}
@@ -218,6 +220,8 @@ scenarios() {
   bench "$label" "$base" flash --users "$FLASH_USERS" --clients "$FLASH_CLIENTS" --seats "$FLASH_SEATS"
   # The same sale with every connection at once; a label of its own keeps the flash row above.
   bench "$label@$FLASH_CONNECTIONS" "$base" flash --users "$FLASH_USERS" --clients "$FLASH_CONNECTIONS" --seats "$FLASH_SEATS"
+  # And with the site's seat maps following it (the seat-state stream): how late they see seats go.
+  bench "$label@$FLASH_FOLLOWERS-maps" "$base" flash --users "$FLASH_USERS" --clients "$FLASH_CLIENTS" --seats "$FLASH_SEATS" --followers "$FLASH_FOLLOWERS"
   bench "$label" "$base" funnel --duration "$DURATION" --clients "$CLIENTS"
 }
 

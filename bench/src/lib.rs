@@ -138,6 +138,10 @@ pub struct FlashOptions {
     /// Concurrent buyers.
     #[arg(long, default_value_t = 256)]
     pub clients: usize,
+    /// Browsers following the showtime's seat-state stream (the site's live seat map) through
+    /// the sale: how late each saw each seat taken, and that each saw every one.
+    #[arg(long, default_value_t = 0)]
+    pub followers: usize,
 }
 
 #[derive(Debug, Clone, Args)]

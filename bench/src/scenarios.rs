@@ -321,6 +321,8 @@ struct Market {
     sales: Vec<(String, String)>,
     /// Seats answered 201 more than once (the audit's first check).
     sold_twice: Vec<String>,
+    /// When each sold seat's 201 arrived.
+    sold_at: HashMap<String, Instant>,
 }
 
 impl Market {
@@ -356,7 +358,9 @@ pub async fn flash(c: &Common, o: &FlashOptions) -> anyhow::Result<Report> {
         sold_out_at: None,
         sales: Vec::new(),
         sold_twice: Vec::new(),
+        sold_at: HashMap::new(),
     }));
+    let followers = follow_seats(&api, &screen.showtime_id, o.followers).await?;
     let attempted: Arc<Vec<AtomicBool>> = Arc::new((0..o.users).map(|_| AtomicBool::new(false)).collect());
     let (next_user, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (other_conflicts, unpaid) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -402,6 +406,7 @@ pub async fn flash(c: &Common, o: &FlashOptions) -> anyhow::Result<Report> {
                                 m.sold_twice.push(seat.clone());
                             }
                             m.sales.push((booking.clone(), seat.clone()));
+                            m.sold_at.insert(seat.clone(), Instant::now());
                             m.taken(&seat, start);
                         }
                         if !pay_booking(&api, &mut pay, &user.token, &booking).await {
@@ -438,10 +443,13 @@ pub async fn flash(c: &Common, o: &FlashOptions) -> anyhow::Result<Report> {
     report.rows.push(book.row("POST /book", elapsed.as_secs_f64()));
     report.rows.push(pay.row("POST /pay", elapsed.as_secs_f64()));
 
-    let (sales, sold_out_at, sold_twice) = {
+    let (sales, sold_out_at, sold_twice, sold_at) = {
         let m = market.lock().map_err(|_| anyhow!("market lock poisoned"))?;
-        (m.sales.clone(), m.sold_out_at, m.sold_twice.clone())
+        (m.sales.clone(), m.sold_out_at, m.sold_twice.clone(), m.sold_at.clone())
     };
+    if o.followers > 0 {
+        followed(&mut report, followers, &sold_at, screen.seat_ids.len(), elapsed).await?;
+    }
     report.fact("sold_out_seconds", sold_out_at.map(secs));
     report.fact("elapsed_seconds", secs(elapsed));
     report.fact("sales", sales.len());
@@ -463,6 +471,101 @@ pub async fn flash(c: &Common, o: &FlashOptions) -> anyhow::Result<Report> {
         .collect();
     audit(&api, c, &mut report, &screen, &sales, attempted).await?;
     Ok(report)
+}
+
+/// When a follower first saw each seat held or booked.
+type Seen = HashMap<String, Instant>;
+
+/// `count` followers of `showtime`'s seat-state stream, each connected and past its snapshot
+/// when this returns; each ends once it has seen `seats` seats taken, or heard nothing for
+/// `FEED_PATIENCE`.
+async fn follow_seats(
+    api: &Api,
+    showtime: &str,
+    count: usize,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<anyhow::Result<Seen>>>> {
+    let (ready, mut readies) = tokio::sync::mpsc::channel::<anyhow::Result<()>>(count.max(1));
+    let url = api.url(&format!("/api/bookings/showtimes/{showtime}/seat-states/stream"));
+    let followers = (0..count)
+        .map(|n| {
+            let (http, url, ready) = (api.client(n).http, url.clone(), ready.clone());
+            tokio::spawn(async move {
+                let res = http.get(&url).timeout(Duration::from_secs(900)).send().await;
+                let mut res = match res.map_err(anyhow::Error::from).and_then(|r| Ok(r.error_for_status()?)) {
+                    Ok(res) => res,
+                    Err(e) => {
+                        let _ = ready.send(Err(anyhow!("follower {n}: {e}"))).await;
+                        return Err(anyhow!("not connected"));
+                    }
+                };
+                let (mut buffer, mut seen, mut snapshot) = (String::new(), Seen::new(), false);
+                let mut heard = Instant::now();
+                loop {
+                    while let Some(end) = buffer.find("\n\n") {
+                        let message: String = buffer.drain(..end + 2).collect();
+                        let Some(data) = message.lines().find_map(|l| l.strip_prefix("data: ")) else { continue };
+                        let event: Value = serde_json::from_str(data)?;
+                        let now = Instant::now();
+                        for (seat, state) in event["seats"].as_object().into_iter().flatten() {
+                            if state != "available" {
+                                seen.entry(seat.clone()).or_insert(now);
+                            }
+                        }
+                        heard = now;
+                        if !snapshot {
+                            snapshot = true;
+                            let _ = ready.send(Ok(())).await;
+                        }
+                    }
+                    let left = FEED_PATIENCE.saturating_sub(heard.elapsed());
+                    match tokio::time::timeout(left, res.chunk()).await {
+                        Ok(Ok(Some(chunk))) => buffer.push_str(std::str::from_utf8(&chunk)?),
+                        Ok(Ok(None)) | Err(_) => return Ok(seen),
+                        Ok(Err(e)) => return Err(e.into()),
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(ready);
+    for _ in 0..count {
+        readies.recv().await.context("a follower ended before its snapshot")??;
+    }
+    Ok(followers)
+}
+
+/// How long a follower waits for an event before it decides none is coming.
+const FEED_PATIENCE: Duration = Duration::from_secs(20);
+
+/// The followers' report: how late after its 201 each follower saw each sold seat taken
+/// (`0` when it saw it first), and that every follower saw every seat taken.
+async fn followed(
+    report: &mut Report,
+    followers: Vec<tokio::task::JoinHandle<anyhow::Result<Seen>>>,
+    sold_at: &HashMap<String, Instant>,
+    seats: usize,
+    elapsed: Duration,
+) -> anyhow::Result<()> {
+    let (count, mut lag, mut incomplete) = (followers.len(), Recorder::new()?, 0);
+    for follower in followers {
+        let seen = follower.await.context("a follower panicked")??;
+        if seen.len() < seats {
+            incomplete += 1;
+        }
+        for (seat, sold) in sold_at {
+            if let Some(at) = seen.get(seat) {
+                lag.record(at.saturating_duration_since(*sold), "seen");
+            }
+        }
+    }
+    report.rows.push(lag.row("seat seen taken after its 201", elapsed.as_secs_f64()));
+    report.fact("followers", count);
+    report.check(
+        "every follower saw every seat taken",
+        incomplete == 0,
+        format!("{incomplete} of {count} followers missed seats"),
+    );
+    Ok(())
 }
 
 /// Pays `booking` with the good test card under a fresh idempotency key; whether it answered

@@ -65,10 +65,14 @@ async fn every_bench_scenario_runs_and_its_checks_pass(backend: Backend) {
     let answers = &race.rows[0].answers;
     assert_eq!((answers["201"], answers["409"]), (2, 10), "{}", race.markdown());
 
-    let flash = scenarios::flash(&common, &FlashOptions { seats: 30, users: 40, clients: 8 }).await.unwrap();
+    let flash =
+        scenarios::flash(&common, &FlashOptions { seats: 30, users: 40, clients: 8, followers: 3 }).await.unwrap();
     passed(&flash);
     assert_eq!(flash.facts["sales"], 30, "{}", flash.markdown());
     assert!(flash.check_named("taken in the map ⇔ in a live booking").is_some(), "the audit ran");
+    // Three seat maps followed the sale: each saw all 30 seats go, each seat once per map.
+    assert!(flash.check_named("every follower saw every seat taken").is_some(), "{}", flash.markdown());
+    assert_eq!(flash.row("seat seen taken after its 201").unwrap().requests, 90, "{}", flash.markdown());
 
     let options = FunnelOptions {
         load: Load { duration: Duration::from_secs(1), clients: 4 },

@@ -123,7 +123,7 @@ async fn seat_stream(feeds: web::Data<SeatFeeds>, id: web::Path<Uuid>) -> Result
     let follower = feeds.follow(ShowtimeId(id.into_inner())).await?;
     let events = futures_util::stream::unfold(follower, |mut follower| async move {
         let message = follower.next().await?;
-        Some((Ok::<_, std::convert::Infallible>(web::Bytes::from(message)), follower))
+        Some((Ok::<_, std::convert::Infallible>(message), follower))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")

@@ -5,14 +5,19 @@
 //! the showtime's held and booked seats at once when this process changed them, and otherwise
 //! every `seat_feed_poll_ms` when the showtime's seat-state version moved (another booking
 //! replica changed them; the version is the one the seat maps' copies are checked against, so
-//! one key read per showtime per poll). Each follower keeps what it last sent and sends the
-//! difference, so a follower that was slow skips intermediate states but never a change. The
-//! watcher ends with its last follower; every stream ends when the server begins to stop.
+//! one key read per showtime per poll), at most one read per `COALESCE` however fast the
+//! commits come (a premiere's rush is followed at ten updates a second, not a read per
+//! booking). Each update carries its change from the one before, serialized once for every
+//! follower; a follower that was slow (it missed updates) sends its own difference from what
+//! it last sent, so it skips intermediate states but never a change. The watcher ends with its
+//! last follower; every stream ends when the server begins to stop.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use actix_web::web::Bytes;
 
 use movie::api::{MovieApi, SeatId, SeatStatus, ShowtimeId, seat_version_key};
 use platform::kv::Versions;
@@ -25,6 +30,10 @@ use crate::api::BookingError;
 
 /// The held and booked seats of a showtime (a seat not in it is free).
 pub type SeatStates = HashMap<SeatId, SeatStatus>;
+
+/// The shortest time between two reads of one showtime's seats: the changes of the commits
+/// made meanwhile go out together.
+const COALESCE: Duration = Duration::from_millis(100);
 
 /// A comment line this often keeps idle streams open through proxies (nginx closes an
 /// upstream connection silent for 60 s).
@@ -42,18 +51,28 @@ pub enum FeedEvent {
 
 impl FeedEvent {
     /// The event as an SSE message (`event:` and one `data:` line).
-    pub fn to_sse(&self) -> String {
+    pub fn to_sse(&self) -> Bytes {
         let name = match self {
             Self::Snapshot { .. } => "snapshot",
             Self::Change { .. } => "change",
         };
         let data = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned());
-        format!("event: {name}\ndata: {data}\n\n")
+        Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
     }
 }
 
+/// A showtime's seats as a watcher read them: the `seq`-th state it published, and its change
+/// from the one before as an SSE message (none for the first).
+pub struct Update {
+    seq: u64,
+    states: Arc<SeatStates>,
+    change: Option<Bytes>,
+}
+
+type Published = watch::Receiver<Option<Arc<Update>>>;
+
 struct Watched {
-    states: watch::Receiver<Option<Arc<SeatStates>>>,
+    states: Published,
     wake: Arc<Notify>,
 }
 
@@ -80,8 +99,8 @@ pub struct SeatFeeds {
 /// A follower's place: one of `max_streams`, given back when dropped.
 pub struct Follower {
     inner: Arc<Inner>,
-    states: watch::Receiver<Option<Arc<SeatStates>>>,
-    sent: Option<Arc<SeatStates>>,
+    states: Published,
+    sent: Option<Arc<Update>>,
 }
 
 impl Drop for Follower {
@@ -156,27 +175,28 @@ impl SeatFeeds {
 impl Follower {
     /// The next message of the stream: the snapshot, then each change, with keep-alive
     /// comments between; `None` when the server stops.
-    pub async fn next(&mut self) -> Option<String> {
+    pub async fn next(&mut self) -> Option<Bytes> {
         loop {
             let current = self.states.borrow_and_update().clone();
             if let Some(now) = current {
-                let event = match &self.sent {
-                    None => Some(FeedEvent::Snapshot { seats: Arc::clone(&now), max_seats: self.inner.max_seats }),
-                    Some(sent) if Arc::ptr_eq(sent, &now) => None,
-                    Some(sent) => {
-                        let seats = difference(sent, &now);
-                        (!seats.is_empty()).then_some(FeedEvent::Change { seats })
-                    }
+                let message = match &self.sent {
+                    None => Some(
+                        FeedEvent::Snapshot { seats: Arc::clone(&now.states), max_seats: self.inner.max_seats }
+                            .to_sse(),
+                    ),
+                    Some(sent) if sent.seq == now.seq => None,
+                    Some(sent) if sent.seq + 1 == now.seq => now.change.clone(),
+                    Some(sent) => Some(FeedEvent::Change { seats: difference(&sent.states, &now.states) }.to_sse()),
                 };
                 self.sent = Some(now);
-                if let Some(event) = event {
-                    return Some(event.to_sse());
+                if message.is_some() {
+                    return message;
                 }
             }
             tokio::select! {
                 () = self.inner.draining.cancelled() => return None,
                 changed = self.states.changed() => if changed.is_err() { return None },
-                () = tokio::time::sleep(KEEP_ALIVE) => return Some(": keep-alive\n\n".to_owned()),
+                () = tokio::time::sleep(KEEP_ALIVE) => return Some(Bytes::from_static(b": keep-alive\n\n")),
             }
         }
     }
@@ -195,7 +215,7 @@ fn difference(before: &SeatStates, after: &SeatStates) -> HashMap<SeatId, SeatSt
 async fn watch_showtime(
     inner: Arc<Inner>,
     showtime: ShowtimeId,
-    tx: watch::Sender<Option<Arc<SeatStates>>>,
+    tx: watch::Sender<Option<Arc<Update>>>,
     wake: Arc<Notify>,
 ) {
     let key = seat_version_key(showtime);
@@ -217,10 +237,15 @@ async fn watch_showtime(
             match super::taken_seats(&inner.db, showtime).await {
                 Ok(states) => {
                     tx.send_if_modified(|current| {
-                        if current.as_deref() == Some(&states) {
-                            return false;
-                        }
-                        *current = Some(Arc::new(states));
+                        let update = match current {
+                            None => Update { seq: 0, states: Arc::new(states), change: None },
+                            Some(before) if *before.states == states => return false,
+                            Some(before) => {
+                                let change = FeedEvent::Change { seats: difference(&before.states, &states) }.to_sse();
+                                Update { seq: before.seq + 1, states: Arc::new(states), change: Some(change) }
+                            }
+                        };
+                        *current = Some(Arc::new(update));
                         true
                     });
                     read_at = version;
@@ -228,12 +253,17 @@ async fn watch_showtime(
                 Err(e) => tracing::warn!(showtime_id = %showtime.0, error = %e, "seat feed: seat states not read"),
             }
         }
+        // A wake that comes meanwhile is kept (`notify_one` stores it) and answered after.
+        let coalesced = async {
+            tokio::time::sleep(COALESCE).await;
+            wake.notified().await;
+        };
         woken = tokio::select! {
             () = inner.draining.cancelled() => {
                 inner.watched.lock().unwrap_or_else(PoisonError::into_inner).remove(&showtime);
                 return;
             }
-            () = wake.notified() => true,
+            () = coalesced => true,
             () = tokio::time::sleep(inner.poll) => false,
         };
     }
