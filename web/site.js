@@ -44,6 +44,8 @@ function view(nav, title, ...content) {
   if (nav !== navigation) throw STALE;
   for (const fn of leaving) fn();
   leaving = [];
+  // Set again by a seat map once its stream's snapshot is in.
+  delete main.dataset.live;
   const heading = h("h1", { tabindex: "-1" }, title);
   main.replaceChildren(heading, ...content.filter(Boolean));
   document.title = `${title} · boxoffice`;

@@ -7,36 +7,6 @@
 
 import { randomUUID } from "node:crypto";
 
-const POLL_MS = 250;
-const WAIT_MS = 30_000;
-
-/** Calls the REST API as a customer would (JSON, or a form), throwing on an error status. */
-async function rest(base, method, path, { token, body, form, headers = {} } = {}) {
-  const init = { method, headers: { Accept: "application/json", ...headers } };
-  if (token) init.headers.Authorization = `Bearer ${token}`;
-  if (form) {
-    init.body = new URLSearchParams(form);
-  } else if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const res = await fetch(`${base}${path}`, init);
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}: ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-/** Polls `probe` until it answers something truthy, for at most `ms`. */
-async function until(what, probe, ms = WAIT_MS) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
-
 /** The four sales figures as the page shows them. */
 const figures = (page) =>
   page.evaluate(() =>
@@ -199,7 +169,7 @@ export default async function adminScenario(t) {
     assert.match(await row.innerText(), new RegExp(`${hall}[\\s\\S]*16 of 16`));
     const href = await row.getByRole("link", { name: /^Sales of / }).getAttribute("href");
     showtimeId = href.replace(/^#sales\//, "");
-    const stored = await rest(t.base, "GET", `/api/movies/showtimes/${showtimeId}`);
+    const stored = await t.rest("GET", `/api/movies/showtimes/${showtimeId}`);
     assert.equal(stored.price_cents, 950);
     assert.equal(stored.currency, "USD");
     const expectedStart = await page.evaluate((day) => new Date(`${day}T10:00`).toISOString(), tomorrow);
@@ -209,7 +179,7 @@ export default async function adminScenario(t) {
     await form.getByRole("button", { name: "Schedule showtime" }).click();
     await form.getByRole("alert").filter({ hasText: "overlaps another one in the same theater" }).waitFor();
     assert.equal(await start.getAttribute("aria-invalid"), "true");
-    const listed = await rest(t.base, "GET", `/api/movies/showtimes?theater_id=${stored.theater_id}&per_page=100`);
+    const listed = await t.rest("GET", `/api/movies/showtimes?theater_id=${stored.theater_id}&per_page=100`);
     assert.equal(listed.total, 1, "the overlapping showtime was not created");
     await t.check(page, "admin-showtimes");
   });
@@ -227,25 +197,25 @@ export default async function adminScenario(t) {
 
   await t.step("a customer books and pays two seats through the REST API", async () => {
     const buyer = { email: `buyer${suffix}@example.com`, username: `buyer_${suffix}`, password: "buyer password 123" };
-    await rest(t.base, "POST", "/api/auth/register", { body: buyer });
-    const { access_token: token } = await rest(t.base, "POST", "/api/auth/token", {
+    await t.rest("POST", "/api/auth/register", { body: buyer });
+    const { access_token: token } = await t.rest("POST", "/api/auth/token", {
       form: { username: buyer.username, password: buyer.password },
     });
-    const map = await rest(t.base, "GET", `/api/movies/showtimes/${showtimeId}/seats`);
+    const map = await t.rest("GET", `/api/movies/showtimes/${showtimeId}/seats`);
     seats = map.seats.filter((s) => s.status === "available").slice(0, 2);
     assert.equal(seats.length, 2);
-    const booking = await rest(t.base, "POST", "/api/bookings/book", {
+    const booking = await t.rest("POST", "/api/bookings/book", {
       token,
       body: { showtime_id: showtimeId, seat_ids: seats.map((s) => s.id) },
     });
-    payment = await rest(t.base, "POST", "/api/payments/pay", {
+    payment = await t.rest("POST", "/api/payments/pay", {
       token,
       headers: { "Idempotency-Key": randomUUID() },
       body: { booking_id: booking.id, card_number: "4242424242424242", card_expiry: "12/30", card_cvc: "123" },
     });
     assert.equal(payment.status, "completed");
-    await until("the booking to be confirmed", async () => {
-      const b = await rest(t.base, "GET", `/api/bookings/bookings/${booking.id}`, { token });
+    await t.until("the booking to be confirmed", async () => {
+      const b = await t.rest("GET", `/api/bookings/bookings/${booking.id}`, { token });
       return b.status === "confirmed";
     });
   });
@@ -253,7 +223,7 @@ export default async function adminScenario(t) {
   await t.step("Refresh shows the two seats sold and their revenue", async () => {
     const revenue = await formatted(page, seats.reduce((n, s) => n + s.price_cents, 0));
     const refresh = page.getByRole("button", { name: "Refresh" });
-    const now = await until("the sales to show 2 sold", async () => {
+    const now = await t.until("the sales to show 2 sold", async () => {
       await refresh.click();
       // The button is aria-disabled while its refresh runs.
       await page.waitForFunction(() => !document.querySelector('button[aria-disabled="true"]'));
@@ -280,8 +250,8 @@ export default async function adminScenario(t) {
     await looked.getByRole("heading", { name: `Payment ${payment.id}` }).waitFor();
     assert.equal(await looked.locator("#payment-status").innerText(), "Refunded");
     assert.equal(await looked.getByRole("button", { name: /^Refund / }).count(), 0, "a refunded payment offers no refund");
-    const stored = await rest(t.base, "GET", `/api/payments/payments/${payment.id}`, {
-      token: (await rest(t.base, "POST", "/api/auth/token", { form: t.admin })).access_token,
+    const stored = await t.rest("GET", `/api/payments/payments/${payment.id}`, {
+      token: (await t.rest("POST", "/api/auth/token", { form: t.admin })).access_token,
     });
     assert.equal(stored.status, "refunded");
     await t.check(page, "admin-refunds");

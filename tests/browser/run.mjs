@@ -6,6 +6,9 @@
 //   node run.mjs --base http://127.0.0.1:8080 [--only site|admin] [--shots DIR] [--report FILE]
 //
 // The admin account comes from ADMIN_EMAIL / ADMIN_PASSWORD. Exits 1 on the first failure.
+// A scenario is `export default async function (t)`, `t` being below: the base URL, the
+// admin, new pages (desktop or phone), `check` (axe and a screenshot), `step`, and the REST
+// API from node (`rest`, `token`, `customer`) with `until` to poll it.
 
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";

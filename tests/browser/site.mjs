@@ -188,6 +188,7 @@ export default async function siteScenario(t) {
     const wide = await t.rest("POST", "/api/movies/theaters", { token: admin, body: { name: `Wide ${suffix}`, location: "Level 3", layout: [{ row: "A", seats: 30, type: "standard" }, { row: "B", seats: 30, type: "premium" }] } });
     const wideShow = await t.rest("POST", "/api/movies/showtimes", { token: admin, body: { movie_id: movie.id, theater_id: wide.id, start_time: `${tomorrow}T12:00:00Z`, price_cents: 1100 } });
     await phone.goto(`${t.base}/#/showtimes/${wideShow.id}`);
+    await phone.getByRole("button", { name: /^Row A, seat 30,/ }).waitFor();
     await live(phone);
     const [page, map, shown] = await phone.evaluate(() => [document.documentElement.scrollWidth, document.querySelector(".seatmap").scrollWidth, document.querySelector(".seatmap").clientWidth]);
     assert.ok(page <= 390, `the page scrolls sideways: ${page}px wide`);
