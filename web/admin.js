@@ -2,7 +2,7 @@
 // preview), showtimes, each showtime's sales, and refunds. Hash routes (#movies, #theaters,
 // #showtimes, #sales/<showtime id>, #refunds); everything goes through the public REST API.
 
-import { api, all, session, ApiError, h, money, dateTime, announce, describe, values } from "./api.js";
+import { alertBox, api, all, session, ApiError, h, money, dateTime, announce, describe, values } from "./api.js";
 
 const PER_PAGE = 20;
 const SEAT_TYPES = ["standard", "premium", "accessible"];
@@ -55,7 +55,6 @@ function field(label, control, hint) {
   return box;
 }
 
-const alertBox = () => h("div", { role: "alert", class: "error" });
 const alertOf = (form) => form.querySelector('[role="alert"]');
 
 function setFieldError(control, message) {

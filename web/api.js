@@ -198,6 +198,11 @@ export function announce(text) {
   if (region) region.textContent = text;
 }
 
+/** An element screen readers announce at once: errors (`text`, or filled in later). */
+export function alertBox(text) {
+  return h("div", { role: "alert", class: "error" }, text);
+}
+
 /** A problem as a sentence for people: its detail, or its fields' messages. */
 export function describe(error) {
   if (!(error instanceof ApiError)) return String(error?.message || error);

@@ -3,7 +3,7 @@
 // refund), and my notifications. Views are hash routes (#/movies/{id}, #/showtimes/{id}, ...);
 // every call is to the public REST API (api.js).
 
-import { ApiError, all, announce, api, dateTime, describe, h, money, session, values } from "./api.js";
+import { ApiError, alertBox, all, announce, api, dateTime, describe, h, money, session, values } from "./api.js";
 import { SeatMap } from "./seatmap.js";
 
 const main = document.getElementById("main");
@@ -51,10 +51,6 @@ function view(nav, title, ...content) {
   document.title = `${title} · boxoffice`;
   heading.focus();
   return heading;
-}
-
-function alertBox() {
-  return h("div", { role: "alert", class: "error" });
 }
 
 function fail(box, error) {
@@ -185,7 +181,7 @@ async function movieList(params, nav) {
       ].filter(Boolean),
     );
   } catch (e) {
-    results.replaceChildren(h("p", { class: "error", role: "alert" }, describe(e)));
+    results.replaceChildren(alertBox(describe(e)));
   }
 }
 
@@ -243,7 +239,7 @@ async function movieView(id, params, nav) {
     );
     list.replaceChildren(h("ul", { class: "times" }, items));
   } catch (e) {
-    list.replaceChildren(h("p", { class: "error", role: "alert" }, describe(e)));
+    list.replaceChildren(alertBox(describe(e)));
   }
 }
 
@@ -484,7 +480,7 @@ async function bookingsView(nav) {
   try {
     items = (await api("GET", "/api/bookings/bookings?per_page=50")).items;
   } catch (e) {
-    list.replaceChildren(h("p", { class: "error", role: "alert" }, describe(e)));
+    list.replaceChildren(alertBox(describe(e)));
     return;
   }
   if (!items.length) {
@@ -577,7 +573,7 @@ async function notificationsView(nav) {
         : h("p", {}, "No notifications yet."),
     );
   } catch (e) {
-    list.replaceChildren(h("p", { class: "error", role: "alert" }, describe(e)));
+    list.replaceChildren(alertBox(describe(e)));
   }
 }
 

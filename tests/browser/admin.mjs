@@ -196,11 +196,7 @@ export default async function adminScenario(t) {
   });
 
   await t.step("a customer books and pays two seats through the REST API", async () => {
-    const buyer = { email: `buyer${suffix}@example.com`, username: `buyer_${suffix}`, password: "buyer password 123" };
-    await t.rest("POST", "/api/auth/register", { body: buyer });
-    const { access_token: token } = await t.rest("POST", "/api/auth/token", {
-      form: { username: buyer.username, password: buyer.password },
-    });
+    const { token } = await t.customer("buyer");
     const map = await t.rest("GET", `/api/movies/showtimes/${showtimeId}/seats`);
     seats = map.seats.filter((s) => s.status === "available").slice(0, 2);
     assert.equal(seats.length, 2);
@@ -251,7 +247,7 @@ export default async function adminScenario(t) {
     assert.equal(await looked.locator("#payment-status").innerText(), "Refunded");
     assert.equal(await looked.getByRole("button", { name: /^Refund / }).count(), 0, "a refunded payment offers no refund");
     const stored = await t.rest("GET", `/api/payments/payments/${payment.id}`, {
-      token: (await t.rest("POST", "/api/auth/token", { form: t.admin })).access_token,
+      token: await t.token(t.admin.username, t.admin.password),
     });
     assert.equal(stored.status, "refunded");
     await t.check(page, "admin-refunds");
